@@ -1,0 +1,28 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// libdirectline: a Direct Line client exported as a C ABI.
+// The library needs nothing but libcurl and the Swift toolchain.
+let package = Package(
+    name: "libdirectline",
+    products: [
+        .library(name: "directline", type: .dynamic, targets: ["DirectLine"]),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        .target(
+            name: "DirectLine",
+            dependencies: ["CCurl"],
+            linkerSettings: [
+                // Export only the dl_* C ABI; the Swift runtime and our own
+                // Swift symbols stay local to the shared object.
+                .unsafeFlags(["-Xlinker", "--version-script=Sources/DirectLine/exports.map"]),
+            ]
+        ),
+        .testTarget(name: "DirectLineTests", dependencies: ["DirectLine"]),
+    ]
+)

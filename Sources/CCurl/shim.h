@@ -1,0 +1,45 @@
+/* Typed, non-variadic wrappers around libcurl's variadic entry points, so
+ * that Swift can call them. Each wrapper fixes the argument type that the
+ * option expects. */
+#ifndef DIRECTLINE_CCURL_SHIM_H
+#define DIRECTLINE_CCURL_SHIM_H
+
+#include <curl/curl.h>
+
+typedef size_t (*dl_curl_data_fn)(char *buffer, size_t size, size_t count, void *userdata);
+typedef int (*dl_curl_xferinfo_fn)(void *userdata, curl_off_t dltotal, curl_off_t dlnow,
+                                   curl_off_t ultotal, curl_off_t ulnow);
+typedef int (*dl_curl_seek_fn)(void *userdata, curl_off_t offset, int origin);
+
+static inline CURLcode dl_curl_set_long(CURL *h, CURLoption o, long v) {
+    return curl_easy_setopt(h, o, v);
+}
+static inline CURLcode dl_curl_set_off(CURL *h, CURLoption o, curl_off_t v) {
+    return curl_easy_setopt(h, o, v);
+}
+static inline CURLcode dl_curl_set_string(CURL *h, CURLoption o, const char *v) {
+    return curl_easy_setopt(h, o, v);
+}
+static inline CURLcode dl_curl_set_pointer(CURL *h, CURLoption o, void *v) {
+    return curl_easy_setopt(h, o, v);
+}
+static inline CURLcode dl_curl_set_slist(CURL *h, CURLoption o, struct curl_slist *v) {
+    return curl_easy_setopt(h, o, v);
+}
+static inline CURLcode dl_curl_set_data_fn(CURL *h, CURLoption o, dl_curl_data_fn v) {
+    return curl_easy_setopt(h, o, v);
+}
+static inline CURLcode dl_curl_set_xferinfo_fn(CURL *h, dl_curl_xferinfo_fn v) {
+    return curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, v);
+}
+static inline CURLcode dl_curl_set_seek_fn(CURL *h, dl_curl_seek_fn v) {
+    return curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, v);
+}
+static inline CURLcode dl_curl_get_long(CURL *h, CURLINFO i, long *v) {
+    return curl_easy_getinfo(h, i, v);
+}
+static inline CURLcode dl_curl_get_off(CURL *h, CURLINFO i, curl_off_t *v) {
+    return curl_easy_getinfo(h, i, v);
+}
+
+#endif

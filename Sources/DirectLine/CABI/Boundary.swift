@@ -1,0 +1,93 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The one path every exported function takes from C into Swift.
+///
+/// It clears the result slot, refuses re-entry from a callback, runs the
+/// body, and turns its result or its error into a status and a JSON string
+/// in `out`. Nothing thrown inside can cross into C.
+enum Boundary {
+    /// Input strings longer than this are refused before being parsed.
+    static let maxInputBytes = 8 * 1024 * 1024
+
+    typealias ResultSlot = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
+
+    static func call(_ out: ResultSlot?, _ body: () throws(DirectLineError) -> JSONValue) -> Int32 {
+        out?.pointee = nil
+        do throws(DirectLineError) {
+            guard !CallbackGuard.isInsideCallback else {
+                throw DirectLineError(.DL_ERR_REENTRANT,
+                                      "libdirectline was called from inside one of its own callbacks")
+            }
+            let result = try body()
+            out?.pointee = copyToC(result.serialized)
+            return dl_status.DL_OK.rawValue
+        } catch {
+            out?.pointee = copyToC(error.json.serialized)
+            return error.status.rawValue
+        }
+    }
+
+    /// A malloc'd copy that the caller releases with `dl_string_free`.
+    static func copyToC(_ string: String) -> UnsafeMutablePointer<CChar>? {
+        string.withCString { strdup($0) }
+    }
+
+    /// A required or optional NUL-terminated UTF-8 argument.
+    static func string(_ pointer: UnsafePointer<CChar>?, name: String) throws(DirectLineError) -> String? {
+        guard let pointer else { return nil }
+        let length = strnlen(pointer, maxInputBytes + 1)
+        guard length <= maxInputBytes else {
+            throw .invalidArgument("\(name) is longer than \(maxInputBytes) bytes")
+        }
+        let bytes = UnsafeRawBufferPointer(start: pointer, count: length)
+        guard let string = String(validating: bytes, as: UTF8.self) else {
+            throw .invalidArgument("\(name) is not valid UTF-8")
+        }
+        return string
+    }
+
+    static func requiredString(_ pointer: UnsafePointer<CChar>?, name: String) throws(DirectLineError) -> String {
+        guard let string = try string(pointer, name: name) else { throw .invalidArgument("\(name) must not be NULL") }
+        return string
+    }
+
+    /// A JSON argument; NULL is nil, the caller decides whether that is allowed.
+    static func json(_ pointer: UnsafePointer<CChar>?, name: String) throws(DirectLineError) -> JSONValue? {
+        guard let text = try string(pointer, name: name) else { return nil }
+        do {
+            return try JSONParser.parse(text)
+        } catch {
+            throw .invalidArgument("\(name) is not valid JSON: \(error.message) at byte \(error.offset)")
+        }
+    }
+
+    static func requiredJSON(_ pointer: UnsafePointer<CChar>?, name: String) throws(DirectLineError) -> JSONValue {
+        guard let value = try json(pointer, name: name) else { throw .invalidArgument("\(name) must not be NULL") }
+        return value
+    }
+}
+
+/// Marks the threads that are running one of the caller's callbacks, so
+/// that a call back into the library is refused instead of deadlocking.
+enum CallbackGuard {
+    private static let key: pthread_key_t? = {
+        var key = pthread_key_t()
+        return pthread_key_create(&key, nil) == 0 ? key : nil
+    }()
+
+    static var isInsideCallback: Bool {
+        guard let key else { return false }
+        return pthread_getspecific(key) != nil
+    }
+
+    /// Runs a caller's callback with re-entry refused on this thread.
+    static func run<T>(_ callback: () -> T) -> T {
+        guard let key else { return callback() }
+        let previous = pthread_getspecific(key)
+        pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1))
+        defer { pthread_setspecific(key, previous) }
+        return callback()
+    }
+}

@@ -1,0 +1,206 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The C ABI. Every function here is a thin shell: it decodes its arguments,
+// calls into the protocol layer, and goes through `Boundary.call` so that
+// no Swift error or trap can reach the caller. The doc comments below are
+// copied into include/directline.h by scripts/generate_header.py.
+
+private nonisolated(unsafe) let versionCString: UnsafeMutablePointer<CChar>? = strdup(LibraryVersion.string)
+private nonisolated(unsafe) let statusNames: [UnsafeMutablePointer<CChar>?] = dl_status.allCases.map { strdup($0.name) }
+private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? = strdup("DL_ERR_UNKNOWN")
+
+/// The library's version as "MAJOR.MINOR.PATCH".
+///
+/// Returns a static string: never free it.
+@c public func dl_version() -> UnsafePointer<CChar>? {
+    UnsafePointer(versionCString)
+}
+
+/// The library's version as MAJOR*10000 + MINOR*100 + PATCH.
+///
+/// Equals DL_VERSION_NUMBER when the header matches the loaded library.
+@c public func dl_version_number() -> UInt32 {
+    LibraryVersion.number
+}
+
+/// The name of a status code, e.g. "DL_ERR_BOT"; "DL_ERR_UNKNOWN" for a
+/// value this version does not know.
+///
+/// Returns a static string: never free it.
+@c public func dl_status_name(_ status: Int32) -> UnsafePointer<CChar>? {
+    guard let known = dl_status(rawValue: status) else { return UnsafePointer(unknownStatusName) }
+    return UnsafePointer(statusNames[Int(known.rawValue)])
+}
+
+/// Frees a string this library returned through an `out_json` slot.
+///
+/// NULL is a no-op. Never pass a string from anywhere else, and never free
+/// the static strings of dl_version() and dl_status_name().
+@c public func dl_string_free(_ string: UnsafeMutablePointer<CChar>?) {
+    free(string)
+}
+
+/// Creates a client from a JSON configuration (see docs/json.md):
+/// `{"endpoint": "...", "protocol": "3.0" | "1.1", "secret": "..." or
+/// "token": "...", "timeoutMs", "connectTimeoutMs", "retry": {...},
+/// "userAgent", "caFile", "proxy", "insecureSkipTlsVerify",
+/// "allowInsecureHttp", "maxUploadBytes"}`. Unknown keys are refused.
+///
+/// Constructor. On DL_OK, `*out_client` receives a handle the caller frees
+/// with dl_client_free(); on error it is set to NULL. `out_json` receives
+/// `{}` or the error JSON; free it with dl_string_free(). Sends nothing.
+///
+/// Returns DL_OK or DL_ERR_INVALID_ARGUMENT.
+@c public func dl_client_new(_ config_json: UnsafePointer<CChar>?,
+                             _ out_client: UnsafeMutablePointer<OpaquePointer?>?,
+                             _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    out_client?.pointee = nil
+    return Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
+        guard let out_client else { throw .invalidArgument("out_client must not be NULL") }
+        let config = try ClientConfig(json: Boundary.requiredJSON(config_json, name: "config_json"))
+        guard let handle = handles.insert(DirectLineClient(config: config)) else {
+            throw .internal("too many live handles")
+        }
+        out_client.pointee = handle
+        return .object(JSONObject())
+    }
+}
+
+/// Frees a client. Conversations started from it stay usable until they
+/// are freed themselves (they keep the client's transport alive).
+///
+/// Destructor. NULL is a no-op returning DL_OK; a handle already freed
+/// returns DL_ERR_INVALID_HANDLE.
+@c public func dl_client_free(_ client: OpaquePointer?) -> Int32 {
+    guard client != nil else { return dl_status.DL_OK.rawValue }
+    return Boundary.call(nil) { () throws(DirectLineError) -> JSONValue in
+        try handles.remove(client, as: DirectLineClient.self)
+        return .null
+    }
+}
+
+/// Starts a conversation: 3.0 `POST /v3/directline/conversations`, 1.1
+/// `POST /api/conversations`. `request_json` may be NULL or `{}`; on 3.0 it
+/// may carry `{"user": {"id": "dl_...", "name": "..."}, "trustedOrigins": [...]}`.
+///
+/// Constructor. On DL_OK, `*out_conversation` receives a handle (free it with
+/// dl_conversation_free()) that holds the conversation id and the token the
+/// service issued for it, and `out_json` the service's Conversation object
+/// (it contains that token: treat it as a secret).
+///
+/// Returns DL_OK, DL_ERR_INVALID_ARGUMENT, DL_ERR_INVALID_HANDLE, or a
+/// network or service status (DL_ERR_NETWORK ... DL_ERR_PROTOCOL).
+@c public func dl_conversation_start(_ client: OpaquePointer?, _ request_json: UnsafePointer<CChar>?,
+                                     _ out_conversation: UnsafeMutablePointer<OpaquePointer?>?,
+                                     _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    out_conversation?.pointee = nil
+    return Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
+        let owner = try handles.lookup(client, as: DirectLineClient.self)
+        guard let out_conversation else { throw .invalidArgument("out_conversation must not be NULL") }
+        let request = try Boundary.json(request_json, name: "request_json")
+        let (conversation, result) = try owner.startConversation(request)
+        guard let handle = handles.insert(conversation) else { throw .internal("too many live handles") }
+        out_conversation.pointee = handle
+        return result
+    }
+}
+
+/// Attaches to a conversation started elsewhere (for example one saved
+/// earlier): `state_json` is `{"conversationId": "...", "token": "...",
+/// "watermark": "...", "streamUrl": "...", "expires_in": N}`; only
+/// `conversationId` is required (without `token`, the client's credential is
+/// used). Sends nothing.
+///
+/// Constructor. On DL_OK, `*out_conversation` receives a handle to free with
+/// dl_conversation_free(), and `out_json` the same as dl_conversation_info().
+///
+/// Returns DL_OK, DL_ERR_INVALID_ARGUMENT or DL_ERR_INVALID_HANDLE.
+@c public func dl_conversation_open(_ client: OpaquePointer?, _ state_json: UnsafePointer<CChar>?,
+                                    _ out_conversation: UnsafeMutablePointer<OpaquePointer?>?,
+                                    _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    out_conversation?.pointee = nil
+    return Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
+        let owner = try handles.lookup(client, as: DirectLineClient.self)
+        guard let out_conversation else { throw .invalidArgument("out_conversation must not be NULL") }
+        let conversation = try owner.openConversation(Boundary.requiredJSON(state_json, name: "state_json"))
+        guard let handle = handles.insert(conversation) else { throw .internal("too many live handles") }
+        out_conversation.pointee = handle
+        return conversation.info()
+    }
+}
+
+/// Describes a conversation: `{"conversationId", "protocol", "watermark",
+/// "streamUrl" (without its token), "tokenExpiresAt" (ISO-8601 UTC or null)}`.
+/// Never contains the token. Sends nothing.
+///
+/// Returns DL_OK or DL_ERR_INVALID_HANDLE.
+@c public func dl_conversation_info(_ conversation: OpaquePointer?, _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
+        try handles.lookup(conversation, as: Conversation.self).info()
+    }
+}
+
+/// Frees a conversation handle (the conversation itself goes on at the
+/// service; see dl_conversation_end to end it).
+///
+/// Destructor. NULL is a no-op returning DL_OK; a handle already freed
+/// returns DL_ERR_INVALID_HANDLE.
+@c public func dl_conversation_free(_ conversation: OpaquePointer?) -> Int32 {
+    guard conversation != nil else { return dl_status.DL_OK.rawValue }
+    return Boundary.call(nil) { () throws(DirectLineError) -> JSONValue in
+        try handles.remove(conversation, as: Conversation.self)
+        return .null
+    }
+}
+
+/// Sends one activity (3.0) or message (1.1) given as JSON.
+///
+/// 3.0: an Activity with a string `type` and `from.id`; the library adds
+/// `channelData.clientActivityID` (a random id) unless the caller set one,
+/// and `out_json` receives `{"id": "...", "clientActivityID": "..."}`.
+/// 1.1: a Message (`from` is a string); `out_json` receives `{}`.
+/// More than 262,144 bytes serialized is refused with DL_ERR_TOO_LARGE.
+///
+/// On failure the error JSON's `delivery` says whether the activity may
+/// have reached the bot ("unknown") or provably did not ("not_sent").
+///
+/// Returns DL_OK, DL_ERR_INVALID_ARGUMENT, DL_ERR_INVALID_HANDLE,
+/// DL_ERR_TOO_LARGE, or a network or service status.
+@c public func dl_send_activity(_ conversation: OpaquePointer?, _ activity_json: UnsafePointer<CChar>?,
+                                _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
+        let target = try handles.lookup(conversation, as: Conversation.self)
+        return try target.send(Boundary.requiredJSON(activity_json, name: "activity_json"))
+    }
+}
+
+/// Sends a plain text message from `user_id`: the 3.0 activity
+/// `{"type": "message", "from": {"id": user_id}, "text": text}` or the 1.1
+/// message `{"from": user_id, "text": text}`. Results and statuses as
+/// dl_send_activity().
+@c public func dl_send_text(_ conversation: OpaquePointer?, _ user_id: UnsafePointer<CChar>?,
+                            _ text: UnsafePointer<CChar>?, _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
+        let target = try handles.lookup(conversation, as: Conversation.self)
+        let user = try Boundary.requiredString(user_id, name: "user_id")
+        try Validation.identifier(user, name: "user_id")
+        let message = try Boundary.requiredString(text, name: "text")
+        return try target.send(OutgoingActivity.text(message, from: user, version: target.client.version))
+    }
+}
+
+/// Reads the activities (3.0) or messages (1.1) that arrived after the
+/// handle's watermark: `out_json` receives the service's ActivitySet
+/// `{"activities": [...], "watermark": "..."}` or MessageSet
+/// `{"messages": [...], "watermark": "..."}`. The handle's watermark
+/// advances to the one returned; a null or missing watermark never
+/// overwrites it. Call again until the list is empty to page.
+///
+/// Returns DL_OK, DL_ERR_INVALID_HANDLE, or a network or service status.
+@c public func dl_get_activities(_ conversation: OpaquePointer?, _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
+        try handles.lookup(conversation, as: Conversation.self).receive()
+    }
+}

@@ -1,0 +1,150 @@
+/// The Direct Line protocol version a client speaks.
+enum ProtocolVersion: String, Sendable {
+    case v3 = "3.0"
+    case v1 = "1.1"
+}
+
+/// How often and how patiently requests that provably did not reach the
+/// service are tried again (connect failures, 429, 503).
+struct RetryPolicy: Sendable, Equatable {
+    var maxAttempts = 4
+    var baseDelayMs = 200
+    var maxDelayMs = 10_000
+}
+
+/// A client's validated configuration (`config_json` of `dl_client_new`).
+struct ClientConfig: Sendable {
+    static let publicEndpoint = "https://directline.botframework.com"
+    /// The service's upload limit per request (about 4 MB, per its maintainers).
+    static let defaultMaxUploadBytes: Int64 = 4 * 1024 * 1024
+
+    enum Credential: Sendable {
+        case secret(String)
+        case token(String)
+
+        var value: String {
+            switch self {
+            case .secret(let value), .token(let value): value
+            }
+        }
+    }
+
+    var endpoint: Endpoint
+    var protocolVersion: ProtocolVersion = .v3
+    var credential: Credential
+    var timeoutMs = 30_000
+    var connectTimeoutMs = 10_000
+    var retry = RetryPolicy()
+    var userAgent = "libdirectline/\(LibraryVersion.string)"
+    var caFile: String?
+    var proxy: String?
+    var insecureSkipTlsVerify = false
+    var maxUploadBytes = defaultMaxUploadBytes
+
+    static let knownKeys: Set<String> = [
+        "endpoint", "protocol", "secret", "token", "timeoutMs", "connectTimeoutMs", "retry",
+        "userAgent", "caFile", "proxy", "insecureSkipTlsVerify", "allowInsecureHttp", "maxUploadBytes",
+    ]
+
+    init(json: JSONValue) throws(DirectLineError) {
+        let reader = try JSONReader(json, context: "config")
+        try reader.rejectUnknownKeys(Self.knownKeys)
+
+        let allowInsecureHttp = try reader.bool("allowInsecureHttp") ?? false
+        endpoint = try Endpoint(parsing: reader.string("endpoint") ?? Self.publicEndpoint,
+                                allowInsecureHttp: allowInsecureHttp)
+
+        if let version = try reader.string("protocol") {
+            guard let parsed = ProtocolVersion(rawValue: version) else {
+                throw .invalidArgument("config.protocol must be \"3.0\" or \"1.1\", not \"\(version)\"")
+            }
+            protocolVersion = parsed
+        }
+
+        switch (try reader.string("secret"), try reader.string("token")) {
+        case let (secret?, nil):
+            try Validation.headerValue(secret, name: "config.secret")
+            credential = .secret(secret)
+        case let (nil, token?):
+            try Validation.headerValue(token, name: "config.token")
+            credential = .token(token)
+        case (nil, nil):
+            throw .invalidArgument("config needs a \"secret\" or a \"token\"")
+        case (_?, _?):
+            throw .invalidArgument("config takes a \"secret\" or a \"token\", not both")
+        }
+
+        let day: Int64 = 86_400_000
+        if let value = try reader.integer("timeoutMs", in: 1...day) { timeoutMs = Int(value) }
+        if let value = try reader.integer("connectTimeoutMs", in: 1...day) { connectTimeoutMs = Int(value) }
+        if let retryReader = try reader.object("retry") {
+            try retryReader.rejectUnknownKeys(["maxAttempts", "baseDelayMs", "maxDelayMs"])
+            if let value = try retryReader.integer("maxAttempts", in: 1...100) { retry.maxAttempts = Int(value) }
+            if let value = try retryReader.integer("baseDelayMs", in: 0...day) { retry.baseDelayMs = Int(value) }
+            if let value = try retryReader.integer("maxDelayMs", in: 0...day) { retry.maxDelayMs = Int(value) }
+        }
+        if let value = try reader.string("userAgent") {
+            try Validation.headerValue(value, name: "config.userAgent")
+            userAgent = value
+        }
+        if let value = try reader.string("caFile") {
+            try Validation.headerValue(value, name: "config.caFile")
+            caFile = value
+        }
+        if let value = try reader.string("proxy") {
+            try Validation.headerValue(value, name: "config.proxy")
+            proxy = value
+        }
+        insecureSkipTlsVerify = try reader.bool("insecureSkipTlsVerify") ?? false
+        if let value = try reader.integer("maxUploadBytes", in: 1...(Int64(1) << 40)) { maxUploadBytes = value }
+    }
+}
+
+/// The service's base URL: scheme, authority and an optional path prefix.
+struct Endpoint: Sendable, Equatable {
+    var scheme: String
+    var authority: String
+    var host: String
+    var pathPrefix: String
+
+    var baseURL: String { "\(scheme)://\(authority)\(pathPrefix)" }
+
+    init(parsing text: String, allowInsecureHttp: Bool) throws(DirectLineError) {
+        let bad = { (why: String) -> DirectLineError in .invalidArgument("config.endpoint \(why)") }
+        guard !text.unicodeScalars.contains(where: { Validation.isControl($0) || $0 == " " }) else {
+            throw bad("contains a space or control character")
+        }
+        let parts = text.split(separator: "://", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2 else { throw bad("must be an http:// or https:// URL") }
+        scheme = parts[0].lowercased()
+        guard scheme == "https" || scheme == "http" else { throw bad("must be an http:// or https:// URL") }
+        let rest = parts[1]
+        guard !rest.contains("?"), !rest.contains("#") else { throw bad("must not have a query or fragment") }
+        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
+        authority = String(rest[..<slash])
+        var prefix = String(rest[slash...])
+        while prefix.hasSuffix("/") { prefix.removeLast() }
+        pathPrefix = prefix
+        guard !authority.isEmpty else { throw bad("has no host") }
+        guard !authority.contains("@") else { throw bad("must not carry user credentials") }
+        host = Self.host(ofAuthority: authority).lowercased()
+        guard !host.isEmpty else { throw bad("has no host") }
+        if scheme == "http" && !Self.isLoopback(host) && !allowInsecureHttp {
+            throw bad("uses plain http:// to a host that is not loopback; use https:// or set \"allowInsecureHttp\": true")
+        }
+    }
+
+    private static func host(ofAuthority authority: String) -> String {
+        if authority.hasPrefix("[") {
+            guard let close = authority.firstIndex(of: "]") else { return "" }
+            return String(authority[...close])
+        }
+        return String(authority.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
+    }
+
+    static func isLoopback(_ host: String) -> Bool {
+        if host == "localhost" || host == "[::1]" { return true }
+        let octets = host.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
+    }
+}

@@ -1,0 +1,51 @@
+/// Whether a failed request may have reached the service.
+enum Delivery: String, Sendable {
+    /// The request provably never reached the service: safe to send again.
+    case notSent = "not_sent"
+    /// It may have been processed: sending again may duplicate it.
+    case unknown = "unknown"
+}
+
+/// Every failure inside the library, as it is reported across the C ABI.
+struct DirectLineError: Error, Sendable {
+    var status: dl_status
+    var message: String
+    var httpStatus: Int?
+    var serviceCode: String?
+    var serviceMessage: String?
+    var retryAfterMs: Int?
+    var attempts: Int = 0
+    var delivery: Delivery = .notSent
+    /// Internal: the failure proves the request was not processed, so the
+    /// transport may send it again.
+    var retryable = false
+
+    init(_ status: dl_status, _ message: String, delivery: Delivery = .notSent) {
+        self.status = status
+        self.message = message
+        self.delivery = delivery
+    }
+
+    static func invalidArgument(_ message: String) -> DirectLineError {
+        DirectLineError(.DL_ERR_INVALID_ARGUMENT, message)
+    }
+
+    static func `internal`(_ message: String) -> DirectLineError {
+        DirectLineError(.DL_ERR_INTERNAL, message)
+    }
+
+    /// The error JSON of API.md: `{"error": {...}}`.
+    var json: JSONValue {
+        var error = JSONObject()
+        error["status"] = .integer(status.rawValue)
+        error["name"] = .string(status.name)
+        error["message"] = .string(message)
+        if let httpStatus { error["httpStatus"] = .integer(httpStatus) }
+        if let serviceCode { error["serviceCode"] = .string(serviceCode) }
+        if let serviceMessage { error["serviceMessage"] = .string(serviceMessage) }
+        error["retryAfterMs"] = retryAfterMs.map { .integer($0) } ?? .null
+        error["attempts"] = .integer(attempts)
+        error["delivery"] = .string(delivery.rawValue)
+        return .object(JSONObject([("error", .object(error))]))
+    }
+}

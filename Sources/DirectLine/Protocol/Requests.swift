@@ -1,0 +1,117 @@
+/// The Direct Line requests, for both protocol versions. Pure functions:
+/// they build `HTTPRequest`s and never touch the network.
+struct DirectLineRequests: Sendable {
+    let version: ProtocolVersion
+
+    /// The service's limit on one serialized activity or message.
+    static let maxActivityBytes = 262_144
+
+    private var root: String { version == .v3 ? "/v3/directline" : "/api" }
+
+    private func conversationPath(_ id: String) -> String {
+        "\(root)/conversations/\(Validation.percentEncoded(id))"
+    }
+
+    /// 3.0 `POST conversations` with an optional body; 1.1 `POST conversations`.
+    func startConversation(body: JSONObject?, bearer: String) -> HTTPRequest {
+        var request = HTTPRequest(method: .post, path: "\(root)/conversations", bearer: bearer)
+        if version == .v3, let body, !body.isEmpty {
+            request.contentType = "application/json"
+            request.body = Array(JSONValue.object(body).serialized.utf8)
+        }
+        return request
+    }
+
+    /// 3.0 `POST conversations/{id}/activities`; 1.1 `POST conversations/{id}/messages`.
+    func send(conversationId: String, payload: [UInt8], bearer: String) -> HTTPRequest {
+        let leaf = version == .v3 ? "activities" : "messages"
+        var request = HTTPRequest(method: .post, path: "\(conversationPath(conversationId))/\(leaf)", bearer: bearer)
+        request.contentType = "application/json"
+        request.body = payload
+        return request
+    }
+
+    /// 3.0 `GET conversations/{id}/activities?watermark=`; 1.1 `.../messages?watermark=`.
+    func receive(conversationId: String, watermark: String?, bearer: String) -> HTTPRequest {
+        let leaf = version == .v3 ? "activities" : "messages"
+        var request = HTTPRequest(method: .get, path: "\(conversationPath(conversationId))/\(leaf)", bearer: bearer)
+        if let watermark { request.query = [("watermark", watermark)] }
+        return request
+    }
+}
+
+/// The caller's activity (3.0) or message (1.1), checked and completed.
+struct OutgoingActivity {
+    var payload: JSONObject
+    /// 3.0: the `channelData.clientActivityID` the activity carries.
+    var clientActivityID: String?
+
+    /// Validates the shape the service requires and, on 3.0, makes sure the
+    /// activity carries a `channelData.clientActivityID` for reconciliation.
+    init(_ value: JSONValue, version: ProtocolVersion) throws(DirectLineError) {
+        let noun = version == .v3 ? "activity" : "message"
+        guard var object = value.objectValue else {
+            throw .invalidArgument("the \(noun) must be a JSON object, not \(value.typeName)")
+        }
+        let reader = try JSONReader(value, context: noun)
+        switch version {
+        case .v3:
+            guard try reader.string("type") != nil else { throw .invalidArgument("the activity needs a string \"type\"") }
+            guard let from = try reader.object("from"), let fromId = try from.string("id") else {
+                throw .invalidArgument("the activity needs \"from\": {\"id\": \"...\"}")
+            }
+            try Validation.identifier(fromId, name: "activity.from.id")
+            var channelData = try reader.object("channelData")?.object ?? JSONObject()
+            let channelReader = try JSONReader(.object(channelData), context: "activity.channelData")
+            if let existing = try channelReader.string("clientActivityID") {
+                clientActivityID = existing
+            } else {
+                let generated = ClientActivityID.generate()
+                channelData["clientActivityID"] = .string(generated)
+                object["channelData"] = .object(channelData)
+                clientActivityID = generated
+            }
+        case .v1:
+            if let from = try reader.string("from") { try Validation.identifier(from, name: "message.from") }
+            _ = try reader.object("channelData")
+        }
+        payload = object
+    }
+
+    /// The serialized body, refused when over the service's limit.
+    func serializedBody() throws(DirectLineError) -> [UInt8] {
+        let body = Array(JSONValue.object(payload).serialized.utf8)
+        guard body.count <= DirectLineRequests.maxActivityBytes else {
+            throw DirectLineError(.DL_ERR_TOO_LARGE,
+                                  "the activity is \(body.count) bytes serialized; the service accepts at most \(DirectLineRequests.maxActivityBytes)")
+        }
+        return body
+    }
+
+    /// The simple text message of `dl_send_text`, in the version's shape.
+    static func text(_ text: String, from userId: String, version: ProtocolVersion) -> JSONValue {
+        switch version {
+        case .v3:
+            .object(JSONObject([("type", .string("message")),
+                                ("from", .object(JSONObject([("id", .string(userId))]))),
+                                ("text", .string(text))]))
+        case .v1:
+            .object(JSONObject([("from", .string(userId)), ("text", .string(text))]))
+        }
+    }
+}
+
+enum ClientActivityID {
+    /// A fresh correlation id with 128 random bits from the system's secure generator.
+    static func generate() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let high = generator.next() as UInt64
+        let low = generator.next() as UInt64
+        return "dlc-" + hex(high) + hex(low)
+    }
+
+    static func hex(_ value: UInt64) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+}

@@ -1,0 +1,121 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Which call a response answers: the same HTTP status means different
+/// things for different calls (1.1 reports a bot failure on send as 500).
+enum Operation: Sendable {
+    case send
+    case other
+}
+
+enum Responses {
+    /// The response's body as a JSON value, or a protocol error.
+    static func json(_ response: HTTPResponse, what: String) throws(DirectLineError) -> JSONValue {
+        do {
+            return try JSONParser.parse(bytes: response.body)
+        } catch {
+            var failure = DirectLineError(.DL_ERR_PROTOCOL,
+                                          "the service's answer to \(what) is not valid JSON (\(error.message) at byte \(error.offset))",
+                                          delivery: .unknown)
+            failure.httpStatus = response.status
+            failure.attempts = response.attempts
+            throw failure
+        }
+    }
+
+    static func protocolError(_ message: String, _ response: HTTPResponse) -> DirectLineError {
+        var error = DirectLineError(.DL_ERR_PROTOCOL, message, delivery: .unknown)
+        error.httpStatus = response.status
+        error.attempts = response.attempts
+        return error
+    }
+
+    /// Maps a non-success response to its status, with the service's code
+    /// and message and whether the request may have been processed.
+    static func failure(_ response: HTTPResponse, operation: Operation, version: ProtocolVersion,
+                        secrets: [String]) -> DirectLineError {
+        let (code, serviceMessage) = serviceError(response.body)
+        let status: dl_status
+        var delivery = Delivery.notSent
+        switch response.status {
+        case 400: status = .DL_ERR_BAD_REQUEST
+        case 401: status = .DL_ERR_UNAUTHORIZED
+        case 403: status = code == "TokenExpired" ? .DL_ERR_TOKEN_EXPIRED : .DL_ERR_FORBIDDEN
+        case 404: status = .DL_ERR_NOT_FOUND
+        case 409: status = .DL_ERR_CONFLICT
+        case 413: status = .DL_ERR_TOO_LARGE
+        case 429: status = .DL_ERR_THROTTLED
+        case 500 where version == .v1 && operation == .send:
+            status = .DL_ERR_BOT
+            delivery = .unknown
+        case 502:
+            status = .DL_ERR_BOT
+            delivery = .unknown
+        case 503: status = .DL_ERR_SERVICE
+        case 500...599:
+            status = .DL_ERR_SERVICE
+            delivery = .unknown
+        default:
+            status = .DL_ERR_HTTP
+            delivery = .unknown
+        }
+        var message = "\(describe(status)) (HTTP \(response.status)"
+        if let code { message += " \(code)" }
+        message += ")"
+        var error = DirectLineError(status, message, delivery: delivery)
+        error.httpStatus = response.status
+        error.serviceCode = code.map { redact($0, secrets) }
+        error.serviceMessage = serviceMessage.map { redact($0, secrets) }
+        error.attempts = response.attempts
+        error.retryAfterMs = response.header("Retry-After").flatMap { RetryAfter.milliseconds($0, now: Int(time(nil))) }
+        return error
+    }
+
+    private static func describe(_ status: dl_status) -> String {
+        switch status {
+        case .DL_ERR_BAD_REQUEST: "the service refused the request as malformed"
+        case .DL_ERR_UNAUTHORIZED: "the service refused the credentials"
+        case .DL_ERR_FORBIDDEN: "the service forbade the request"
+        case .DL_ERR_TOKEN_EXPIRED: "the token has expired; start a new conversation or refresh before expiry"
+        case .DL_ERR_NOT_FOUND: "the service does not know this conversation or path"
+        case .DL_ERR_CONFLICT: "the conversation already exists"
+        case .DL_ERR_TOO_LARGE: "the service refused the request as too large"
+        case .DL_ERR_THROTTLED: "the service is throttling requests, still after the retries allowed"
+        case .DL_ERR_BOT: "the bot returned an error or timed out"
+        case .DL_ERR_SERVICE: "the service failed"
+        default: "the service answered with an unexpected status"
+        }
+    }
+
+    /// `{"error": {"code": "...", "message": "..."}}`, tolerating anything else.
+    static func serviceError(_ body: [UInt8]) -> (code: String?, message: String?) {
+        guard body.count <= 65_536, let value = try? JSONParser.parse(bytes: body),
+              let error = value.objectValue?["error"]?.objectValue else { return (nil, nil) }
+        return (error["code"]?.stringValue, error["message"]?.stringValue)
+    }
+
+    /// Removes any credential the service might echo back.
+    static func redact(_ text: String, _ secrets: [String]) -> String {
+        var text = text
+        for secret in secrets where secret.count >= 4 {
+            text = text.replacingAll(secret, with: "[redacted]")
+        }
+        return text
+    }
+}
+
+extension String {
+    func replacingAll(_ target: String, with replacement: String) -> String {
+        guard !target.isEmpty else { return self }
+        var result = ""
+        var rest = Substring(self)
+        while let range = rest.firstRange(of: target) {
+            result += rest[..<range.lowerBound]
+            result += replacement
+            rest = rest[range.upperBound...]
+        }
+        result += rest
+        return result
+    }
+}

@@ -1,0 +1,48 @@
+/// Checks on caller-supplied strings before they reach a URL or a header.
+enum Validation {
+    /// A value that goes into an HTTP header (token, secret, user agent,
+    /// content type): control characters would allow header injection.
+    static func headerValue(_ value: String, name: String) throws(DirectLineError) {
+        guard !value.isEmpty else { throw .invalidArgument("\(name) must not be empty") }
+        guard !value.unicodeScalars.contains(where: isControl) else {
+            throw .invalidArgument("\(name) contains a control character (CR, LF, NUL or similar)")
+        }
+    }
+
+    /// An id that becomes one path segment or query value (conversation id,
+    /// user id). It is percent-encoded later; here we refuse the values that
+    /// no encoding makes safe.
+    static func identifier(_ value: String, name: String) throws(DirectLineError) {
+        guard !value.isEmpty else { throw .invalidArgument("\(name) must not be empty") }
+        guard value != ".", value != ".." else { throw .invalidArgument("\(name) must not be \".\" or \"..\"") }
+        guard !value.unicodeScalars.contains(where: isControl) else {
+            throw .invalidArgument("\(name) contains a control character")
+        }
+        guard value.utf8.count <= 1024 else { throw .invalidArgument("\(name) is longer than 1024 bytes") }
+    }
+
+    static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || scalar.value == 0x7F || (0x80...0x9F).contains(scalar.value)
+    }
+
+    /// Percent-encodes everything but RFC 3986 unreserved characters, so the
+    /// value stays one path segment or one query value.
+    static func percentEncoded(_ value: String) -> String {
+        var output = ""
+        output.reserveCapacity(value.utf8.count)
+        let hex = Array("0123456789ABCDEF".unicodeScalars)
+        for byte in value.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."),
+                 UInt8(ascii: "_"), UInt8(ascii: "~"):
+                output.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                output.unicodeScalars.append("%")
+                output.unicodeScalars.append(hex[Int(byte >> 4)])
+                output.unicodeScalars.append(hex[Int(byte & 0xF)])
+            }
+        }
+        return output
+    }
+}

@@ -1,0 +1,32 @@
+/// One HTTP request as the protocol layer describes it; the transport adds
+/// the endpoint, credentials and transport options.
+struct HTTPRequest: Sendable {
+    enum Method: String, Sendable { case get = "GET", post = "POST" }
+
+    var method: Method
+    /// The path below the endpoint, with every dynamic segment already percent-encoded.
+    var path: String
+    /// Query parameters, encoded by the transport.
+    var query: [(name: String, value: String)] = []
+    var contentType: String?
+    var body: [UInt8] = []
+    /// The credential to send in `Authorization: Bearer`.
+    var bearer: String
+}
+
+/// The final response to a request, after any automatic retries.
+struct HTTPResponse: Sendable {
+    var status: Int
+    var headers: [(name: String, value: String)]
+    var body: [UInt8]
+    /// How many times the request was sent (1 + automatic retries).
+    var attempts: Int
+
+    /// The value of a header, matched case-insensitively; the last one wins.
+    func header(_ name: String) -> String? {
+        let lowered = name.lowercased()
+        return headers.last { $0.name.lowercased() == lowered }?.value
+    }
+
+    var isSuccess: Bool { (200..<300).contains(status) }
+}
