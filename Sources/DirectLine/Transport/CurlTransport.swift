@@ -131,8 +131,10 @@ private final class EasyHandle: @unchecked Sendable {
         for (index, item) in request.query.enumerated() {
             url += (index == 0 ? "?" : "&") + Validation.percentEncoded(item.name) + "=" + Validation.percentEncoded(item.value)
         }
-        var headerLines = ["Authorization: Bearer \(request.bearer)", "Accept: application/json", "Expect:"]
-        if let contentType = request.contentType { headerLines.append("Content-Type: \(contentType)") }
+        // "Expect:" and a bare "Content-Type:" remove libcurl's defaults
+        // (100-continue, and a form content type on bodiless POSTs).
+        let headerLines = ["Authorization: Bearer \(request.bearer)", "Accept: application/json", "Expect:",
+                           "Content-Type: \(request.contentType ?? "")"]
         for line in headerLines { headers = curl_slist_append(headers, line) }
 
         var failed = false
@@ -157,19 +159,24 @@ private final class EasyHandle: @unchecked Sendable {
         set(dl_curl_set_pointer(curl, CURLOPT_HEADERDATA, sinkPointer))
         guard !failed else { throw .internal("libcurl refused a transfer option") }
 
-        let code: CURLcode = request.body.withUnsafeBytes { body in
-            switch request.method {
-            case .get:
-                set(dl_curl_set_long(curl, CURLOPT_HTTPGET, 1))
-            case .post:
-                set(dl_curl_set_long(curl, CURLOPT_POST, 1))
-                set(dl_curl_set_off(curl, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count)))
-                // libcurl reads POSTFIELDS during perform only; `body` outlives it.
-                set(dl_curl_set_pointer(curl, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: body.baseAddress ?? UnsafeRawPointer(sinkPointer))))
-            }
-            guard !failed else { return CURLE_FAILED_INIT }
-            return curl_easy_perform(curl)
+        let source = BodySource(request.body)
+        let sourcePointer = Unmanaged.passUnretained(source).toOpaque()
+        switch request.method {
+        case .get:
+            set(dl_curl_set_long(curl, CURLOPT_HTTPGET, 1))
+        case .post:
+            // The body goes through a read callback, not POSTFIELDS, so that
+            // libcurl cannot silently send it twice (see BodySource).
+            set(dl_curl_set_long(curl, CURLOPT_POST, 1))
+            set(dl_curl_set_off(curl, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.count)))
+            set(dl_curl_set_data_fn(curl, CURLOPT_READFUNCTION, readCallback))
+            set(dl_curl_set_pointer(curl, CURLOPT_READDATA, sourcePointer))
+            set(dl_curl_set_seek_fn(curl, seekCallback))
+            set(dl_curl_set_pointer(curl, CURLOPT_SEEKDATA, sourcePointer))
         }
+        guard !failed else { throw .internal("libcurl refused a transfer option") }
+        let code = curl_easy_perform(curl)
+        withExtendedLifetime(source) {}
         withExtendedLifetime(sink) {}
 
         guard code == CURLE_OK else {
@@ -204,6 +211,10 @@ private final class EasyHandle: @unchecked Sendable {
             return DirectLineError(.DL_ERR_PROTOCOL,
                                    "the response is larger than \(CurlTransport.maxResponseBytes) bytes",
                                    delivery: .unknown)
+        case CURLE_SEND_FAIL_REWIND:
+            return DirectLineError(.DL_ERR_NETWORK,
+                                   "the connection closed after the request was sent; it was not sent again because it may have been processed",
+                                   delivery: .unknown)
         case CURLE_ABORTED_BY_CALLBACK:
             return DirectLineError(.DL_ERR_CANCELLED, "the transfer was cancelled by a callback", delivery: delivery)
         case CURLE_UNSUPPORTED_PROTOCOL, CURLE_URL_MALFORMAT:
@@ -224,6 +235,44 @@ private final class ResponseSink {
     var overflow = false
 
     init(limit: Int) { self.limit = limit }
+}
+
+/// A request body handed to libcurl piece by piece.
+///
+/// libcurl resends a request on its own when a reused connection turns out
+/// to be closed; for a POST whose body already left, that could deliver an
+/// activity twice. The seek callback therefore allows a rewind only while
+/// no byte has been handed out, and otherwise fails the transfer
+/// (CURLE_SEND_FAIL_REWIND), which is reported with delivery "unknown".
+private final class BodySource {
+    let bytes: [UInt8]
+    var offset = 0
+
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+}
+
+private let readCallback: dl_curl_data_fn = { buffer, size, count, userdata in
+    guard let buffer, let userdata else { return 0 }
+    let source = Unmanaged<BodySource>.fromOpaque(userdata).takeUnretainedValue()
+    let (capacity, overflow) = size.multipliedReportingOverflow(by: count)
+    guard !overflow else { return Int(CURL_READFUNC_ABORT) }
+    let length = min(capacity, source.bytes.count - source.offset)
+    guard length > 0 else { return 0 }
+    let copied = source.bytes.withUnsafeBytes { bytes -> Bool in
+        guard let base = bytes.baseAddress else { return false }
+        UnsafeMutableRawPointer(buffer).copyMemory(from: base + source.offset, byteCount: length)
+        return true
+    }
+    guard copied else { return Int(CURL_READFUNC_ABORT) }
+    source.offset += length
+    return length
+}
+
+private let seekCallback: dl_curl_seek_fn = { userdata, offset, origin in
+    guard let userdata else { return CURL_SEEKFUNC_FAIL }
+    let source = Unmanaged<BodySource>.fromOpaque(userdata).takeUnretainedValue()
+    guard source.offset == 0, offset == 0, origin == SEEK_SET else { return CURL_SEEKFUNC_FAIL }
+    return CURL_SEEKFUNC_OK
 }
 
 private let writeCallback: dl_curl_data_fn = { buffer, size, count, userdata in

@@ -1,0 +1,132 @@
+import Foundation
+import Testing
+@testable import DirectLine
+
+@Suite("responses, status mapping and retries")
+struct ResponseTests {
+    func response(_ status: Int, code: String? = nil, retryAfter: String? = nil) -> HTTPResponse {
+        let body = code.map { #"{"error":{"code":"\#($0)","message":"the message"}}"# } ?? ""
+        return HTTPResponse(status: status, headers: retryAfter.map { [("Retry-After", $0)] } ?? [],
+                            body: Array(body.utf8), attempts: 1)
+    }
+
+    @Test("every service status maps to its documented code", arguments: [
+        (400, nil, dl_status.DL_ERR_BAD_REQUEST, Delivery.notSent),
+        (401, nil, .DL_ERR_UNAUTHORIZED, .notSent),
+        (403, "Forbidden", .DL_ERR_FORBIDDEN, .notSent),
+        (403, "TokenExpired", .DL_ERR_TOKEN_EXPIRED, .notSent),
+        (404, nil, .DL_ERR_NOT_FOUND, .notSent),
+        (409, nil, .DL_ERR_CONFLICT, .notSent),
+        (413, nil, .DL_ERR_TOO_LARGE, .notSent),
+        (429, nil, .DL_ERR_THROTTLED, .notSent),
+        (500, nil, .DL_ERR_SERVICE, .unknown),
+        (502, "BotError", .DL_ERR_BOT, .unknown),
+        (503, nil, .DL_ERR_SERVICE, .notSent),
+        (504, nil, .DL_ERR_SERVICE, .unknown),
+        (418, nil, .DL_ERR_HTTP, .unknown),
+    ] as [(Int, String?, dl_status, Delivery)])
+    func mapping(status: Int, code: String?, expected: dl_status, delivery: Delivery) {
+        for version in [ProtocolVersion.v3, .v1] {
+            let error = Responses.failure(response(status, code: code), operation: .other, version: version, secrets: [])
+            #expect(error.status == expected)
+            #expect(error.delivery == delivery)
+            #expect(error.httpStatus == status)
+            #expect(error.serviceCode == code)
+        }
+    }
+
+    @Test("a 1.1 send answered 500 is the bot failing")
+    func botFailureOn11() {
+        #expect(Responses.failure(response(500), operation: .send, version: .v1, secrets: []).status == .DL_ERR_BOT)
+        #expect(Responses.failure(response(500), operation: .send, version: .v3, secrets: []).status == .DL_ERR_SERVICE)
+        #expect(Responses.failure(response(500), operation: .other, version: .v1, secrets: []).status == .DL_ERR_SERVICE)
+    }
+
+    @Test("credentials echoed by the service are redacted")
+    func redaction() {
+        let body = #"{"error":{"code":"BadArgument","message":"token tok-12345 is bad"}}"#
+        let answer = HTTPResponse(status: 400, headers: [], body: Array(body.utf8), attempts: 1)
+        let error = Responses.failure(answer, operation: .other, version: .v3, secrets: ["tok-12345"])
+        #expect(error.serviceMessage == "token [redacted] is bad")
+        #expect(!error.json.serialized.contains("tok-12345"))
+    }
+
+    @Test("the error JSON has every documented field")
+    func errorJSON() throws {
+        let error = Responses.failure(response(429, code: "Throttled", retryAfter: "3"), operation: .send, version: .v3, secrets: [])
+        let inner = try #require(error.json.objectValue?["error"]?.objectValue)
+        #expect(inner.keys == ["status", "name", "message", "httpStatus", "serviceCode", "serviceMessage",
+                               "retryAfterMs", "attempts", "delivery"])
+        #expect(inner["name"] == .string("DL_ERR_THROTTLED"))
+        #expect(inner["retryAfterMs"] == .number("3000"))
+        #expect(inner["delivery"] == .string("not_sent"))
+    }
+
+    @Test("Retry-After: seconds and HTTP dates; nonsense is ignored", arguments: [
+        ("0", 0 as Int?), ("5", 5000), (" 7 ", 7000), ("99999999999", 86_400_000),
+        ("Thu, 01 Jan 1970 00:00:30 GMT", 20_000), ("Thu, 01 Jan 1970 00:00:01 GMT", 0),
+        ("-1", nil), ("1.0", nil), ("", nil), ("soon", nil), ("Thu, 01 Jan 1970 25:00:00 GMT", nil),
+    ])
+    func retryAfter(value: String, expected: Int?) {
+        #expect(RetryAfter.milliseconds(value, now: 10) == expected)
+    }
+
+    @Test("backoff stays within its cap and honours Retry-After up to the cap")
+    func backoff() {
+        let policy = RetryPolicy(maxAttempts: 5, baseDelayMs: 100, maxDelayMs: 1000)
+        for attempt in 1...40 {
+            let delay = Backoff.delay(attempt: attempt, retryAfterMs: nil, policy: policy)
+            #expect((0...min(1000, 100 << min(attempt - 1, 20))).contains(delay))
+        }
+        #expect(Backoff.delay(attempt: 1, retryAfterMs: 400, policy: policy) == 400)
+        #expect(Backoff.delay(attempt: 1, retryAfterMs: 60_000, policy: policy) == 1000)
+    }
+
+    @Test("a stream URL loses its token before being shown")
+    func streamURL() {
+        #expect(Conversation.withoutToken("wss://h/v3/directline/conversations/c/stream?t=SECRET&watermark=1")
+            == "wss://h/v3/directline/conversations/c/stream")
+    }
+
+    @Test("ISO-8601 timestamps")
+    func iso8601() {
+        #expect(ISO8601.format(0) == "1970-01-01T00:00:00Z")
+        #expect(ISO8601.format(1_795_000_000) == "2026-11-18T11:06:40Z")
+    }
+}
+
+@Suite("handle table")
+struct HandleTableTests {
+    final class Thing: Sendable {}
+
+    @Test("a freed handle, a forged one and NULL are refused; slots are reused safely")
+    func lifecycle() throws {
+        let table = HandleTable()
+        let client = DirectLineClient(config: try ClientConfig(json: JSONParser.parse(#"{"secret":"s"}"#)))
+        let handle = try #require(table.insert(client))
+        #expect(try table.lookup(handle, as: DirectLineClient.self) === client)
+        #expect(throws: DirectLineError.self) { try table.lookup(handle, as: Conversation.self) }
+        try table.remove(handle, as: DirectLineClient.self)
+        #expect(throws: DirectLineError.self) { try table.lookup(handle, as: DirectLineClient.self) }
+        #expect(throws: DirectLineError.self) { try table.remove(handle, as: DirectLineClient.self) }
+        let reused = try #require(table.insert(client))
+        #expect(reused != handle)
+        #expect(throws: DirectLineError.self) { try table.lookup(handle, as: DirectLineClient.self) }
+        #expect(throws: DirectLineError.self) { try table.lookup(nil, as: DirectLineClient.self) }
+        for forged in [1, 0xdead_beef, UInt.max, 0x7fff_0000_1234] as [UInt] {
+            #expect(throws: DirectLineError.self) { try table.lookup(OpaquePointer(bitPattern: forged), as: DirectLineClient.self) }
+        }
+    }
+}
+
+@Suite("status codes")
+struct StatusTests {
+    @Test("each status's name matches its declaration in include/directline.h")
+    func namesMatchHeader() throws {
+        let header = try String(contentsOfFile: #filePath.replacingAll("Tests/DirectLineTests/ResponseTests.swift", with: "include/directline.h"), encoding: .utf8)
+        for status in dl_status.allCases {
+            #expect(header.contains("    \(status.name) = \(status.rawValue),"), "\(status.name)")
+        }
+        #expect(Set(dl_status.allCases.map(\.name)).count == dl_status.allCases.count)
+    }
+}

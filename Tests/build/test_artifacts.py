@@ -1,0 +1,101 @@
+"""The built artifacts: the shared object's exports and dependencies, the
+generated header, and the C programs compiled against both (the C test
+suite and the C quickstart), run against the emulator."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LIBRARY_DIR = os.path.join(ROOT, ".build", "release")
+LIBRARY = os.path.join(LIBRARY_DIR, "libdirectline.so")
+INCLUDE = os.path.join(ROOT, "include")
+
+sys.path.insert(0, ROOT)
+from emulator.server import start_in_thread  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    handle = start_in_thread(secret="emulator-secret")
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def library():
+    if not os.path.exists(LIBRARY):
+        pytest.fail(f"{LIBRARY} is missing: run swift build -c release -Xswiftc -static-stdlib")
+    return LIBRARY
+
+
+def run(command, **options):
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, **options)
+
+
+def compile_c(tmp_path, sources, name, extra=()):
+    binary = str(tmp_path / name)
+    result = run(["gcc", "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror", "-D_DEFAULT_SOURCE",
+                  "-I", INCLUDE, *sources, "-L", LIBRARY_DIR, "-ldirectline",
+                  f"-Wl,-rpath,{LIBRARY_DIR}", *extra, "-o", binary])
+    assert result.returncode == 0, result.stderr
+    return binary
+
+
+def test_only_dl_symbols_are_exported():
+    result = run(["nm", "-D", "--defined-only", LIBRARY])
+    assert result.returncode == 0, result.stderr
+    exported = [line.split()[-1] for line in result.stdout.splitlines()
+                if len(line.split()) == 3 and line.split()[1].isupper()]
+    assert exported, "no exported symbols at all"
+    assert [name for name in exported if not name.startswith("dl_")] == []
+    declared = set(re.findall(r"\b(dl_\w+)\(", open(os.path.join(INCLUDE, "directline.h")).read()))
+    assert set(exported) == declared
+
+
+def test_swift_runtime_is_linked_in():
+    result = run(["ldd", LIBRARY])
+    assert result.returncode == 0, result.stderr
+    assert "swift" not in result.stdout.lower(), result.stdout
+    assert "not found" not in result.stdout
+
+
+def test_header_is_generated_from_the_sources():
+    result = run([sys.executable, os.path.join(ROOT, "scripts", "generate_header.py"), "--check"])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("compiler", [
+    ["gcc", "-x", "c", "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror"],
+    ["g++", "-x", "c++", "-std=c++17", "-Wall", "-Wextra", "-pedantic", "-Werror"],
+], ids=["c99", "c++17"])
+def test_header_compiles_cleanly(tmp_path, compiler):
+    source = tmp_path / "header_test.c"
+    source.write_text('#include "directline.h"\n'
+                      "int main(void) { return dl_version_number() == DL_VERSION_NUMBER ? 0 : 1; }\n")
+    binary = str(tmp_path / "header_test")
+    result = run([*compiler, "-I", INCLUDE, str(source), "-x", "none", "-L", LIBRARY_DIR, "-ldirectline",
+                  f"-Wl,-rpath,{LIBRARY_DIR}", "-o", binary])
+    assert result.returncode == 0, result.stderr
+    assert run([binary]).returncode == 0
+
+
+def test_c_suite(tmp_path, emulator):
+    here = os.path.join(ROOT, "Tests", "c")
+    binary = compile_c(tmp_path, [os.path.join(here, "test_directline.c"), os.path.join(here, "emulator_control.c")],
+                       "test_directline", extra=["-lcurl"])
+    result = run([binary, emulator.url])
+    print(result.stdout, result.stderr)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^\d+ passed, 0 failed$", result.stdout, re.M)
+
+
+def test_c_quickstart(tmp_path, emulator):
+    binary = compile_c(tmp_path, [os.path.join(ROOT, "examples", "c", "quickstart.c")], "quickstart")
+    result = run([binary], env={**os.environ, "DIRECTLINE_ENDPOINT": emulator.url,
+                                "DIRECTLINE_SECRET": "emulator-secret"})
+    assert result.returncode == 0, result.stderr
+    assert '"text":"echo: hello from C"' in result.stdout
+    assert "emulator-secret" not in result.stdout + result.stderr

@@ -1,0 +1,19 @@
+/* Test-side access to the emulator's control API (/_emulator/...), over
+ * libcurl directly so that the library under test is not involved. */
+#ifndef EMULATOR_CONTROL_H
+#define EMULATOR_CONTROL_H
+
+#include <stddef.h>
+
+/* POSTs `json` (may be NULL) to base_url + path; returns the HTTP status. */
+long emu_post(const char *base_url, const char *path, const char *json);
+/* GETs base_url + path; returns a malloc'd body (caller frees) or NULL. */
+char *emu_get(const char *base_url, const char *path);
+/* How many requests the emulator logged since the last reset. */
+int emu_request_count(const char *base_url);
+/* How many distinct TCP connections those requests came on. */
+int emu_connection_count(const char *base_url);
+/* Occurrences of `needle` in `haystack`. */
+int count_occurrences(const char *haystack, const char *needle);
+
+#endif

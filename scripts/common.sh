@@ -1,0 +1,55 @@
+# Shared by the scripts: installs what a fresh machine lacks, builds the
+# library, and starts the emulator. Source it; do not run it.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LIBRARY="$ROOT/.build/release/libdirectline.so"
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# Debian packages and Python modules the build and tests need.
+ensure_dependencies() {
+    local packages=()
+    pkg-config --exists libcurl 2>/dev/null || packages+=(libcurl4-openssl-dev pkg-config)
+    command -v pkg-config >/dev/null || packages+=(pkg-config)
+    command -v gcc >/dev/null || packages+=(gcc)
+    command -v g++ >/dev/null || packages+=(g++)
+    command -v nm >/dev/null || packages+=(binutils)
+    if [ "${#packages[@]}" -gt 0 ]; then
+        log "installing ${packages[*]}"
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}" >/dev/null
+    fi
+    if ! python3 -c 'import pytest' 2>/dev/null; then
+        log "installing pytest"
+        python3 -m pip install -q pytest
+    fi
+}
+
+# A release build with the Swift runtime linked in, so the .so loads in
+# processes on machines without Swift.
+build_library() {
+    log "building libdirectline.so (release, static Swift runtime)"
+    (cd "$ROOT" && swift build -c release -Xswiftc -static-stdlib)
+}
+
+# Starts the emulator on a free port; sets EMULATOR_URL and EMULATOR_PID.
+# Its output goes to $EMULATOR_LOG, whose first line names the port.
+start_emulator() {
+    EMULATOR_LOG="$(mktemp)"
+    (cd "$ROOT" && exec python3 -m emulator --port 0 --secret emulator-secret --quiet) >"$EMULATOR_LOG" 2>&1 &
+    EMULATOR_PID=$!
+    trap 'kill "$EMULATOR_PID" 2>/dev/null; rm -f "$EMULATOR_LOG"' EXIT
+    local first_line="" waited=0
+    while [ -z "$first_line" ] && [ "$waited" -lt 100 ]; do
+        sleep 0.1
+        waited=$((waited + 1))
+        first_line="$(head -n 1 "$EMULATOR_LOG")"
+    done
+    EMULATOR_URL="${first_line##* }"
+    case "$EMULATOR_URL" in
+        http://127.0.0.1:*) ;;
+        *) echo "the emulator did not start:" >&2; cat "$EMULATOR_LOG" >&2; return 1 ;;
+    esac
+}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite: Swift unit tests, then pytest over the emulator,
+# the build artifacts (exports, header, the C suite and C example) and the
+# Python binding. Installs what a fresh machine lacks.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+
+ensure_dependencies
+build_library
+
+log "Swift unit tests"
+(cd "$ROOT" && swift test)
+
+log "emulator, C and Python suites"
+cd "$ROOT"
+python3 -m pytest Tests -q -p no:cacheprovider
