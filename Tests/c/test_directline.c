@@ -400,6 +400,17 @@ static void test_transport_failures(void) {
     CHECK(dl_send_text(conversation, "user1", "garbage", &out) == DL_ERR_PROTOCOL);
     dl_string_free(out);
 
+    /* 1.1 answers 204; an HTML page instead means a proxy, not the service. */
+    dl_client *v1 = new_client("1.1", "\"retry\": {\"maxAttempts\": 1}");
+    dl_conversation *v1_conversation = NULL;
+    CHECK(dl_conversation_start(v1, NULL, &v1_conversation, NULL) == DL_OK);
+    CHECK(emu_post(base_url, "/_emulator/faults", "{\"path\": \"/messages$\", \"action\": \"wrong_type\"}") == 200);
+    CHECK(dl_send_text(v1_conversation, "user1", "html", &out) == DL_ERR_PROTOCOL);
+    CHECK(contains(out, "\"delivery\":\"unknown\""));
+    dl_string_free(out);
+    dl_conversation_free(v1_conversation);
+    dl_client_free(v1);
+
     /* The server reads the activity and closes the reused connection: the
      * activity may have been processed, so it must not be sent again. */
     int before = emu_request_count(base_url);

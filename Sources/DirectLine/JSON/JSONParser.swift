@@ -4,7 +4,7 @@
 /// deviation (trailing data, duplicate keys, lone surrogates, raw control
 /// characters in strings, leading zeros) is reported as a `JSONParseError`.
 struct JSONParser {
-    static let maximumDepth = 64
+    static let maximumDepth = 128
 
     private let bytes: [UInt8]
     private var position = 0

@@ -70,7 +70,12 @@ final class Conversation: Sendable {
         let response = try client.execute(
             client.requests.send(conversationId: current.id, payload: body, bearer: current.token), operation: .send)
         var result = JSONObject()
-        guard client.version == .v3 else { return .object(result) }
+        guard client.version == .v3 else {
+            // 1.1 answers 204. A body that is not JSON (an HTML page from a
+            // proxy, say) means the service may never have seen the message.
+            if !response.body.isEmpty { _ = try Responses.json(response, what: "send message") }
+            return .object(result)
+        }
         if response.status != 204, !response.body.isEmpty {
             let answer = try Responses.json(response, what: "send activity")
             guard let id = answer.objectValue?["id"], id.stringValue != nil || id.isNull else {

@@ -1,0 +1,73 @@
+"""Helpers shared by the Python tests: paths, the emulator's control API, shapes."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from pathlib import Path
+from typing import Any, Optional
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BINDINGS = REPO_ROOT / "bindings" / "python"
+SECRET = "emulator-secret"
+PROTOCOLS = ("3.0", "1.1")
+
+
+class Emulator:
+    """A running emulator and its control API (which needs no auth)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def _control(self, method: str, path: str, body: Optional[dict] = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + "/_emulator/" + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+
+    def reset(self) -> None:
+        self._control("POST", "reset", {})
+
+    def configure(self, **settings: Any) -> None:
+        """POST /_emulator/config, e.g. tokenLifetime=1, nullWatermark=True."""
+        self._control("POST", "config", settings)
+
+    def fault(self, **rule: Any) -> None:
+        """POST /_emulator/faults; see the emulator's docs for the keys."""
+        self._control("POST", "faults", rule)
+
+    def requests(self) -> list[dict]:
+        """Every non-control request received since the last reset."""
+        return self._control("GET", "requests")["requests"]
+
+    def conversation(self, conversation_id: str) -> dict:
+        return self._control("GET", "conversations/" + conversation_id)
+
+
+def text_activity(protocol: str, text: str, user: str = "user1") -> dict:
+    """The smallest valid activity (3.0) or message (1.1) carrying `text`."""
+    if protocol == "3.0":
+        return {"type": "message", "from": {"id": user}, "text": text}
+    return {"from": user, "text": text}
+
+
+def items(result: dict) -> list[dict]:
+    """The activities (3.0) or messages (1.1) of a get_activities result."""
+    return result["activities"] if "activities" in result else result["messages"]
+
+
+def sender(item: dict) -> str:
+    """The sender id of an activity (3.0, `from.id`) or message (1.1, `from`)."""
+    origin = item["from"]
+    return origin["id"] if isinstance(origin, dict) else origin
+
+
+def python_env(**extra: str) -> dict[str, str]:
+    """The environment for a child Python that imports the binding."""
+    env = dict(os.environ)
+    env.pop("DIRECTLINE_LIBRARY", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BINDINGS), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env

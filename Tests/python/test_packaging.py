@@ -1,0 +1,124 @@
+"""How the package finds the library, what it exports, and the example that uses it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import directline
+from directline import _native
+from support import BINDINGS, REPO_ROOT, SECRET, python_env
+
+PACKAGE = BINDINGS / "directline"
+
+
+def import_directline(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "import directline; print(directline.__version__)"],
+                          env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def copy_package(root: Path) -> Path:
+    """The package alone under root/bindings/python: no library next to it or in a build folder."""
+    copy = root / "bindings" / "python" / "directline"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    return copy
+
+
+def test_a_missing_DIRECTLINE_LIBRARY_is_reported_by_path(tmp_path):
+    missing = tmp_path / "nowhere" / "libdirectline.so"
+    result = import_directline(python_env(DIRECTLINE_LIBRARY=str(missing)), tmp_path)
+    assert result.returncode != 0
+    assert "LibraryNotFoundError" in result.stderr
+    assert f"{missing}: no such file" in result.stderr
+    assert "DIRECTLINE_LIBRARY is set" in result.stderr
+
+
+def test_a_DIRECTLINE_LIBRARY_that_is_not_a_library_is_reported_with_the_reason(tmp_path):
+    bogus = tmp_path / "libdirectline.so"
+    bogus.write_text("not an ELF file")
+    result = import_directline(python_env(DIRECTLINE_LIBRARY=str(bogus)), tmp_path)
+    assert result.returncode != 0
+    assert f"{bogus}: " in result.stderr
+    assert "no such file" not in result.stderr
+
+
+def test_without_DIRECTLINE_LIBRARY_every_place_looked_is_listed(tmp_path):
+    copy_package(tmp_path)
+    env = python_env(PYTHONPATH=str(tmp_path / "bindings" / "python"))
+    result = import_directline(env, tmp_path)
+    assert result.returncode != 0
+    assert "LibraryNotFoundError" in result.stderr
+    for place in (tmp_path / "bindings" / "python" / "directline" / "libdirectline.so",
+                  tmp_path / ".build" / "release" / "libdirectline.so",
+                  tmp_path / ".build" / "debug" / "libdirectline.so"):
+        assert f"{place}: no such file" in result.stderr
+
+
+def test_a_library_next_to_the_package_is_found(tmp_path):
+    copy = copy_package(tmp_path)
+    (copy / "libdirectline.so").symlink_to(Path(_native.lib._name).resolve())
+    result = import_directline(python_env(PYTHONPATH=str(tmp_path / "bindings" / "python")), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == directline.__version__
+
+
+def test_DIRECTLINE_LIBRARY_is_used_when_set(tmp_path):
+    library = tmp_path / "custom" / "libdirectline.so"
+    library.parent.mkdir()
+    shutil.copy(_native.lib._name, library)
+    result = subprocess.run(
+        [sys.executable, "-c", "from directline import _native; print(_native.lib._name)"],
+        env=python_env(DIRECTLINE_LIBRARY=str(library)), cwd=tmp_path, capture_output=True,
+        text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(library)
+
+
+def test_LibraryNotFoundError_is_an_ImportError():
+    assert issubclass(directline.LibraryNotFoundError, ImportError)
+
+
+def test_version_is_the_librarys():
+    assert directline.__version__ == _native.lib.dl_version().decode()
+
+
+def test_public_names_are_exported_documented_and_typed():
+    assert (PACKAGE / "py.typed").is_file()
+    for name in directline.__all__:
+        assert hasattr(directline, name), name
+        value = getattr(directline, name)
+        if isinstance(value, type) or callable(value):
+            assert value.__doc__, f"{name} has no docstring"
+    for cls in (directline.Client, directline.Conversation):
+        for attribute, member in vars(cls).items():
+            if not attribute.startswith("_") and callable(member):
+                assert member.__doc__, f"{cls.__name__}.{attribute} has no docstring"
+                assert "return" in member.__annotations__, f"{cls.__name__}.{attribute} has no return type"
+
+
+def test_every_declared_function_is_in_the_header():
+    header = (REPO_ROOT / "include" / "directline.h").read_text()
+    for name, _, _ in _native._DECLARATIONS:
+        assert f" {name}(" in header or f"*{name}(" in header, name
+
+
+def test_the_quickstart_example_talks_to_the_bot(emulator):
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "examples" / "python" / "quickstart.py")],
+        env=python_env(DIRECTLINE_ENDPOINT=emulator.url, DIRECTLINE_SECRET=SECRET),
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "bot replied: echo: hello" in result.stdout
+    assert SECRET not in result.stdout + result.stderr
+    assert [request["method"] for request in emulator.requests()][:2] == ["POST", "POST"]
+
+
+def test_the_quickstart_example_explains_a_missing_secret():
+    env = python_env()
+    env.pop("DIRECTLINE_SECRET", None)
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "examples" / "python" / "quickstart.py")],
+                            env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "DIRECTLINE_SECRET" in result.stderr

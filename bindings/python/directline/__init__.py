@@ -1,0 +1,79 @@
+"""libdirectline for Python: a Direct Line (Microsoft Bot Framework) client.
+
+A thin, typed ctypes binding over the C library ``libdirectline.so``::
+
+    import directline
+
+    with directline.Client("https://directline.botframework.com", secret=SECRET) as client:
+        with client.start_conversation() as conversation:
+            conversation.send_text("user1", "hello")
+            print(conversation.get_activities()["activities"])
+
+Failures raise ``DirectLineError`` subclasses, one per C status code. The
+library is found via ``DIRECTLINE_LIBRARY``, then next to this package, then
+the repository's build folders; ``LibraryNotFoundError`` (an ImportError)
+names every place it looked.
+"""
+
+from ._native import LibraryNotFoundError, version as _library_version
+from .client import Client, Conversation
+from .errors import (
+    BadRequestError,
+    BotError,
+    CancelledError,
+    ConflictError,
+    DirectLineError,
+    DirectLineTimeoutError,
+    FileError,
+    ForbiddenError,
+    HTTPError,
+    InternalError,
+    InvalidArgumentError,
+    InvalidHandleError,
+    NetworkError,
+    NotFoundError,
+    ProtocolError,
+    ReentrantError,
+    ServiceError,
+    Status,
+    ThrottledError,
+    TLSError,
+    TokenExpiredError,
+    TooLargeError,
+    UnauthorizedError,
+    error_class,
+)
+
+__version__: str = _library_version()
+"""The loaded C library's version, "MAJOR.MINOR.PATCH"."""
+
+__all__ = [
+    "BadRequestError",
+    "BotError",
+    "CancelledError",
+    "Client",
+    "ConflictError",
+    "Conversation",
+    "DirectLineError",
+    "DirectLineTimeoutError",
+    "FileError",
+    "ForbiddenError",
+    "HTTPError",
+    "InternalError",
+    "InvalidArgumentError",
+    "InvalidHandleError",
+    "LibraryNotFoundError",
+    "NetworkError",
+    "NotFoundError",
+    "ProtocolError",
+    "ReentrantError",
+    "ServiceError",
+    "Status",
+    "TLSError",
+    "ThrottledError",
+    "TokenExpiredError",
+    "TooLargeError",
+    "UnauthorizedError",
+    "__version__",
+    "error_class",
+]
