@@ -1,0 +1,66 @@
+"""Command line: `python3 -m emulator [--port 3978] ...`."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import ssl
+import sys
+import threading
+
+from .server import DEFAULT_SECRET, create_server
+from .state import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_TOKEN_LIFETIME
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python3 -m emulator",
+        description="Local Direct Line 3.0 + 1.1 service emulator with an echo bot.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=3978, help="port; 0 picks a free one")
+    parser.add_argument("--secret", default=DEFAULT_SECRET, help="the Direct Line secret")
+    parser.add_argument("--token-lifetime", type=int, default=DEFAULT_TOKEN_LIFETIME,
+                        metavar="SECONDS", help="lifetime of issued tokens")
+    parser.add_argument("--max-upload-bytes", type=int, default=DEFAULT_MAX_UPLOAD_BYTES,
+                        metavar="BYTES", help="largest accepted upload request body")
+    parser.add_argument("--tls-cert", metavar="FILE", help="PEM certificate: serve HTTPS")
+    parser.add_argument("--tls-key", metavar="FILE", help="PEM private key for --tls-cert")
+    parser.add_argument("--quiet", action="store_true", help="do not log requests to stderr")
+    args = parser.parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    if args.token_lifetime < 1:
+        parser.error("--token-lifetime must be at least 1")
+    if args.max_upload_bytes < 0:
+        parser.error("--max-upload-bytes must not be negative")
+    if not 0 <= args.port <= 65535:
+        parser.error("--port must be from 0 to 65535")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    try:
+        server = create_server(host=args.host, port=args.port, secret=args.secret,
+                               token_lifetime=args.token_lifetime,
+                               max_upload_bytes=args.max_upload_bytes,
+                               tls_cert=args.tls_cert, tls_key=args.tls_key, quiet=args.quiet)
+    except (OSError, ssl.SSLError) as error:
+        print(f"directline-emulator: cannot start: {error}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                               daemon=True)
+    serving.start()
+    print(f"directline-emulator listening on {server.url}", flush=True)
+    while not stop.wait(0.5):
+        pass
+    server.stop()
+    serving.join(5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""HTTP request/response values and the strict parsers for what they carry.
+
+Nothing here touches sockets: the server turns bytes into a `Request`, the
+application answers with a `Response`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from email.message import Message
+from urllib.parse import unquote_to_bytes
+
+from .errors import ApiError, bad_argument
+
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+SEND_LIMIT_BYTES = 262_144
+
+
+@dataclass
+class Request:
+    method: str
+    raw_path: str
+    segments: list[str]
+    query: dict[str, str]
+    headers: Message
+    body: bytes
+    base_url: str
+    stream_base_url: str
+
+    @property
+    def legacy(self) -> bool:
+        """True for Direct Line 1.1 paths, whose errors carry `statusCode`."""
+        return self.raw_path.startswith("/api/")
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: str | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+def encode_json(value) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def json_response(status: int, value, headers: list[tuple[str, str]] | None = None) -> Response:
+    return Response(status, encode_json(value), JSON_CONTENT_TYPE, list(headers or []))
+
+
+def empty_response(status: int = 204) -> Response:
+    return Response(status)
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(body: bytes, what: str):
+    """Decode strict JSON: UTF-8 without BOM, no NaN/Infinity, no lone surrogates."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad_argument(f"{what} is not valid UTF-8") from None
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise bad_argument(f"{what} is not valid JSON: {exc}") from None
+    try:
+        encode_json(value)
+    except UnicodeEncodeError:
+        raise bad_argument(f"{what} contains an unpaired surrogate escape") from None
+    return value
+
+
+def parse_json_object(body: bytes, what: str) -> dict:
+    value = parse_json(body, what)
+    if not isinstance(value, dict):
+        raise bad_argument(f"{what} must be a JSON object")
+    return value
+
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+class _ParamScanner:
+    """RFC 9110 `token *( OWS ";" OWS parameter )` with quoted-string values."""
+
+    def __init__(self, text: str, what: str) -> None:
+        self.text = text
+        self.pos = 0
+        self.what = what
+
+    def fail(self) -> ApiError:
+        return bad_argument(f"malformed {self.what} header")
+
+    def skip_space(self) -> None:
+        while self.pos < len(self.text) and self.text[self.pos] in " \t":
+            self.pos += 1
+
+    def at_end(self) -> bool:
+        return self.pos >= len(self.text)
+
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def token(self) -> str:
+        match = _TOKEN.match(self.text, self.pos)
+        if not match:
+            raise self.fail()
+        self.pos = match.end()
+        return match.group(0)
+
+    def quoted(self) -> str:
+        self.pos += 1
+        out = []
+        while self.pos < len(self.text):
+            char = self.text[self.pos]
+            if char == '"':
+                self.pos += 1
+                return "".join(out)
+            if char == "\\" and self.pos + 1 < len(self.text):
+                self.pos += 1
+                char = self.text[self.pos]
+            out.append(char)
+            self.pos += 1
+        raise self.fail()
+
+    def value(self) -> str:
+        return self.quoted() if self.peek() == '"' else self.token()
+
+    def parameters(self) -> dict[str, str]:
+        params: dict[str, str] = {}
+        while True:
+            self.skip_space()
+            if self.at_end():
+                return params
+            if self.peek() != ";":
+                raise self.fail()
+            self.pos += 1
+            self.skip_space()
+            if self.at_end():
+                return params
+            name = self.token().lower()
+            if self.peek() != "=":
+                raise self.fail()
+            self.pos += 1
+            if name in params:
+                raise self.fail()
+            params[name] = self.value()
+
+
+def parse_media_type(value: str) -> tuple[str, dict[str, str]]:
+    """`type/subtype; k=v` -> ("type/subtype" lower-cased, {k: v})."""
+    scanner = _ParamScanner(value, "Content-Type")
+    scanner.skip_space()
+    main = scanner.token()
+    if scanner.peek() != "/":
+        raise scanner.fail()
+    scanner.pos += 1
+    sub = scanner.token()
+    return f"{main}/{sub}".lower(), scanner.parameters()
+
+
+def parse_content_disposition(value: str) -> tuple[str | None, dict[str, str]]:
+    """Content-Disposition with an optional disposition type.
+
+    The Direct Line documentation's single-upload form is
+    `name="file"; filename="x"`, which has no type, so that is accepted too.
+    """
+    scanner = _ParamScanner(value, "Content-Disposition")
+    scanner.skip_space()
+    first = scanner.token()
+    if scanner.peek() == "=":
+        scanner.pos += 1
+        params = {first.lower(): scanner.value()}
+        for name, param in scanner.parameters().items():
+            if name in params:
+                raise scanner.fail()
+            params[name] = param
+        return None, params
+    return first.lower(), scanner.parameters()
+
+
+_FORM_ESCAPES = re.compile(r"%(22|0d|0a)", re.IGNORECASE)
+_FORM_UNESCAPED = {"22": '"', "0d": "\r", "0a": "\n"}
+
+
+def decode_filename(params: dict[str, str]) -> str | None:
+    """The filename a client meant, from `filename*` (RFC 8187) or `filename`.
+
+    In `filename`, only the HTML form escapes %22, %0D and %0A are decoded;
+    any other `%` is literal, as browsers and this library send it.
+    """
+    extended = params.get("filename*")
+    if extended is not None:
+        charset, _, rest = extended.partition("'")
+        _language, _, encoded = rest.partition("'")
+        if charset.lower() not in ("utf-8", "iso-8859-1") or not encoded:
+            raise bad_argument("unsupported filename* encoding in Content-Disposition")
+        try:
+            return unquote_to_bytes(encoded).decode(charset.lower())
+        except UnicodeDecodeError:
+            raise bad_argument("filename* in Content-Disposition is not valid "
+                               f"{charset}") from None
+    plain = params.get("filename")
+    if plain is None:
+        return None
+    return _FORM_ESCAPES.sub(lambda m: _FORM_UNESCAPED[m.group(1).lower()], plain)
+
+
+def header_text(raw: str) -> str:
+    """Header text as the client's UTF-8, falling back to the Latin-1 it was read as."""
+    try:
+        data = raw.encode("latin-1")
+    except UnicodeEncodeError:
+        data = raw.encode("ascii", "surrogateescape")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")

@@ -1,0 +1,183 @@
+"""Direct Line 3.0: /v3/directline/..."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from . import bot
+from .errors import ApiError, bad_argument, missing_property, not_found
+from .messages import Request, Response, json_response, parse_json_object
+from .service import (Emulator, authenticate, open_conversation, require_json_content,
+                      require_user_id, store_files, watermark_start, watermark_value)
+from .state import V3, Conversation, Token
+from .uploads import parse_upload
+
+ACTIVITY_PART_TYPE = "application/vnd.microsoft.activity"
+
+
+def _user_from_body(body: bytes) -> dict | None:
+    """The optional `{"user": {...}, "trustedOrigins": [...]}` of token/start calls."""
+    if not body:
+        return None
+    options = parse_json_object(body, "request body")
+    origins = options.get("trustedOrigins")
+    if origins is not None and (not isinstance(origins, list)
+                                or not all(isinstance(o, str) for o in origins)):
+        raise bad_argument("trustedOrigins must be an array of strings")
+    user = options.get("user")
+    if user is None:
+        return None
+    if not isinstance(user, dict) or not isinstance(user.get("id"), str) or not user["id"]:
+        raise bad_argument("user.id must be a non-empty string")
+    if not user["id"].startswith("dl_"):
+        raise bad_argument("user.id must start with dl_")
+    name = user.get("name")
+    if name is not None and not isinstance(name, str):
+        raise bad_argument("user.name must be a string")
+    return {"id": user["id"], **({"name": name} if name is not None else {})}
+
+
+def _conversation_json(emulator: Emulator, request: Request, conversation: Conversation,
+                       token: Token, watermark: str | None = None) -> dict:
+    query = f"t={quote(token.value, safe='')}"
+    if watermark:
+        query = f"watermark={quote(watermark, safe='')}&{query}"
+    stream = f"{request.stream_base_url}/v3/directline/conversations/{conversation.id}/stream"
+    return {"conversationId": conversation.id, "token": token.value,
+            "expires_in": token.seconds_left(), "streamUrl": f"{stream}?{query}",
+            "referenceGrammarId": emulator.store.reference_grammar_id, "eTag": conversation.etag}
+
+
+def _token_json(token: Token) -> dict:
+    return {"conversationId": token.conversation_id, "token": token.value,
+            "expires_in": token.seconds_left()}
+
+
+def generate_token(emulator: Emulator, request: Request) -> Response:
+    authenticate(emulator, request, secret_only=True)
+    user = _user_from_body(request.body)
+    conversation = emulator.store.create_conversation(V3)
+    return json_response(200, _token_json(emulator.store.issue_token(conversation.id, user)))
+
+
+def refresh_token(emulator: Emulator, request: Request) -> Response:
+    token = authenticate(emulator, request)
+    if token is None:
+        raise ApiError(403, "BadArgument", "tokens/refresh needs a token, not the secret")
+    fresh = emulator.store.issue_token(token.conversation_id, token.user)
+    return json_response(200, _token_json(fresh))
+
+
+def start_conversation(emulator: Emulator, request: Request) -> Response:
+    token = authenticate(emulator, request)
+    user = _user_from_body(request.body)
+    if token is None:
+        conversation = emulator.store.create_conversation(V3)
+        token = emulator.store.issue_token(conversation.id, user)
+    else:
+        conversation = emulator.store.conversation(token.conversation_id)
+        if conversation is None:
+            raise not_found("conversation not found")
+        if conversation.protocol != V3:
+            raise ApiError(409, "Conflict",
+                           "this token's conversation was started with Direct Line 1.1")
+    created = emulator.store.mark_started(conversation)
+    return json_response(201 if created else 200,
+                         _conversation_json(emulator, request, conversation, token))
+
+
+def reconnect(emulator: Emulator, request: Request, conversation_id: str) -> Response:
+    token = authenticate(emulator, request)
+    conversation = open_conversation(emulator, token, conversation_id, V3)
+    watermark_start(request)
+    if token is None:
+        token = emulator.store.issue_token(conversation.id, None)
+    return json_response(200, _conversation_json(emulator, request, conversation, token,
+                                                 request.query.get("watermark")))
+
+
+def get_activities(emulator: Emulator, request: Request, conversation_id: str) -> Response:
+    token = authenticate(emulator, request)
+    conversation = open_conversation(emulator, token, conversation_id, V3)
+    activities, watermark = emulator.store.page(conversation, watermark_start(request))
+    return json_response(200, {"activities": activities,
+                               "watermark": watermark_value(emulator, watermark)})
+
+
+def _validate_activity(activity: dict, what: str) -> None:
+    kind = activity.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise missing_property(f"{what} has no type")
+    sender = activity.get("from")
+    if not isinstance(sender, dict) or not isinstance(sender.get("id"), str) or not sender["id"]:
+        raise missing_property(f"{what} has no from.id")
+    if "text" in activity and not isinstance(activity["text"], str):
+        raise bad_argument(f"{what}.text must be a string")
+
+
+def _apply_token_user(activity: dict, token: Token | None) -> None:
+    """A user id embedded in the token overrides the activity's from.id."""
+    if token is not None and token.user is not None:
+        activity["from"] = {**activity["from"], **token.user}
+
+
+def _deliver(emulator: Emulator, conversation: Conversation, activity: dict,
+             files: list | None = None) -> dict:
+    """Store the user's activity, then let the bot answer it."""
+    def stamp(item: dict, item_id: str, now: str) -> dict:
+        item.update(id=item_id, timestamp=now, channelId="directline",
+                    conversation={"id": conversation.id})
+        return item
+
+    stored = emulator.store.append(conversation, stamp, activity)
+    if activity["type"] == "endOfConversation":
+        emulator.store.mark_ended(conversation)
+        return stored
+    if emulator.store.is_ended(conversation):
+        return stored
+    text = activity.get("text")
+    if files is None and activity["type"] != "message":
+        return stored
+    if not emulator.pause(bot.thinking_seconds(text)):
+        return stored
+    reply = bot.upload_text(files, text) if files is not None else bot.echo_text(text)
+    emulator.store.append(conversation, stamp, {
+        "type": "message", "from": {"id": bot.BOT_ID, "name": bot.BOT_NAME},
+        "text": reply, "replyToId": stored["id"]})
+    return stored
+
+
+def post_activity(emulator: Emulator, request: Request, conversation_id: str) -> Response:
+    token = authenticate(emulator, request)
+    conversation = open_conversation(emulator, token, conversation_id, V3)
+    require_json_content(request)
+    activity = parse_json_object(request.body, "activity")
+    _validate_activity(activity, "activity")
+    _apply_token_user(activity, token)
+    return json_response(200, {"id": _deliver(emulator, conversation, activity)["id"]})
+
+
+def upload(emulator: Emulator, request: Request, conversation_id: str) -> Response:
+    token = authenticate(emulator, request)
+    conversation = open_conversation(emulator, token, conversation_id, V3)
+    user_id = require_user_id(request)
+    parts = parse_upload(request.headers, request.body, ACTIVITY_PART_TYPE)
+    if parts.container is None:
+        activity = {"type": "message", "from": {"id": user_id}}
+    else:
+        activity = parse_json_object(parts.container, "activity part")
+        _validate_activity(activity, "activity part")
+    existing = activity.get("attachments", [])
+    if not isinstance(existing, list):
+        raise bad_argument("activity part attachments must be an array")
+    files = store_files(emulator, request, parts)
+    activity["attachments"] = existing + [
+        {"contentType": f.content_type, "contentUrl": url, "name": f.name} for f, url in files]
+    _apply_token_user(activity, token)
+    stored = _deliver(emulator, conversation, activity, [f for f, _ in files])
+    return json_response(200, {"id": stored["id"]})
+
+
+def stream(emulator: Emulator, request: Request, conversation_id: str) -> Response:
+    raise ApiError(501, "NotSupported",
+                   "the emulator has no WebSocket stream; poll GET .../activities instead")
