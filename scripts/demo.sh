@@ -14,7 +14,7 @@ export DIRECTLINE_LIBRARY="$LIBRARY"
 demo_dir="$(mktemp -d)"
 
 log "C: examples/c/quickstart.c"
-gcc -std=c99 -Wall -Wextra -I"$ROOT/include" "$ROOT/examples/c/quickstart.c" \
+gcc -std=c99 -Wall -Wextra -Werror -I"$ROOT/include" "$ROOT/examples/c/quickstart.c" \
     -L"$ROOT/.build/release" -ldirectline -Wl,-rpath,"$ROOT/.build/release" -o "$demo_dir/quickstart"
 "$demo_dir/quickstart"
 

@@ -37,7 +37,7 @@ def run(command, **options):
 
 def compile_c(tmp_path, sources, name, extra=()):
     binary = str(tmp_path / name)
-    result = run(["gcc", "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror", "-D_DEFAULT_SOURCE",
+    result = run(["gcc", "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror",
                   "-I", INCLUDE, *sources, "-L", LIBRARY_DIR, "-ldirectline",
                   f"-Wl,-rpath,{LIBRARY_DIR}", *extra, "-o", binary])
     assert result.returncode == 0, result.stderr
@@ -85,7 +85,7 @@ def test_header_compiles_cleanly(tmp_path, compiler):
 def test_c_suite(tmp_path, emulator):
     here = os.path.join(ROOT, "Tests", "c")
     binary = compile_c(tmp_path, [os.path.join(here, "test_directline.c"), os.path.join(here, "emulator_control.c")],
-                       "test_directline", extra=["-lcurl"])
+                       "test_directline", extra=["-lcurl", "-pthread"])
     result = run([binary, emulator.url])
     print(result.stdout, result.stderr)
     assert result.returncode == 0, result.stderr

@@ -2,9 +2,11 @@
  *     test_directline http://127.0.0.1:PORT
  * It is compiled against include/directline.h with -Werror and linked to
  * the built libdirectline.so. Prints "N passed, N failed" last. */
+#define _DEFAULT_SOURCE /* usleep */
 #include "directline.h"
 #include "emulator_control.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -424,6 +426,83 @@ static void test_transport_failures(void) {
     dl_client_free(client);
 }
 
+enum { THREADS = 8, SENDS_PER_THREAD = 10 };
+
+struct worker {
+    dl_conversation *conversation;
+    int ok, invalid_handle, other;
+};
+
+static void *send_repeatedly(void *argument) {
+    struct worker *worker = argument;
+    for (int i = 0; i < SENDS_PER_THREAD; i++) {
+        char *out = NULL;
+        int32_t status = dl_send_text(worker->conversation, "user1", "threaded", &out);
+        int32_t read = dl_get_activities(worker->conversation, NULL);
+        if (status == DL_OK && read == DL_OK) {
+            worker->ok++;
+        } else if (status == DL_ERR_INVALID_HANDLE || read == DL_ERR_INVALID_HANDLE) {
+            worker->invalid_handle++;
+        } else {
+            worker->other++;
+            fprintf(stderr, "  thread send: %s %s\n", dl_status_name(status), out != NULL ? out : "");
+        }
+        dl_string_free(out);
+    }
+    return NULL;
+}
+
+/* Runs THREADS workers on one conversation; if free_midway, the handle is
+ * freed while they run. Returns the summed counts. */
+static struct worker run_workers(dl_conversation *conversation, int free_midway) {
+    pthread_t threads[THREADS];
+    struct worker workers[THREADS];
+    struct worker total = {conversation, 0, 0, 0};
+    for (int i = 0; i < THREADS; i++) {
+        workers[i] = total;
+        CHECK(pthread_create(&threads[i], NULL, send_repeatedly, &workers[i]) == 0);
+    }
+    if (free_midway) {
+        usleep(20 * 1000);
+        CHECK(dl_conversation_free(conversation) == DL_OK);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(threads[i], NULL);
+        total.ok += workers[i].ok;
+        total.invalid_handle += workers[i].invalid_handle;
+        total.other += workers[i].other;
+    }
+    return total;
+}
+
+static void test_threads(void) {
+    reset_emulator();
+    dl_client *client = new_client("3.0", NULL);
+    dl_conversation *conversation = NULL;
+    char path[256], id[128] = "", *out = NULL;
+    CHECK(dl_conversation_start(client, NULL, &conversation, &out) == DL_OK);
+    CHECK(out != NULL && sscanf(strstr(out, "\"conversationId\":\"") + 18, "%127[^\"]", id) == 1);
+    dl_string_free(out);
+
+    struct worker total = run_workers(conversation, 0);
+    CHECK(total.ok == THREADS * SENDS_PER_THREAD);
+    CHECK(total.invalid_handle == 0 && total.other == 0);
+    /* Every send arrived exactly once: the user's activities plus the bot's echoes. */
+    snprintf(path, sizeof path, "/_emulator/conversations/%s", id);
+    char *stored = emu_get(base_url, path);
+    CHECK(count_occurrences(stored, "\"text\":\"threaded\"") == THREADS * SENDS_PER_THREAD);
+    CHECK(count_occurrences(stored, "\"text\":\"echo: threaded\"") == THREADS * SENDS_PER_THREAD);
+    free(stored);
+
+    /* Freeing the handle while eight threads use it: calls already running
+     * finish, later ones get DL_ERR_INVALID_HANDLE, nothing crashes. */
+    total = run_workers(conversation, 1);
+    CHECK(total.other == 0);
+    CHECK(total.ok + total.invalid_handle == THREADS * SENDS_PER_THREAD);
+    CHECK(total.invalid_handle > 0);
+    CHECK(dl_client_free(client) == DL_OK);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s EMULATOR_URL\n", argv[0]);
@@ -441,6 +520,7 @@ int main(int argc, char **argv) {
     }
     test_retries();
     test_transport_failures();
+    test_threads();
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }

@@ -5,6 +5,7 @@
  *
  * Build: cc quickstart.c -Iinclude -L.build/release -ldirectline -o quickstart
  */
+#define _DEFAULT_SOURCE /* usleep */
 #include <directline.h>
 
 #include <stdio.h>
