@@ -17,6 +17,7 @@ let package = Package(
         .target(
             name: "DirectLine",
             dependencies: ["CCurl"],
+            exclude: ["exports.map"],
             linkerSettings: [
                 // Export only the dl_* C ABI; the Swift runtime and our own
                 // Swift symbols stay local to the shared object.
