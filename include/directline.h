@@ -37,6 +37,10 @@ typedef struct dl_client dl_client;
 /** One conversation: its id, its own token, the watermark read so far. Thread-safe. */
 typedef struct dl_conversation dl_conversation;
 
+/** Progress of a send or upload: `done` of `total` body bytes have gone out.
+ *  Return 0 to go on, nonzero to cancel (see dl_conversation_set_progress). */
+typedef int32_t (*dl_progress_fn)(void *userdata, uint64_t done, uint64_t total);
+
 /// Status codes returned by every libdirectline operation.
 ///
 /// Codes are only ever appended, never renumbered. `dl_status_name` gives a
@@ -201,6 +205,59 @@ int32_t dl_send_text(dl_conversation *conversation, const char *user_id, const c
 ///
 /// Returns DL_OK, DL_ERR_INVALID_HANDLE, or a network or service status.
 int32_t dl_get_activities(dl_conversation *conversation, char **out_json);
+
+/// Uploads one file from disk as a raw attachment:
+/// `POST .../upload?userId=` with the file as the body, `Content-Type` and
+/// `Content-Disposition: name="file"; filename="..."`. The file is streamed,
+/// never read whole into memory.
+///
+/// `content_type` may be NULL (guessed from the file name's extension,
+/// `application/octet-stream` otherwise); `filename` may be NULL (the path's
+/// last component). In the file name, `"`, CR and LF are sent as `%22`,
+/// `%0D`, `%0A`. 3.0: `out_json` receives `{"id": "..."}`; 1.1: `{}`.
+///
+/// Returns DL_OK, DL_ERR_INVALID_ARGUMENT, DL_ERR_INVALID_HANDLE, DL_ERR_IO
+/// (missing or unreadable file: nothing is sent), DL_ERR_TOO_LARGE (over the
+/// client's maxUploadBytes, default 4 MiB: nothing is sent), DL_ERR_CANCELLED,
+/// or a network or service status.
+int32_t dl_upload_file(dl_conversation *conversation, const char *user_id, const char *path, const char *content_type, const char *filename, char **out_json);
+
+/// Uploads `length` bytes from memory as a raw attachment; as
+/// dl_upload_file() otherwise. `data` may be NULL only when `length` is 0;
+/// `filename` defaults to "file". The bytes are copied before sending.
+int32_t dl_upload_bytes(dl_conversation *conversation, const char *user_id, const void *data, size_t length, const char *content_type, const char *filename, char **out_json);
+
+/// Uploads several attachments, and optionally the activity (3.0) or
+/// message (1.1) that carries them, as one multipart/form-data request:
+///
+///     {"activity": {"type": "message", "text": "see attached"},
+///      "files": [{"path": "photos/a.jpg", "contentType": "image/jpeg", "filename": "a.jpg"},
+///                {"dataBase64": "aGVsbG8=", "contentType": "text/plain", "filename": "b.txt"}]}
+///
+/// Each file has exactly one of `path` (streamed from disk) and `dataBase64`;
+/// `contentType` and `filename` are optional as in dl_upload_file(). The
+/// activity part is sent as `application/vnd.microsoft.activity` (3.0; its
+/// `type` defaults to "message", `from` to the user, and it gets a
+/// `channelData.clientActivityID`) or `application/vnd.microsoft.bot.message`
+/// (1.1; `from` defaults to the user). Without it the 3.0 service wraps the
+/// files in an empty activity. 3.0: `out_json` receives `{"id": "..."}` plus
+/// `"clientActivityID"` when an activity was given; 1.1: `{}`.
+///
+/// Statuses as dl_upload_file(); the size limit applies to the whole body.
+int32_t dl_upload_multipart(dl_conversation *conversation, const char *user_id, const char *upload_json, char **out_json);
+
+/// Sets the progress callback of a conversation: for every send and upload
+/// on it, `progress(userdata, done, total)` is called on the calling thread
+/// as body bytes go out (`done` rises to `total`, the body's size). Returning
+/// nonzero cancels the transfer, which then fails with DL_ERR_CANCELLED
+/// (delivery "not_sent" while the body was incomplete). NULL removes it.
+///
+/// The callback must not call into the library: such calls return
+/// DL_ERR_REENTRANT. `userdata` must stay valid until the callback is
+/// replaced or the conversation freed.
+///
+/// Returns DL_OK or DL_ERR_INVALID_HANDLE.
+int32_t dl_conversation_set_progress(dl_conversation *conversation, dl_progress_fn progress, void *userdata);
 
 #ifdef __cplusplus
 }

@@ -21,8 +21,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCES = os.path.join(ROOT, "Sources", "DirectLine")
 HEADER = os.path.join(ROOT, "include", "directline.h")
 
-# Parameter names that carry handles, and the C type each one gets.
-HANDLE_PARAMETERS = {
+# Parameter names whose C type the compiler cannot know (handles are
+# OpaquePointer, callbacks are spelled out), and the type each one gets.
+TYPED_PARAMETERS = {
+    "progress": "dl_progress_fn ",
     "client": "dl_client *",
     "out_client": "dl_client **",
     "conversation": "dl_conversation *",
@@ -105,9 +107,10 @@ def split_items(block):
 
 def rewrite_parameter(parameter):
     parameter = re.sub(r"\*\s+\*", "**", parameter.strip())
-    name = re.search(r"(\w+)$", parameter).group(1)
-    if name in HANDLE_PARAMETERS:
-        return HANDLE_PARAMETERS[name] + name
+    pointer_to_function = re.search(r"\(\*\s*(\w+)\)\(", parameter)
+    name = pointer_to_function.group(1) if pointer_to_function else re.search(r"(\w+)$", parameter).group(1)
+    if name in TYPED_PARAMETERS:
+        return TYPED_PARAMETERS[name] + name
     return re.sub(r"\s*(\*+)\s*(\w+)$", r" \1\2", parameter)
 
 
@@ -223,6 +226,10 @@ extern "C" {
 typedef struct dl_client dl_client;
 /** One conversation: its id, its own token, the watermark read so far. Thread-safe. */
 typedef struct dl_conversation dl_conversation;
+
+/** Progress of a send or upload: `done` of `total` body bytes have gone out.
+ *  Return 0 to go on, nonzero to cancel (see dl_conversation_set_progress). */
+typedef int32_t (*dl_progress_fn)(void *userdata, uint64_t done, uint64_t total);
 """
 
 HEADER_BOTTOM = """\

@@ -22,7 +22,7 @@ struct ProtocolTests {
     func startBody() {
         let user = JSONObject([("user", .object(JSONObject([("id", .string("dl_u"))])))])
         #expect(DirectLineRequests(version: .v3).startConversation(body: JSONObject(), bearer: "t").body.isEmpty)
-        #expect(String(decoding: DirectLineRequests(version: .v3).startConversation(body: user, bearer: "t").body, as: UTF8.self)
+        #expect(String(decoding: DirectLineRequests(version: .v3).startConversation(body: user, bearer: "t").body.collected(), as: UTF8.self)
             == #"{"user":{"id":"dl_u"}}"#)
         #expect(DirectLineRequests(version: .v1).startConversation(body: user, bearer: "t").body.isEmpty)
     }

@@ -53,6 +53,13 @@ enum Boundary {
         return string
     }
 
+    /// The `user_id` argument of sends and uploads.
+    static func userId(_ pointer: UnsafePointer<CChar>?) throws(DirectLineError) -> String {
+        let user = try requiredString(pointer, name: "user_id")
+        try Validation.identifier(user, name: "user_id")
+        return user
+    }
+
     /// A JSON argument; NULL is nil, the caller decides whether that is allowed.
     static func json(_ pointer: UnsafePointer<CChar>?, name: String) throws(DirectLineError) -> JSONValue? {
         guard let text = try string(pointer, name: name) else { return nil }

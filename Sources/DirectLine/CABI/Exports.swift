@@ -184,8 +184,7 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
                             _ text: UnsafePointer<CChar>?, _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
         let target = try handles.lookup(conversation, as: Conversation.self)
-        let user = try Boundary.requiredString(user_id, name: "user_id")
-        try Validation.identifier(user, name: "user_id")
+        let user = try Boundary.userId(user_id)
         let message = try Boundary.requiredString(text, name: "text")
         return try target.send(OutgoingActivity.text(message, from: user, version: target.client.version))
     }
@@ -202,5 +201,111 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 @c public func dl_get_activities(_ conversation: OpaquePointer?, _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
         try handles.lookup(conversation, as: Conversation.self).receive()
+    }
+}
+
+/// Uploads one file from disk as a raw attachment:
+/// `POST .../upload?userId=` with the file as the body, `Content-Type` and
+/// `Content-Disposition: name="file"; filename="..."`. The file is streamed,
+/// never read whole into memory.
+///
+/// `content_type` may be NULL (guessed from the file name's extension,
+/// `application/octet-stream` otherwise); `filename` may be NULL (the path's
+/// last component). In the file name, `"`, CR and LF are sent as `%22`,
+/// `%0D`, `%0A`. 3.0: `out_json` receives `{"id": "..."}`; 1.1: `{}`.
+///
+/// Returns DL_OK, DL_ERR_INVALID_ARGUMENT, DL_ERR_INVALID_HANDLE, DL_ERR_IO
+/// (missing or unreadable file: nothing is sent), DL_ERR_TOO_LARGE (over the
+/// client's maxUploadBytes, default 4 MiB: nothing is sent), DL_ERR_CANCELLED,
+/// or a network or service status.
+@c public func dl_upload_file(_ conversation: OpaquePointer?, _ user_id: UnsafePointer<CChar>?,
+                              _ path: UnsafePointer<CChar>?, _ content_type: UnsafePointer<CChar>?,
+                              _ filename: UnsafePointer<CChar>?,
+                              _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
+        let target = try handles.lookup(conversation, as: Conversation.self)
+        let user = try Boundary.userId(user_id)
+        let filePath = try Boundary.requiredString(path, name: "path")
+        guard !filePath.isEmpty else { throw .invalidArgument("path must not be empty") }
+        let type = try Boundary.string(content_type, name: "content_type")
+        let name = try Boundary.string(filename, name: "filename")
+        let file = try OpenFile(path: filePath)
+        return try target.upload(userId: user, file: Uploads.File(
+            content: .file(file), contentType: type, filename: name, defaultName: Uploads.lastComponent(of: filePath)))
+    }
+}
+
+/// Uploads `length` bytes from memory as a raw attachment; as
+/// dl_upload_file() otherwise. `data` may be NULL only when `length` is 0;
+/// `filename` defaults to "file". The bytes are copied before sending.
+@c public func dl_upload_bytes(_ conversation: OpaquePointer?, _ user_id: UnsafePointer<CChar>?,
+                               _ data: UnsafeRawPointer?, _ length: UInt, _ content_type: UnsafePointer<CChar>?,
+                               _ filename: UnsafePointer<CChar>?,
+                               _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
+        let target = try handles.lookup(conversation, as: Conversation.self)
+        let user = try Boundary.userId(user_id)
+        guard data != nil || length == 0 else { throw .invalidArgument("data must not be NULL when length is not 0") }
+        guard let size = Int64(exactly: length), size <= target.client.config.maxUploadBytes else {
+            throw DirectLineError(.DL_ERR_TOO_LARGE,
+                                  "the upload is \(length) bytes; the limit is \(target.client.config.maxUploadBytes) (config maxUploadBytes)")
+        }
+        let bytes = data.map { Array(UnsafeRawBufferPointer(start: $0, count: Int(size))) } ?? []
+        let type = try Boundary.string(content_type, name: "content_type")
+        let name = try Boundary.string(filename, name: "filename")
+        return try target.upload(userId: user, file: Uploads.File(
+            content: .bytes(bytes), contentType: type, filename: name, defaultName: "file"))
+    }
+}
+
+/// Uploads several attachments, and optionally the activity (3.0) or
+/// message (1.1) that carries them, as one multipart/form-data request:
+///
+///     {"activity": {"type": "message", "text": "see attached"},
+///      "files": [{"path": "photos/a.jpg", "contentType": "image/jpeg", "filename": "a.jpg"},
+///                {"dataBase64": "aGVsbG8=", "contentType": "text/plain", "filename": "b.txt"}]}
+///
+/// Each file has exactly one of `path` (streamed from disk) and `dataBase64`;
+/// `contentType` and `filename` are optional as in dl_upload_file(). The
+/// activity part is sent as `application/vnd.microsoft.activity` (3.0; its
+/// `type` defaults to "message", `from` to the user, and it gets a
+/// `channelData.clientActivityID`) or `application/vnd.microsoft.bot.message`
+/// (1.1; `from` defaults to the user). Without it the 3.0 service wraps the
+/// files in an empty activity. 3.0: `out_json` receives `{"id": "..."}` plus
+/// `"clientActivityID"` when an activity was given; 1.1: `{}`.
+///
+/// Statuses as dl_upload_file(); the size limit applies to the whole body.
+@c public func dl_upload_multipart(_ conversation: OpaquePointer?, _ user_id: UnsafePointer<CChar>?,
+                                   _ upload_json: UnsafePointer<CChar>?,
+                                   _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
+        let target = try handles.lookup(conversation, as: Conversation.self)
+        let user = try Boundary.userId(user_id)
+        return try target.uploadMultipart(userId: user, manifest: Boundary.requiredJSON(upload_json, name: "upload_json"))
+    }
+}
+
+/// Sets the progress callback of a conversation: for every send and upload
+/// on it, `progress(userdata, done, total)` is called on the calling thread
+/// as body bytes go out (`done` rises to `total`, the body's size). Returning
+/// nonzero cancels the transfer, which then fails with DL_ERR_CANCELLED
+/// (delivery "not_sent" while the body was incomplete). NULL removes it.
+///
+/// The callback must not call into the library: such calls return
+/// DL_ERR_REENTRANT. `userdata` must stay valid until the callback is
+/// replaced or the conversation freed.
+///
+/// Returns DL_OK or DL_ERR_INVALID_HANDLE.
+@c public func dl_conversation_set_progress(
+    _ conversation: OpaquePointer?,
+    _ progress: (@convention(c) (UnsafeMutableRawPointer?, UInt64, UInt64) -> Int32)?,
+    _ userdata: UnsafeMutableRawPointer?
+) -> Int32 {
+    Boundary.call(nil) { () throws(DirectLineError) -> JSONValue in
+        let target = try handles.lookup(conversation, as: Conversation.self)
+        target.setProgress(progress.map { function in
+            ProgressReporter { done, total in CallbackGuard.run { function(userdata, done, total) } == 0 }
+        })
+        return .null
     }
 }

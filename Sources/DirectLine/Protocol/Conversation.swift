@@ -17,10 +17,24 @@ struct ConversationState: Sendable {
 final class Conversation: Sendable {
     let client: DirectLineClient
     private let state: Mutex<ConversationState>
+    private let progress = Mutex<ProgressReporter?>(nil)
 
     init(client: DirectLineClient, state: ConversationState) {
         self.client = client
         self.state = Mutex(state)
+    }
+
+    /// `dl_conversation_set_progress`: told as the body of each send or
+    /// upload on this conversation goes out; nil stops it.
+    func setProgress(_ reporter: ProgressReporter?) {
+        progress.withLock { $0 = reporter }
+    }
+
+    /// Sends a POST on this conversation with the progress callback attached.
+    private func post(_ request: HTTPRequest) throws(DirectLineError) -> HTTPResponse {
+        var request = request
+        request.progress = progress.withLock { $0 }
+        return try client.execute(request, operation: .send)
     }
 
     /// From the service's answer to "start conversation".
@@ -67,26 +81,109 @@ final class Conversation: Sendable {
         let outgoing = try OutgoingActivity(activityJSON, version: client.version)
         let body = try outgoing.serializedBody()
         let current = snapshot
-        let response = try client.execute(
-            client.requests.send(conversationId: current.id, payload: body, bearer: current.token), operation: .send)
+        let response = try post(client.requests.send(conversationId: current.id, payload: body, bearer: current.token))
+        return try result(of: response, what: "send activity", clientActivityID: outgoing.clientActivityID)
+    }
+
+    /// 3.0 answers `{"id"}` (or 204); 1.1 answers 204. The result adds the
+    /// activity's clientActivityID on 3.0.
+    private func result(of response: HTTPResponse, what: String, clientActivityID: String?) throws(DirectLineError) -> JSONValue {
         var result = JSONObject()
         guard client.version == .v3 else {
             // 1.1 answers 204. A body that is not JSON (an HTML page from a
             // proxy, say) means the service may never have seen the message.
-            if !response.body.isEmpty { _ = try Responses.json(response, what: "send message") }
+            if !response.body.isEmpty { _ = try Responses.json(response, what: what) }
             return .object(result)
         }
         if response.status != 204, !response.body.isEmpty {
-            let answer = try Responses.json(response, what: "send activity")
+            let answer = try Responses.json(response, what: what)
             guard let id = answer.objectValue?["id"], id.stringValue != nil || id.isNull else {
-                throw Responses.protocolError("the service's answer to send activity has no string \"id\"", response)
+                throw Responses.protocolError("the service's answer to \(what) has no string \"id\"", response)
             }
             result["id"] = id
         } else {
             result["id"] = .null
         }
-        result["clientActivityID"] = outgoing.clientActivityID.map(JSONValue.string) ?? .null
+        if let clientActivityID { result["clientActivityID"] = .string(clientActivityID) }
         return .object(result)
+    }
+
+    /// `dl_upload_file` and `dl_upload_bytes`: one raw attachment.
+    func upload(userId: String, file: Uploads.File) throws(DirectLineError) -> JSONValue {
+        let (body, contentType, disposition) = Uploads.raw(file)
+        return try upload(userId: userId, body: body, contentType: contentType, disposition: disposition,
+                          clientActivityID: nil)
+    }
+
+    /// `dl_upload_multipart`: `{"activity": {...}?, "files": [{"path" | "dataBase64", "contentType"?, "filename"?}]}`.
+    func uploadMultipart(userId: String, manifest: JSONValue) throws(DirectLineError) -> JSONValue {
+        let reader = try JSONReader(manifest, context: "upload")
+        try reader.rejectUnknownKeys(["activity", "files"])
+        guard let fileValues = reader.object["files"]?.arrayValue, !fileValues.isEmpty else {
+            throw .invalidArgument("upload needs a non-empty \"files\" array")
+        }
+        var files: [Uploads.File] = []
+        for (index, value) in fileValues.enumerated() {
+            files.append(try Self.manifestFile(value, context: "upload.files[\(index)]"))
+        }
+        var activityBytes: [UInt8]?
+        var clientActivityID: String?
+        if let activity = try reader.object("activity") {
+            let outgoing = try OutgoingActivity(Self.completed(activity.object, userId: userId, version: client.version),
+                                                version: client.version)
+            activityBytes = try outgoing.serializedBody()
+            clientActivityID = outgoing.clientActivityID
+        }
+        let partType = client.version == .v3 ? "application/vnd.microsoft.activity" : "application/vnd.microsoft.bot.message"
+        let (body, contentType) = Uploads.multipart(files: files, activity: activityBytes, activityType: partType)
+        return try upload(userId: userId, body: body, contentType: contentType, disposition: nil,
+                          clientActivityID: clientActivityID)
+    }
+
+    /// An upload's activity may leave out what the upload already says:
+    /// `from` defaults to the uploading user, and a 3.0 `type` to "message".
+    private static func completed(_ activity: JSONObject, userId: String, version: ProtocolVersion) -> JSONValue {
+        var activity = activity
+        switch version {
+        case .v3:
+            if activity["type"] == nil { activity["type"] = .string("message") }
+            if activity["from"] == nil { activity["from"] = .object(JSONObject([("id", .string(userId))])) }
+        case .v1:
+            if activity["from"] == nil { activity["from"] = .string(userId) }
+        }
+        return .object(activity)
+    }
+
+    private static func manifestFile(_ value: JSONValue, context: String) throws(DirectLineError) -> Uploads.File {
+        let reader = try JSONReader(value, context: context)
+        try reader.rejectUnknownKeys(["path", "dataBase64", "contentType", "filename"])
+        let contentType = try reader.string("contentType")
+        let filename = try reader.string("filename")
+        switch (try reader.string("path"), try reader.string("dataBase64")) {
+        case let (path?, nil):
+            guard !path.isEmpty else { throw .invalidArgument("\(context).path must not be empty") }
+            return try Uploads.File(content: .file(OpenFile(path: path)), contentType: contentType,
+                                    filename: filename, defaultName: Uploads.lastComponent(of: path))
+        case let (nil, data?):
+            guard let bytes = Base64.decode(data) else { throw .invalidArgument("\(context).dataBase64 is not valid base64") }
+            return try Uploads.File(content: .bytes(bytes), contentType: contentType, filename: filename, defaultName: "file")
+        default:
+            throw .invalidArgument("\(context) needs exactly one of \"path\" and \"dataBase64\"")
+        }
+    }
+
+    private func upload(userId: String, body: RequestBody, contentType: String, disposition: String?,
+                        clientActivityID: String?) throws(DirectLineError) -> JSONValue {
+        let limit = client.config.maxUploadBytes
+        guard body.length <= limit else {
+            throw DirectLineError(.DL_ERR_TOO_LARGE,
+                                  "the upload is \(body.length) bytes; the limit is \(limit) (config maxUploadBytes; the service accepts about 4 MB)")
+        }
+        let current = snapshot
+        let response = try post(client.requests.upload(conversationId: current.id, userId: userId, body: body,
+                                                       contentType: contentType, disposition: disposition,
+                                                       bearer: current.token))
+        return try result(of: response, what: "upload", clientActivityID: clientActivityID)
     }
 
     /// `dl_get_activities`: the activities after the stored watermark; the

@@ -17,7 +17,7 @@ struct DirectLineRequests: Sendable {
         var request = HTTPRequest(method: .post, path: "\(root)/conversations", bearer: bearer)
         if version == .v3, let body, !body.isEmpty {
             request.contentType = "application/json"
-            request.body = Array(JSONValue.object(body).serialized.utf8)
+            request.body = RequestBody(Array(JSONValue.object(body).serialized.utf8))
         }
         return request
     }
@@ -27,7 +27,18 @@ struct DirectLineRequests: Sendable {
         let leaf = version == .v3 ? "activities" : "messages"
         var request = HTTPRequest(method: .post, path: "\(conversationPath(conversationId))/\(leaf)", bearer: bearer)
         request.contentType = "application/json"
-        request.body = payload
+        request.body = RequestBody(payload)
+        return request
+    }
+
+    /// `POST conversations/{id}/upload?userId=` (both versions).
+    func upload(conversationId: String, userId: String, body: RequestBody, contentType: String,
+                disposition: String?, bearer: String) -> HTTPRequest {
+        var request = HTTPRequest(method: .post, path: "\(conversationPath(conversationId))/upload", bearer: bearer)
+        request.query = [("userId", userId)]
+        request.contentType = contentType
+        request.body = body
+        if let disposition { request.headers = [("Content-Disposition", disposition)] }
         return request
     }
 

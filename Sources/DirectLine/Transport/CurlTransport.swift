@@ -133,8 +133,9 @@ private final class EasyHandle: @unchecked Sendable {
         }
         // "Expect:" and a bare "Content-Type:" remove libcurl's defaults
         // (100-continue, and a form content type on bodiless POSTs).
-        let headerLines = ["Authorization: Bearer \(request.bearer)", "Accept: application/json", "Expect:",
+        let headerLines: [String] = ["Authorization: Bearer \(request.bearer)", "Accept: application/json", "Expect:",
                            "Content-Type: \(request.contentType ?? "")"]
+            + request.headers.map { "\($0.name): \($0.value)" }
         for line in headerLines { headers = curl_slist_append(headers, line) }
 
         var failed = false
@@ -159,8 +160,8 @@ private final class EasyHandle: @unchecked Sendable {
         set(dl_curl_set_pointer(curl, CURLOPT_HEADERDATA, sinkPointer))
         guard !failed else { throw .internal("libcurl refused a transfer option") }
 
-        let source = BodySource(request.body)
-        let sourcePointer = Unmanaged.passUnretained(source).toOpaque()
+        let transfer = TransferState(source: BodySource(request.body), progress: request.progress)
+        let transferPointer = Unmanaged.passUnretained(transfer).toOpaque()
         switch request.method {
         case .get:
             set(dl_curl_set_long(curl, CURLOPT_HTTPGET, 1))
@@ -168,21 +169,39 @@ private final class EasyHandle: @unchecked Sendable {
             // The body goes through a read callback, not POSTFIELDS, so that
             // libcurl cannot silently send it twice (see BodySource).
             set(dl_curl_set_long(curl, CURLOPT_POST, 1))
-            set(dl_curl_set_off(curl, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.count)))
+            set(dl_curl_set_off(curl, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.length)))
             set(dl_curl_set_data_fn(curl, CURLOPT_READFUNCTION, readCallback))
-            set(dl_curl_set_pointer(curl, CURLOPT_READDATA, sourcePointer))
+            set(dl_curl_set_pointer(curl, CURLOPT_READDATA, transferPointer))
             set(dl_curl_set_seek_fn(curl, seekCallback))
-            set(dl_curl_set_pointer(curl, CURLOPT_SEEKDATA, sourcePointer))
+            set(dl_curl_set_pointer(curl, CURLOPT_SEEKDATA, transferPointer))
+            if request.body.length > 65_536 {
+                set(dl_curl_set_long(curl, CURLOPT_UPLOAD_BUFFERSIZE, 512 * 1024))
+            }
+        }
+        if request.progress != nil {
+            set(dl_curl_set_long(curl, CURLOPT_NOPROGRESS, 0))
+            set(dl_curl_set_xferinfo_fn(curl, progressCallback))
+            set(dl_curl_set_pointer(curl, CURLOPT_XFERINFODATA, transferPointer))
         }
         guard !failed else { throw .internal("libcurl refused a transfer option") }
         let code = curl_easy_perform(curl)
-        withExtendedLifetime(source) {}
+        withExtendedLifetime(transfer) {}
         withExtendedLifetime(sink) {}
 
         guard code == CURLE_OK else {
             var requestBytes = 0
             _ = dl_curl_get_long(curl, CURLINFO_REQUEST_SIZE, &requestBytes)
-            var error = Self.error(for: code, requestSent: requestBytes > 0, responseOverflow: sink.overflow)
+            // A body cut short cannot be processed by the service.
+            let bodyComplete = transfer.source.bytesHandedOut >= request.body.length
+            var error: DirectLineError
+            if let fileError = transfer.source.fileError {
+                error = DirectLineError(.DL_ERR_IO, fileError)
+            } else if transfer.cancelled {
+                error = DirectLineError(.DL_ERR_CANCELLED, "the progress callback cancelled the transfer",
+                                        delivery: bodyComplete ? .unknown : .notSent)
+            } else {
+                error = Self.error(for: code, requestSent: requestBytes > 0, responseOverflow: sink.overflow)
+            }
             error.attempts = attempt
             throw error
         }
@@ -215,8 +234,6 @@ private final class EasyHandle: @unchecked Sendable {
             return DirectLineError(.DL_ERR_NETWORK,
                                    "the connection closed after the request was sent; it was not sent again because it may have been processed",
                                    delivery: .unknown)
-        case CURLE_ABORTED_BY_CALLBACK:
-            return DirectLineError(.DL_ERR_CANCELLED, "the transfer was cancelled by a callback", delivery: delivery)
         case CURLE_UNSUPPORTED_PROTOCOL, CURLE_URL_MALFORMAT:
             return DirectLineError(.DL_ERR_INVALID_ARGUMENT, "the request URL was refused: \(detail)")
         case CURLE_OUT_OF_MEMORY, CURLE_FAILED_INIT, CURLE_BAD_FUNCTION_ARGUMENT:
@@ -224,6 +241,31 @@ private final class EasyHandle: @unchecked Sendable {
         default:
             return DirectLineError(.DL_ERR_NETWORK, "the connection failed: \(detail)", delivery: delivery)
         }
+    }
+}
+
+/// One transfer's body source and progress reporting, shared with the
+/// libcurl callbacks through their userdata pointer.
+private final class TransferState {
+    let source: BodySource
+    let progress: ProgressReporter?
+    private(set) var cancelled = false
+    private var lastReported: UInt64?
+
+    init(source: BodySource, progress: ProgressReporter?) {
+        self.source = source
+        self.progress = progress
+    }
+
+    /// Tells the caller how much of the body left; false cancels.
+    func reportProgress(uploaded: UInt64, total _: UInt64) -> Bool {
+        guard let progress, !cancelled else { return !cancelled }
+        let total = UInt64(source.body.length)
+        let done = min(uploaded, total)
+        guard done != lastReported else { return true }
+        lastReported = done
+        if !progress.report(done, total) { cancelled = true }
+        return !cancelled
     }
 }
 
@@ -237,42 +279,25 @@ private final class ResponseSink {
     init(limit: Int) { self.limit = limit }
 }
 
-/// A request body handed to libcurl piece by piece.
-///
-/// libcurl resends a request on its own when a reused connection turns out
-/// to be closed; for a POST whose body already left, that could deliver an
-/// activity twice. The seek callback therefore allows a rewind only while
-/// no byte has been handed out, and otherwise fails the transfer
-/// (CURLE_SEND_FAIL_REWIND), which is reported with delivery "unknown".
-private final class BodySource {
-    let bytes: [UInt8]
-    var offset = 0
-
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
-}
-
 private let readCallback: dl_curl_data_fn = { buffer, size, count, userdata in
-    guard let buffer, let userdata else { return 0 }
-    let source = Unmanaged<BodySource>.fromOpaque(userdata).takeUnretainedValue()
+    guard let buffer, let userdata else { return Int(CURL_READFUNC_ABORT) }
+    let transfer = Unmanaged<TransferState>.fromOpaque(userdata).takeUnretainedValue()
     let (capacity, overflow) = size.multipliedReportingOverflow(by: count)
     guard !overflow else { return Int(CURL_READFUNC_ABORT) }
-    let length = min(capacity, source.bytes.count - source.offset)
-    guard length > 0 else { return 0 }
-    let copied = source.bytes.withUnsafeBytes { bytes -> Bool in
-        guard let base = bytes.baseAddress else { return false }
-        UnsafeMutableRawPointer(buffer).copyMemory(from: base + source.offset, byteCount: length)
-        return true
-    }
-    guard copied else { return Int(CURL_READFUNC_ABORT) }
-    source.offset += length
-    return length
+    let read = transfer.source.read(into: UnsafeMutableRawBufferPointer(start: buffer, count: capacity))
+    return read < 0 ? Int(CURL_READFUNC_ABORT) : read
 }
 
 private let seekCallback: dl_curl_seek_fn = { userdata, offset, origin in
-    guard let userdata else { return CURL_SEEKFUNC_FAIL }
-    let source = Unmanaged<BodySource>.fromOpaque(userdata).takeUnretainedValue()
-    guard source.offset == 0, offset == 0, origin == SEEK_SET else { return CURL_SEEKFUNC_FAIL }
-    return CURL_SEEKFUNC_OK
+    guard let userdata, origin == SEEK_SET else { return CURL_SEEKFUNC_FAIL }
+    let transfer = Unmanaged<TransferState>.fromOpaque(userdata).takeUnretainedValue()
+    return transfer.source.rewindAllowed(to: Int64(offset)) ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_FAIL
+}
+
+private let progressCallback: dl_curl_xferinfo_fn = { userdata, _, _, uploadTotal, uploaded in
+    guard let userdata else { return 0 }
+    let transfer = Unmanaged<TransferState>.fromOpaque(userdata).takeUnretainedValue()
+    return transfer.reportProgress(uploaded: UInt64(max(0, uploaded)), total: UInt64(max(0, uploadTotal))) ? 0 : 1
 }
 
 private let writeCallback: dl_curl_data_fn = { buffer, size, count, userdata in

@@ -9,9 +9,19 @@ struct HTTPRequest: Sendable {
     /// Query parameters, encoded by the transport.
     var query: [(name: String, value: String)] = []
     var contentType: String?
-    var body: [UInt8] = []
+    /// Further headers, already validated (no CR, LF or NUL).
+    var headers: [(name: String, value: String)] = []
+    var body = RequestBody()
     /// The credential to send in `Authorization: Bearer`.
     var bearer: String
+    /// Told as the body goes out; may cancel the transfer.
+    var progress: ProgressReporter?
+}
+
+/// The caller's progress callback: `report(done, total)` is called as body
+/// bytes go out and returns false to cancel the transfer.
+struct ProgressReporter: @unchecked Sendable {
+    let report: (UInt64, UInt64) -> Bool
 }
 
 /// The final response to a request, after any automatic retries.
