@@ -22,7 +22,8 @@ static size_t collect(char *chunk, size_t size, size_t count, void *userdata) {
     return total;
 }
 
-static long request(const char *base_url, const char *path, const char *post_json, char **out_body) {
+static long request(const char *base_url, const char *path, const char *post_json, char **out_body,
+                    size_t *out_length) {
     char url[1024];
     struct buffer body = {NULL, 0};
     struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
@@ -39,6 +40,7 @@ static long request(const char *base_url, const char *path, const char *post_jso
     if (curl_easy_perform(curl) == CURLE_OK) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_cleanup(curl);
     curl_slist_free_all(headers);
+    if (out_length != NULL) *out_length = body.length;
     if (out_body != NULL) {
         *out_body = body.data;
     } else {
@@ -48,12 +50,18 @@ static long request(const char *base_url, const char *path, const char *post_jso
 }
 
 long emu_post(const char *base_url, const char *path, const char *json) {
-    return request(base_url, path, json != NULL ? json : "", NULL);
+    return request(base_url, path, json != NULL ? json : "", NULL, NULL);
 }
 
 char *emu_get(const char *base_url, const char *path) {
     char *body = NULL;
-    request(base_url, path, NULL, &body);
+    request(base_url, path, NULL, &body, NULL);
+    return body;
+}
+
+char *emu_get_bytes(const char *base_url, const char *path, size_t *length) {
+    char *body = NULL;
+    request(base_url, path, NULL, &body, length);
     return body;
 }
 

@@ -9,6 +9,8 @@
 long emu_post(const char *base_url, const char *path, const char *json);
 /* GETs base_url + path; returns a malloc'd body (caller frees) or NULL. */
 char *emu_get(const char *base_url, const char *path);
+/* GETs base_url + path; returns a malloc'd body and its length in *length. */
+char *emu_get_bytes(const char *base_url, const char *path, size_t *length);
 /* How many requests the emulator logged since the last reset. */
 int emu_request_count(const char *base_url);
 /* How many distinct TCP connections those requests came on. */
