@@ -98,4 +98,5 @@ def test_c_quickstart(tmp_path, emulator):
                                 "DIRECTLINE_SECRET": "emulator-secret"})
     assert result.returncode == 0, result.stderr
     assert '"text":"echo: hello from C"' in result.stdout
+    assert "received 1 attachment(s): note.txt (text/plain, 18 bytes)" in result.stdout
     assert "emulator-secret" not in result.stdout + result.stderr

@@ -1,5 +1,5 @@
-/* libdirectline quickstart: start a conversation, say hello, print the
- * bot's reply.
+/* libdirectline quickstart: start a conversation, say hello, upload a
+ * file, and print the bot's replies.
  *
  *   DIRECTLINE_ENDPOINT=http://127.0.0.1:3978 DIRECTLINE_SECRET=emulator-secret ./quickstart
  *
@@ -61,9 +61,27 @@ int main(void) {
         dl_string_free(out);
     }
 
+    /* Upload an attachment: from memory here; dl_upload_file streams one
+     * from disk, dl_upload_multipart sends several with a message. */
+    const char note[] = "a note for the bot";
+    status = dl_upload_bytes(conversation, "user1", note, sizeof note - 1, "text/plain", "note.txt", &out);
+    if (failed("dl_upload_bytes", status, out)) return 1;
+    printf("uploaded: %s\n", out);
+    dl_string_free(out);
+
+    int acknowledged = 0;
+    for (int attempt = 0; attempt < 10 && !acknowledged; attempt++) {
+        usleep(300000);
+        status = dl_get_activities(conversation, &out);
+        if (failed("dl_get_activities", status, out)) return 1;
+        acknowledged = strstr(out, "note.txt") != NULL && strstr(out, "\"replyToId\"") != NULL;
+        if (acknowledged) printf("received: %s\n", out);
+        dl_string_free(out);
+    }
+
     dl_conversation_free(conversation);
     dl_client_free(client);
-    if (!replied) {
+    if (!replied || !acknowledged) {
         fprintf(stderr, "no reply from the bot\n");
         return 1;
     }
