@@ -252,9 +252,13 @@ int32_t dl_upload_multipart(dl_conversation *conversation, const char *user_id, 
 /// nonzero cancels the transfer, which then fails with DL_ERR_CANCELLED
 /// (delivery "not_sent" while the body was incomplete). NULL removes it.
 ///
-/// The callback must not call into the library: such calls return
-/// DL_ERR_REENTRANT. `userdata` must stay valid until the callback is
-/// replaced or the conversation freed.
+/// The callback applies to transfers on every thread using this
+/// conversation, and is called on the thread running the transfer. It must
+/// not call into the library: such calls return DL_ERR_REENTRANT.
+/// Replacing or removing it waits until no transfer still uses the previous
+/// one, so its `userdata` may be released as soon as this returns. Remove
+/// the callback (NULL) before dl_conversation_free() if other threads may
+/// still be sending on the conversation.
 ///
 /// Returns DL_OK or DL_ERR_INVALID_HANDLE.
 int32_t dl_conversation_set_progress(dl_conversation *conversation, dl_progress_fn progress, void *userdata);

@@ -12,12 +12,24 @@ struct ConversationState: Sendable {
     var tokenExpiresAt: Int?
 }
 
+/// A progress callback and how many transfers are using it.
+final class ProgressBinding: Sendable {
+    let reporter: ProgressReporter?
+    private let users = Mutex(0)
+
+    init(_ reporter: ProgressReporter?) { self.reporter = reporter }
+
+    func pin() { users.withLock { $0 += 1 } }
+    func unpin() { users.withLock { $0 -= 1 } }
+    var inUse: Bool { users.withLock { $0 > 0 } }
+}
+
 /// One conversation: its id, its token and the watermark of what was read.
 /// Thread-safe: state is read under a lock, requests run without it.
 final class Conversation: Sendable {
     let client: DirectLineClient
     private let state: Mutex<ConversationState>
-    private let progress = Mutex<ProgressReporter?>(nil)
+    private let progress = Mutex(ProgressBinding(nil))
 
     init(client: DirectLineClient, state: ConversationState) {
         self.client = client
@@ -26,14 +38,33 @@ final class Conversation: Sendable {
 
     /// `dl_conversation_set_progress`: told as the body of each send or
     /// upload on this conversation goes out; nil stops it.
+    ///
+    /// Returns once no transfer uses the previous callback any more, so the
+    /// caller may release that callback's userdata right after.
     func setProgress(_ reporter: ProgressReporter?) {
-        progress.withLock { $0 = reporter }
+        let previous = progress.withLock { binding in
+            let previous = binding
+            binding = ProgressBinding(reporter)
+            return previous
+        }
+        while previous.inUse { sleepMilliseconds(1) }
+    }
+
+    /// The current progress binding, pinned under the conversation's lock so
+    /// that a replacement waits for the caller's `unpin()` before returning.
+    func pinProgress() -> ProgressBinding {
+        progress.withLock { binding in
+            binding.pin()
+            return binding
+        }
     }
 
     /// Sends a POST on this conversation with the progress callback attached.
     private func post(_ request: HTTPRequest) throws(DirectLineError) -> HTTPResponse {
+        let binding = pinProgress()
+        defer { binding.unpin() }
         var request = request
-        request.progress = progress.withLock { $0 }
+        request.progress = binding.reporter
         return try client.execute(request, operation: .send)
     }
 
