@@ -110,9 +110,16 @@ def test_the_quickstart_example_talks_to_the_bot(emulator):
         env=python_env(DIRECTLINE_ENDPOINT=emulator.url, DIRECTLINE_SECRET=SECRET),
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert "bot replied: echo: hello" in result.stdout
+    first, *rest = result.stdout.splitlines()
+    assert first.startswith("sent 'hello' to conversation ")
+    assert rest == ["bot replied: echo: hello",
+                    "uploaded hello.txt",
+                    "bot replied: received 1 attachment(s): hello.txt (text/plain, 19 bytes)"]
     assert SECRET not in result.stdout + result.stderr
-    assert [request["method"] for request in emulator.requests()][:2] == ["POST", "POST"]
+    requests = emulator.requests()
+    assert [request["method"] for request in requests][:2] == ["POST", "POST"]
+    (upload,) = [request for request in requests if request["path"].endswith("/upload")]
+    assert upload["headers"]["content-disposition"] == 'name="file"; filename="hello.txt"'
 
 
 def test_the_quickstart_example_explains_a_missing_secret():

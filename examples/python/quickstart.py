@@ -1,4 +1,4 @@
-"""Say hello to a bot over Direct Line and print its reply.
+"""Say hello to a bot over Direct Line, send it a file, and print its replies.
 
 Usage:
     DIRECTLINE_SECRET=... python3 quickstart.py [ENDPOINT]
@@ -17,6 +17,19 @@ import directline
 USER_ID = "quickstart-user"
 
 
+def print_reply(conversation: directline.Conversation, activity_id: str) -> bool:
+    """Prints the bot's reply to `activity_id`; False if none came."""
+    # Poll a few times: the bot may take a moment to answer.
+    for _ in range(10):
+        time.sleep(0.3)
+        for activity in conversation.get_activities()["activities"]:
+            if activity.get("replyToId") == activity_id:
+                print(f"bot replied: {activity.get('text')}")
+                return True
+    print("no reply from the bot", file=sys.stderr)
+    return False
+
+
 def main() -> int:
     endpoint = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("DIRECTLINE_ENDPOINT")
     secret = os.environ.get("DIRECTLINE_SECRET")
@@ -28,16 +41,15 @@ def main() -> int:
         with client.start_conversation() as conversation:
             sent = conversation.send_text(USER_ID, "hello")
             print(f"sent 'hello' to conversation {conversation.id}")
+            if not print_reply(conversation, sent["id"]):
+                return 1
 
-            # Poll a few times: the bot may take a moment to answer.
-            for _ in range(10):
-                time.sleep(0.3)
-                for activity in conversation.get_activities()["activities"]:
-                    if activity.get("replyToId") == sent["id"]:
-                        print(f"bot replied: {activity.get('text')}")
-                        return 0
-    print("no reply from the bot", file=sys.stderr)
-    return 1
+            uploaded = conversation.upload_bytes(USER_ID, b"Hello from a file!\n",
+                                                 content_type="text/plain", filename="hello.txt")
+            print("uploaded hello.txt")
+            if not print_reply(conversation, uploaded["id"]):
+                return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -14,6 +14,9 @@ Conventions of the C side (include/directline.h) that this module relies on:
 - Handles are opaque pointers, kept as ``c_void_p`` values.
 - ``dl_version`` and ``dl_status_name`` return static strings, which ctypes
   may copy as ``c_char_p``: they are never freed.
+- The progress callback (``dl_progress_fn``) is a ``CFUNCTYPE`` object made by
+  ``ProgressRelay``; the object must stay referenced for as long as C may
+  call it, and no exception may escape it (ctypes would print and drop it).
 
 ctypes releases the GIL around every call into a ``CDLL``, so a slow network
 call in one thread never blocks the others.
@@ -24,9 +27,10 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-from ctypes import POINTER, c_char_p, c_int32, c_uint32, c_void_p
+import threading
+from ctypes import CFUNCTYPE, POINTER, c_char_p, c_int32, c_size_t, c_uint32, c_uint64, c_void_p
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 from .errors import InternalError, InvalidArgumentError, Status, error_from_status
 
@@ -89,6 +93,13 @@ _Handle = c_void_p
 _HandleOut = POINTER(c_void_p)  # dl_client ** / dl_conversation **
 _JSONOut = POINTER(c_void_p)    # char **out_json, read as a raw pointer
 
+PROGRESS_FN = CFUNCTYPE(c_int32, c_void_p, c_uint64, c_uint64)
+"""``typedef int32_t (*dl_progress_fn)(void *userdata, uint64_t done, uint64_t total);``
+
+Return 0 to go on, nonzero to cancel. An instance must stay referenced for
+as long as the library may call it.
+"""
+
 # (name, restype, argtypes): one row per exported symbol.
 _DECLARATIONS: tuple[tuple[str, Any, tuple[Any, ...]], ...] = (
     # const char *dl_version(void);
@@ -121,6 +132,19 @@ _DECLARATIONS: tuple[tuple[str, Any, tuple[Any, ...]], ...] = (
     ("dl_send_text", c_int32, (_Handle, c_char_p, c_char_p, _JSONOut)),
     # int32_t dl_get_activities(dl_conversation *conversation, char **out_json);
     ("dl_get_activities", c_int32, (_Handle, _JSONOut)),
+    # int32_t dl_upload_file(dl_conversation *conversation, const char *user_id, const char *path,
+    #                        const char *content_type, const char *filename, char **out_json);
+    ("dl_upload_file", c_int32, (_Handle, c_char_p, c_char_p, c_char_p, c_char_p, _JSONOut)),
+    # int32_t dl_upload_bytes(dl_conversation *conversation, const char *user_id, const void *data,
+    #                         size_t length, const char *content_type, const char *filename,
+    #                         char **out_json);
+    ("dl_upload_bytes", c_int32, (_Handle, c_char_p, c_void_p, c_size_t, c_char_p, c_char_p, _JSONOut)),
+    # int32_t dl_upload_multipart(dl_conversation *conversation, const char *user_id,
+    #                             const char *upload_json, char **out_json);
+    ("dl_upload_multipart", c_int32, (_Handle, c_char_p, c_char_p, _JSONOut)),
+    # int32_t dl_conversation_set_progress(dl_conversation *conversation, dl_progress_fn progress,
+    #                                      void *userdata);
+    ("dl_conversation_set_progress", c_int32, (_Handle, PROGRESS_FN, c_void_p)),
 )
 
 
@@ -180,6 +204,50 @@ def encode_json(value: Any, what: str) -> bytes:
     return encode_string(text, what)
 
 
+def encode_optional_string(value: Optional[str], what: str) -> Optional[bytes]:
+    """As ``encode_string``, but None stays None (NULL: the library's default)."""
+    return None if value is None else encode_string(value, what)
+
+
+def encode_path(path: Union[str, "os.PathLike[str]", "os.PathLike[bytes]", bytes], what: str) -> bytes:
+    """A file system path as the bytes the OS uses for it (``os.fsencode``).
+
+    An embedded NUL raises InvalidArgumentError here; the library refuses a
+    name that is not UTF-8 the same way.
+    """
+    try:
+        encoded = os.fsencode(path)
+    except TypeError:
+        raise InvalidArgumentError.local(
+            f"{what} must be a str, bytes or os.PathLike, not {type(path).__name__}") from None
+    if b"\0" in encoded:
+        raise InvalidArgumentError.local(f"{what} contains a NUL character")
+    return encoded
+
+
+Bytes = Union[bytes, bytearray, memoryview]
+
+
+def byte_buffer(data: Bytes, what: str) -> tuple[Any, int]:
+    """The (pointer argument, length) of a bytes-like object for a ``const void *``.
+
+    ``bytes`` and writable contiguous buffers are passed without copying
+    (a bytearray cannot be resized while it is borrowed); anything else
+    is copied once.
+    """
+    if isinstance(data, bytes):
+        return data, len(data)
+    if not isinstance(data, (bytearray, memoryview)):
+        raise InvalidArgumentError.local(
+            f"{what} must be bytes, bytearray or memoryview, not {type(data).__name__}")
+    view = memoryview(data)
+    if view.readonly or not view.c_contiguous:
+        copy = view.tobytes()
+        return copy, len(copy)
+    flat = view.cast("B")
+    return (ctypes.c_char * flat.nbytes).from_buffer(flat), flat.nbytes
+
+
 def take_string(pointer: c_void_p) -> Optional[str]:
     """Copies a library-owned string out of an out_json slot, then frees it."""
     if not pointer.value:
@@ -219,3 +287,43 @@ def call_constructor(function: Callable[..., int], *args: Any) -> tuple[int, Any
     if not out_handle.value:
         raise error_from_status(Status.ERR_INTERNAL, None, "the library returned DL_OK without a handle")
     return out_handle.value, result
+
+
+ProgressCallable = Callable[[int, int], Optional[bool]]
+"""``progress(done, total)``: return False to cancel, anything else to go on."""
+
+
+class ProgressRelay:
+    """Adapts a Python progress callable to ``dl_progress_fn`` for one call.
+
+    ``function`` is the C function pointer; keep the relay referenced while
+    the library may call it. An exception raised by the callable (any
+    BaseException, KeyboardInterrupt included) cancels the transfer and is
+    kept in ``error``, for the caller to re-raise once the C call has
+    returned. The library snapshots a conversation's callback when each
+    send starts, so another thread's send that began while this relay was
+    set may call it too: those calls are not this transfer's progress, and
+    are answered "go on" without calling the callable.
+    """
+
+    def __init__(self, progress: ProgressCallable) -> None:
+        self._progress = progress
+        self._thread = threading.get_ident()
+        self.error: Optional[BaseException] = None
+        self.function = PROGRESS_FN(self._relay)
+
+    def _relay(self, _userdata: Optional[int], done: int, total: int) -> int:
+        if threading.get_ident() != self._thread:
+            return 0
+        if self.error is not None:
+            return 1
+        try:
+            verdict = self._progress(done, total)
+        except BaseException as error:  # re-raised by the caller after the C call
+            self.error = error
+            return 1
+        return 1 if verdict is False else 0
+
+
+NO_PROGRESS = PROGRESS_FN()
+"""The NULL ``dl_progress_fn``: removes a conversation's progress callback."""

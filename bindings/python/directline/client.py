@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import threading
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, TypeVar, Union
 
 from . import _native
-from ._native import lib
-from .errors import Status, error_from_status
+from ._native import Bytes, ProgressCallable, lib
+from .errors import DirectLineError, InvalidArgumentError, Status, error_from_status
 
 _Self = TypeVar("_Self", bound="_NativeObject")
 
@@ -24,6 +26,21 @@ _CONFIG_KEYS: Mapping[str, str] = {
     "allow_insecure_http": "allowInsecureHttp",
     "max_upload_bytes": "maxUploadBytes",
 }
+
+# upload(files=[{...}]) keys in Python style -> upload_json "files" keys.
+_FILE_KEYS: Mapping[str, str] = {
+    "path": "path",
+    "data": "dataBase64",
+    "content_type": "contentType",
+    "filename": "filename",
+}
+
+StrPath = Union[str, "os.PathLike[str]"]
+"""A file system path: a str or an os.PathLike such as pathlib.Path."""
+
+FileItem = Union[StrPath, Mapping[str, Any]]
+"""One file of ``Conversation.upload``: a path, or a dict with ``path`` or
+``data`` and optionally ``content_type`` and ``filename``."""
 
 # retry={...} keys in Python style -> config_json "retry" keys. Keys already
 # in the C spelling pass through; anything else is left for the library to
@@ -50,8 +67,12 @@ class _NativeObject:
         self._lock = threading.Lock()
         self._handle: Optional[int] = handle
         self._free = free
-        self._in_flight = 0
         self._closed = False
+        # Every call in flight holds a ticket; tickets only ever increase.
+        self._next_ticket = 0
+        self._in_flight: set[int] = set()
+        # (last ticket that may use it, object): what C may still use.
+        self._keepalive: list[tuple[int, object]] = []
 
     @property
     def closed(self) -> bool:
@@ -63,19 +84,32 @@ class _NativeObject:
         with self._lock:
             if self._closed or self._handle is None:
                 raise ValueError(f"operation on a closed {self._kind}")
-            self._in_flight += 1
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            self._in_flight.add(ticket)
             handle = self._handle
         try:
             yield handle
         finally:
             with self._lock:
-                self._in_flight -= 1
+                self._in_flight.discard(ticket)
+                oldest = min(self._in_flight, default=self._next_ticket)
+                self._keepalive = [kept for kept in self._keepalive if kept[0] >= oldest]
                 orphan = self._take_if_idle()
             self._release(orphan)
 
+    def _keep_while_busy(self, thing: object) -> None:
+        """Keeps ``thing`` referenced until every call now in flight has returned.
+
+        For what C may still use after this call is done with it: a progress
+        callback that another thread's call picked up while it was set.
+        """
+        with self._lock:
+            self._keepalive.append((self._next_ticket - 1, thing))
+
     def _take_if_idle(self) -> Optional[int]:
         # Called with the lock held.
-        if self._closed and self._in_flight == 0 and self._handle is not None:
+        if self._closed and not self._in_flight and self._handle is not None:
             handle, self._handle = self._handle, None
             return handle
         return None
@@ -259,6 +293,10 @@ class Conversation(_NativeObject):
         super().__init__(handle, lib.dl_conversation_free)
         self.client = client
         self.start_result = start_result
+        # The C progress callback belongs to the conversation, not to a call:
+        # calls that carry one take turns. Reentrant, so that a progress
+        # callable calling back in gets ReentrantError rather than a deadlock.
+        self._progress_lock = threading.RLock()
 
     def __repr__(self) -> str:
         if self.closed:
@@ -348,3 +386,184 @@ class Conversation(_NativeObject):
         with self._borrow() as handle:
             result: dict[str, Any] = _native.call(lib.dl_get_activities, handle)
         return result
+
+    def upload_file(self, user_id: str, path: Union[StrPath, bytes], *, content_type: Optional[str] = None,
+                    filename: Optional[str] = None,
+                    progress: Optional[ProgressCallable] = None) -> dict[str, Any]:
+        """Uploads one file from disk as a raw attachment, streamed (never read whole).
+
+        Sends ``POST .../upload?userId=user_id`` with the file as the body,
+        ``Content-Type: content_type`` and
+        ``Content-Disposition: name="file"; filename="..."``. The service
+        wraps it in a message from ``user_id``.
+
+        Args:
+            user_id: the sender.
+            path: a str, bytes or os.PathLike, passed as ``os.fsencode(path)``;
+                it must be valid UTF-8.
+            content_type: the MIME type; None guesses it from the file name's
+                extension (``.png`` is ``image/png``), else
+                ``application/octet-stream``.
+            filename: the name sent; None sends the path's last component.
+                ``"``, CR and LF in it are sent as ``%22``, ``%0D``, ``%0A``.
+            progress: ``progress(done, total)``, called on this thread as
+                body bytes go out (``done`` rises to ``total``, the body's
+                size). Return ``False`` (exactly) to cancel; any other value,
+                None included, goes on. An exception it raises cancels the
+                transfer and is re-raised here once the call has returned.
+                It must not call into this library (such calls raise
+                ReentrantError). Calls with a progress callable on one
+                conversation run one at a time.
+
+        Returns:
+            3.0: ``{"id": ...}`` (the activity carrying the file); 1.1: ``{}``.
+
+        Raises:
+            ValueError: the conversation is closed.
+            InvalidArgumentError: a bad user id, content type or file name;
+                nothing was sent.
+            FileError: the file is missing, a directory or unreadable;
+                nothing was sent.
+            TooLargeError: over the client's ``max_upload_bytes`` (default
+                4 MiB); nothing was sent.
+            CancelledError: ``progress`` returned False. Its ``delivery`` is
+                ``"not_sent"`` when the body was cut short.
+            DirectLineError: a network or service failure.
+            Whatever ``progress`` raised.
+        """
+        arguments = (_native.encode_string(user_id, "user_id"), _native.encode_path(path, "path"),
+                     _native.encode_optional_string(content_type, "content_type"),
+                     _native.encode_optional_string(filename, "filename"))
+        return self._upload(progress, lib.dl_upload_file, *arguments)
+
+    def upload_bytes(self, user_id: str, data: Bytes, *, content_type: Optional[str] = None,
+                     filename: Optional[str] = None,
+                     progress: Optional[ProgressCallable] = None) -> dict[str, Any]:
+        """Uploads bytes from memory as a raw attachment named ``filename``.
+
+        Sends the same request as ``upload_file``, with ``data`` as the body
+        (the library copies it first). ``content_type`` None is guessed
+        from ``filename``'s extension, else ``application/octet-stream``;
+        ``filename`` None sends ``"file"``.
+
+        Returns, raises and calls ``progress`` as ``upload_file`` (less
+        FileError).
+        """
+        buffer, length = _native.byte_buffer(data, "data")
+        arguments = (_native.encode_string(user_id, "user_id"), buffer, length,
+                     _native.encode_optional_string(content_type, "content_type"),
+                     _native.encode_optional_string(filename, "filename"))
+        return self._upload(progress, lib.dl_upload_bytes, *arguments)
+
+    def upload(self, user_id: str, files: Sequence[FileItem], *,
+               activity: Optional[Mapping[str, Any]] = None,
+               progress: Optional[ProgressCallable] = None) -> dict[str, Any]:
+        """Uploads several files, and optionally the activity carrying them, in one request.
+
+        Sends one ``multipart/form-data`` ``POST .../upload?userId=user_id``:
+        first the activity part when ``activity`` is given (3.0:
+        ``application/vnd.microsoft.activity``, its ``type`` defaulting to
+        ``"message"``, ``from`` to the user, with a
+        ``channelData.clientActivityID`` added; 1.1:
+        ``application/vnd.microsoft.bot.message``, ``from`` defaulting to the
+        user), then one part per file, in order. Files given by path are
+        streamed from disk. Without an activity the 3.0 service wraps the
+        files in an empty message.
+
+        Args:
+            user_id: the sender.
+            files: each a path (str or os.PathLike), or a dict with exactly
+                one of ``"path"`` and ``"data"`` (bytes, bytearray or
+                memoryview), and optionally ``"content_type"`` and
+                ``"filename"`` (defaults as in ``upload_file``).
+            activity: the 3.0 activity or 1.1 message, as a dict.
+            progress: as in ``upload_file``.
+
+        Returns:
+            3.0: ``{"id": ...}``, plus ``"clientActivityID"`` when an activity
+            was given; 1.1: ``{}``.
+
+        Raises:
+            As ``upload_file``; the size limit applies to the whole body.
+            InvalidArgumentError also for a malformed ``files`` item (nothing
+            was sent).
+        """
+        manifest: dict[str, Any] = {"files": _file_manifest(files)}
+        if activity is not None:
+            manifest["activity"] = activity
+        arguments = (_native.encode_string(user_id, "user_id"), _native.encode_json(manifest, "upload"))
+        return self._upload(progress, lib.dl_upload_multipart, *arguments)
+
+    def _upload(self, progress: Optional[ProgressCallable], function: Callable[..., int],
+                *arguments: Any) -> dict[str, Any]:
+        """Calls an upload, with ``progress`` as the conversation's callback while it runs."""
+        if progress is None:
+            with self._borrow() as handle:
+                plain: dict[str, Any] = _native.call(function, handle, *arguments)
+            return plain
+        if not callable(progress):
+            raise TypeError(f"progress must be callable, not {type(progress).__name__}")
+        relay = _native.ProgressRelay(progress)
+        with self._progress_lock, self._borrow() as handle:
+            self._set_progress(handle, relay.function)
+            try:
+                result: dict[str, Any] = _native.call(function, handle, *arguments)
+            except DirectLineError:
+                if relay.error is None:
+                    raise
+            finally:
+                self._set_progress(handle, _native.NO_PROGRESS)
+                # Another thread's send that started while the relay was set
+                # may still call it: keep it until every call has returned.
+                self._keep_while_busy(relay)
+        if relay.error is not None:
+            # Raised here, outside the except block, so that it does not
+            # claim to have happened while handling the CancelledError.
+            raise relay.error
+        return result
+
+    @staticmethod
+    def _set_progress(handle: int, function: Any) -> None:
+        status = lib.dl_conversation_set_progress(handle, function, None)
+        if status != Status.OK:
+            raise error_from_status(status, None, f"setting the progress callback failed "
+                                                  f"({_native.status_name(status)})")
+
+
+def _file_manifest(files: Sequence[FileItem]) -> list[dict[str, Any]]:
+    """``upload``'s files in the C spelling of ``upload_json``."""
+    if isinstance(files, (str, bytes, os.PathLike, Mapping)):
+        raise InvalidArgumentError.local("files must be a list of paths or dicts, not a single "
+                                         + type(files).__name__)
+    return [_file_part(item, f"files[{index}]") for index, item in enumerate(files)]
+
+
+def _file_part(item: FileItem, what: str) -> dict[str, Any]:
+    if isinstance(item, (str, os.PathLike)):
+        return {"path": _path_text(item, what)}
+    if not isinstance(item, Mapping):
+        raise InvalidArgumentError.local(
+            f"{what} must be a path (str or os.PathLike) or a dict, not {type(item).__name__}")
+    part: dict[str, Any] = {}
+    for key, value in item.items():
+        if key not in _FILE_KEYS:
+            raise InvalidArgumentError.local(
+                f"{what} has an unknown key {key!r}; expected one of {', '.join(_FILE_KEYS)}")
+        if value is None:
+            continue
+        if key == "path":
+            value = _path_text(value, f"{what}['path']")
+        elif key == "data":
+            if not isinstance(value, (bytes, bytearray, memoryview)):
+                raise InvalidArgumentError.local(
+                    f"{what}['data'] must be bytes, bytearray or memoryview, not {type(value).__name__}")
+            value = base64.b64encode(value).decode("ascii")
+        part[_FILE_KEYS[key]] = value
+    return part
+
+
+def _path_text(path: Any, what: str) -> str:
+    """A path as the str that goes into JSON (the library converts it back)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidArgumentError.local(f"{what} must be a str or os.PathLike, not {type(path).__name__}")
+    return os.fsdecode(path)
