@@ -246,11 +246,9 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
         let target = try handles.lookup(conversation, as: Conversation.self)
         let user = try Boundary.userId(user_id)
         guard data != nil || length == 0 else { throw .invalidArgument("data must not be NULL when length is not 0") }
-        guard let size = Int64(exactly: length), size <= target.client.config.maxUploadBytes else {
-            throw DirectLineError(.DL_ERR_TOO_LARGE,
-                                  "the upload is \(length) bytes; the limit is \(target.client.config.maxUploadBytes) (config maxUploadBytes)")
-        }
-        let bytes = data.map { Array(UnsafeRawBufferPointer(start: $0, count: Int(size))) } ?? []
+        // Checked before the bytes are copied.
+        try target.checkUploadSize(Int64(exactly: length) ?? Int64.max)
+        let bytes = data.map { Array(UnsafeRawBufferPointer(start: $0, count: Int(length))) } ?? []
         let type = try Boundary.string(content_type, name: "content_type")
         let name = try Boundary.string(filename, name: "filename")
         return try target.upload(userId: user, file: Uploads.File(

@@ -203,13 +203,18 @@ final class Conversation: Sendable {
         }
     }
 
+    /// Refuses an upload body over the client's `maxUploadBytes`.
+    func checkUploadSize(_ length: Int64) throws(DirectLineError) {
+        let limit = client.config.maxUploadBytes
+        guard length <= limit else {
+            throw DirectLineError(.DL_ERR_TOO_LARGE,
+                                  "the upload is \(length) bytes; the limit is \(limit) (config maxUploadBytes; the service accepts about 4 MB)")
+        }
+    }
+
     private func upload(userId: String, body: RequestBody, contentType: String, disposition: String?,
                         clientActivityID: String?) throws(DirectLineError) -> JSONValue {
-        let limit = client.config.maxUploadBytes
-        guard body.length <= limit else {
-            throw DirectLineError(.DL_ERR_TOO_LARGE,
-                                  "the upload is \(body.length) bytes; the limit is \(limit) (config maxUploadBytes; the service accepts about 4 MB)")
-        }
+        try checkUploadSize(body.length)
         let current = snapshot
         let response = try post(client.requests.upload(conversationId: current.id, userId: userId, body: body,
                                                        contentType: contentType, disposition: disposition,

@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Which call a response answers: the same HTTP status means different
 /// things for different calls (1.1 reports a bot failure on send as 500).
 enum Operation: Sendable {
@@ -68,7 +64,7 @@ enum Responses {
         error.serviceCode = code.map { redact($0, secrets) }
         error.serviceMessage = serviceMessage.map { redact($0, secrets) }
         error.attempts = response.attempts
-        error.retryAfterMs = response.header("Retry-After").flatMap { RetryAfter.milliseconds($0, now: Int(time(nil))) }
+        error.retryAfterMs = response.retryAfterMs
         return error
     }
 

@@ -45,9 +45,7 @@ final class CurlTransport: Sendable {
                 guard response.status == 429 || response.status == 503, attempt < policy.maxAttempts else {
                     return response
                 }
-                retryAfterMs = response.header("Retry-After").flatMap {
-                    RetryAfter.milliseconds($0, now: Int(time(nil)))
-                }
+                retryAfterMs = response.retryAfterMs
             case .failure(let error):
                 guard error.retryable, attempt < policy.maxAttempts else { throw error }
                 retryAfterMs = nil
@@ -258,7 +256,7 @@ private final class TransferState {
     }
 
     /// Tells the caller how much of the body left; false cancels.
-    func reportProgress(uploaded: UInt64, total _: UInt64) -> Bool {
+    func reportProgress(uploaded: UInt64) -> Bool {
         guard let progress, !cancelled else { return !cancelled }
         let total = UInt64(source.body.length)
         let done = min(uploaded, total)
@@ -294,10 +292,10 @@ private let seekCallback: dl_curl_seek_fn = { userdata, offset, origin in
     return transfer.source.rewindAllowed(to: Int64(offset)) ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_FAIL
 }
 
-private let progressCallback: dl_curl_xferinfo_fn = { userdata, _, _, uploadTotal, uploaded in
+private let progressCallback: dl_curl_xferinfo_fn = { userdata, _, _, _, uploaded in
     guard let userdata else { return 0 }
     let transfer = Unmanaged<TransferState>.fromOpaque(userdata).takeUnretainedValue()
-    return transfer.reportProgress(uploaded: UInt64(max(0, uploaded)), total: UInt64(max(0, uploadTotal))) ? 0 : 1
+    return transfer.reportProgress(uploaded: UInt64(max(0, uploaded))) ? 0 : 1
 }
 
 private let writeCallback: dl_curl_data_fn = { buffer, size, count, userdata in

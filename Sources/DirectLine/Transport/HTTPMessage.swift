@@ -39,4 +39,9 @@ struct HTTPResponse: Sendable {
     }
 
     var isSuccess: Bool { (200..<300).contains(status) }
+
+    /// The service's `Retry-After` in milliseconds, when it sent a valid one.
+    var retryAfterMs: Int? {
+        header("Retry-After").flatMap { RetryAfter.milliseconds($0, now: Clock.now()) }
+    }
 }
