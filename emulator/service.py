@@ -63,6 +63,26 @@ def authenticate(emulator: Emulator, request: Request, secret_only: bool = False
     return token
 
 
+def conversation_to_start(emulator: Emulator, token: Token | None, protocol: str,
+                          user: dict | None = None) -> tuple[Conversation, Token]:
+    """The conversation a start request refers to, and the token to answer with.
+
+    With the secret a new conversation is created with its own token; with
+    a token from a token call, that token's conversation (it must exist and
+    speak `protocol`).
+    """
+    if token is None:
+        conversation = emulator.store.create_conversation(protocol)
+        return conversation, emulator.store.issue_token(conversation.id, user)
+    conversation = emulator.store.conversation(token.conversation_id)
+    if conversation is None:
+        raise not_found("conversation not found")
+    if conversation.protocol != protocol:
+        raise ApiError(409, "Conflict",
+                       f"this token's conversation was started with Direct Line {conversation.protocol}")
+    return conversation, token
+
+
 def open_conversation(emulator: Emulator, token: Token | None, conversation_id: str,
                       protocol: str) -> Conversation:
     """The conversation, if the caller may use it and it speaks `protocol`."""

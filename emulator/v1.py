@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from . import bot
-from .errors import ApiError, bad_argument, not_found
+from .errors import bad_argument
 from .messages import Request, Response, empty_response, json_response, parse_json_object
-from .service import (Emulator, authenticate, open_conversation, require_json_content,
-                      require_user_id, store_files, watermark_start, watermark_value)
+from .service import (Emulator, authenticate, conversation_to_start, open_conversation,
+                      require_json_content, require_user_id, store_files, watermark_start, watermark_value)
 from .state import V1, Conversation
 from .uploads import parse_upload
 
@@ -27,17 +27,7 @@ def renew_token(emulator: Emulator, request: Request, conversation_id: str) -> R
 
 
 def start_conversation(emulator: Emulator, request: Request) -> Response:
-    token = authenticate(emulator, request)
-    if token is None:
-        conversation = emulator.store.create_conversation(V1)
-        token = emulator.store.issue_token(conversation.id, None)
-    else:
-        conversation = emulator.store.conversation(token.conversation_id)
-        if conversation is None:
-            raise not_found("conversation not found")
-        if conversation.protocol != V1:
-            raise ApiError(409, "Conflict",
-                           "this token's conversation was started with Direct Line 3.0")
+    conversation, token = conversation_to_start(emulator, authenticate(emulator, request), V1)
     emulator.store.mark_started(conversation)
     return json_response(200, {"conversationId": conversation.id, "token": token.value,
                                "expires_in": token.seconds_left(), "eTag": conversation.etag})

@@ -5,10 +5,10 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from . import bot
-from .errors import ApiError, bad_argument, missing_property, not_found
+from .errors import ApiError, bad_argument, missing_property
 from .messages import Request, Response, json_response, parse_json_object
-from .service import (Emulator, authenticate, open_conversation, require_json_content,
-                      require_user_id, store_files, watermark_start, watermark_value)
+from .service import (Emulator, authenticate, conversation_to_start, open_conversation,
+                      require_json_content, require_user_id, store_files, watermark_start, watermark_value)
 from .state import V3, Conversation, Token
 from .uploads import parse_upload
 
@@ -71,16 +71,7 @@ def refresh_token(emulator: Emulator, request: Request) -> Response:
 def start_conversation(emulator: Emulator, request: Request) -> Response:
     token = authenticate(emulator, request)
     user = _user_from_body(request.body)
-    if token is None:
-        conversation = emulator.store.create_conversation(V3)
-        token = emulator.store.issue_token(conversation.id, user)
-    else:
-        conversation = emulator.store.conversation(token.conversation_id)
-        if conversation is None:
-            raise not_found("conversation not found")
-        if conversation.protocol != V3:
-            raise ApiError(409, "Conflict",
-                           "this token's conversation was started with Direct Line 1.1")
+    conversation, token = conversation_to_start(emulator, token, V3, user)
     created = emulator.store.mark_started(conversation)
     return json_response(201 if created else 200,
                          _conversation_json(emulator, request, conversation, token))

@@ -300,6 +300,15 @@ def test_slow_message_delays_the_response(client):
 
 # -- Direct Line 1.1 end to end ----------------------------------------------------
 
+def test_a_token_starts_only_a_conversation_of_its_own_protocol(client):
+    v3_token = client.call("POST", f"{V3}/tokens/generate", auth=SECRET).json["token"]
+    v1_token = client.call("POST", "/api/tokens/conversation", auth=SECRET).json
+    assert_error(client.call("POST", "/api/conversations", auth=v3_token), 409, "Conflict",
+                 "this token's conversation was started with Direct Line 3.0", legacy=True)
+    assert_error(client.call("POST", f"{V3}/conversations", auth=v1_token), 409, "Conflict",
+                 "this token's conversation was started with Direct Line 1.1")
+
+
 def test_v1_token_start_send_and_echo(client):
     token_reply = client.call("POST", "/api/tokens/conversation", auth=SECRET)
     assert token_reply.status == 200
