@@ -81,6 +81,48 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
     }
 }
 
+/// Exchanges the client's secret for a token, without starting a
+/// conversation or contacting the bot. 3.0: `POST tokens/generate`;
+/// `request_json` may be NULL, `{}` or `{"user": {"id": "dl_...", "name":
+/// "..."}, "trustedOrigins": [...]}`, and `out_json` receives the service's
+/// Conversation object (`conversationId`, `token`, `expires_in`). 1.1:
+/// `POST /api/tokens/conversation` (no body: `request_json` must be NULL or
+/// `{}`), and `out_json` receives `{"token": "..."}`.
+///
+/// A client configured with that token (`"token"` in its config) can then
+/// start the conversation and use it. `out_json` contains the token: treat
+/// it as a secret.
+///
+/// Returns DL_OK, DL_ERR_INVALID_ARGUMENT, DL_ERR_INVALID_HANDLE, or a
+/// network or service status (DL_ERR_FORBIDDEN when the client holds a
+/// token rather than the secret).
+@c public func dl_token_generate(_ client: OpaquePointer?, _ request_json: UnsafePointer<CChar>?,
+                                 _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
+        let owner = try handles.lookup(client, as: DirectLineClient.self)
+        return try owner.generateToken(Boundary.json(request_json, name: "request_json"))
+    }
+}
+
+/// Refreshes a token before it expires; the old one stays valid until its
+/// own expiry. 3.0: `POST tokens/refresh` with `token`, and `out_json`
+/// receives the service's Conversation object with the new `token` and
+/// `expires_in`. 1.1: the renew path needs the conversation id, so `token`
+/// must be the current token of a conversation handle from this client;
+/// that handle keeps the new token too, and `out_json` receives
+/// `{"token": "..."}`. Handles refresh their own tokens automatically: this
+/// is for tokens the application hands to others.
+///
+/// Returns DL_OK, DL_ERR_INVALID_ARGUMENT, DL_ERR_INVALID_HANDLE,
+/// DL_ERR_TOKEN_EXPIRED (too late to refresh), or a network or service status.
+@c public func dl_token_refresh(_ client: OpaquePointer?, _ token: UnsafePointer<CChar>?,
+                                _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
+        let owner = try handles.lookup(client, as: DirectLineClient.self)
+        return try owner.refreshToken(Boundary.requiredString(token, name: "token"))
+    }
+}
+
 /// Starts a conversation: 3.0 `POST /v3/directline/conversations`, 1.1
 /// `POST /api/conversations`. `request_json` may be NULL or `{}`; on 3.0 it
 /// may carry `{"user": {"id": "dl_...", "name": "..."}, "trustedOrigins": [...]}`.
@@ -88,7 +130,10 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 /// Constructor. On DL_OK, `*out_conversation` receives a handle (free it with
 /// dl_conversation_free()) that holds the conversation id and the token the
 /// service issued for it, and `out_json` the service's Conversation object
-/// (it contains that token: treat it as a secret).
+/// (it contains that token: treat it as a secret). The handle refreshes
+/// that token on its own at half its remaining life (`expires_in`), on a
+/// background thread shared by all handles, until the handle is freed or
+/// the conversation ended.
 ///
 /// Returns DL_OK, DL_ERR_INVALID_ARGUMENT, DL_ERR_INVALID_HANDLE, or a
 /// network or service status (DL_ERR_NETWORK ... DL_ERR_PROTOCOL).
@@ -107,16 +152,25 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
     }
 }
 
-/// Attaches to a conversation started elsewhere (for example one saved
-/// earlier): `state_json` is `{"conversationId": "...", "token": "...",
-/// "watermark": "...", "streamUrl": "...", "expires_in": N}`; only
-/// `conversationId` is required (without `token`, the client's credential is
-/// used). Sends nothing.
+/// Attaches to a conversation started elsewhere, for example one saved
+/// earlier with dl_conversation_state(): `state_json` is
+/// `{"conversationId": "...", "token": "...", "watermark": "...",
+/// "streamUrl": "...", "tokenExpiresAt": "2026-11-21T02:30:00Z" or
+/// "expires_in": N, "reconnect": false}`; only `conversationId` is required
+/// (without `token`, the client's credential is used). A token whose expiry
+/// is known is refreshed automatically, as for dl_conversation_start().
+///
+/// Without `reconnect` nothing is sent. With `"reconnect": true` (3.0 only)
+/// the library first calls `GET /v3/directline/conversations/{id}?watermark=`
+/// and keeps the token, expiry and stream URL the service answers; reading
+/// then resumes from the saved watermark, so no reply is lost or repeated.
 ///
 /// Constructor. On DL_OK, `*out_conversation` receives a handle to free with
 /// dl_conversation_free(), and `out_json` the same as dl_conversation_info().
 ///
-/// Returns DL_OK, DL_ERR_INVALID_ARGUMENT or DL_ERR_INVALID_HANDLE.
+/// Returns DL_OK, DL_ERR_INVALID_ARGUMENT or DL_ERR_INVALID_HANDLE; with
+/// `reconnect`, also a network or service status (DL_ERR_TOKEN_EXPIRED when
+/// the saved token has expired).
 @c public func dl_conversation_open(_ client: OpaquePointer?, _ state_json: UnsafePointer<CChar>?,
                                     _ out_conversation: UnsafeMutablePointer<OpaquePointer?>?,
                                     _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
@@ -132,8 +186,11 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 }
 
 /// Describes a conversation: `{"conversationId", "protocol", "watermark",
-/// "streamUrl" (without its token), "tokenExpiresAt" (ISO-8601 UTC or null)}`.
-/// Never contains the token. Sends nothing.
+/// "streamUrl" (without its token), "tokenExpiresAt" (ISO-8601 UTC or null),
+/// "autoRefresh" (true while the library will refresh the token on its own),
+/// "tokenRefreshError" (why the last automatic refresh failed, or null),
+/// "ended"}`. Never contains the token (see dl_conversation_state()). Sends
+/// nothing.
 ///
 /// Returns DL_OK or DL_ERR_INVALID_HANDLE.
 @c public func dl_conversation_info(_ conversation: OpaquePointer?, _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
@@ -142,15 +199,51 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
     }
 }
 
+/// The conversation's state to save and resume later with
+/// dl_conversation_open(): `{"conversationId", "token", "watermark",
+/// "streamUrl", "tokenExpiresAt"}`. It contains the conversation's token,
+/// so store it as a secret; `token` is null when the handle uses the
+/// client's secret (which is never handed out). Sends nothing.
+///
+/// Returns DL_OK or DL_ERR_INVALID_HANDLE.
+@c public func dl_conversation_state(_ conversation: OpaquePointer?, _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
+        try handles.lookup(conversation, as: Conversation.self).savedState()
+    }
+}
+
+/// Renews the conversation's token now and keeps the new one in the handle
+/// (3.0 `POST tokens/refresh`; 1.1 `GET tokens/{id}/renew`, then POST if
+/// the service refuses GET with 405). Not needed in normal use: a handle
+/// whose token expires refreshes it on its own at half its remaining life,
+/// on a background thread, without blocking other calls. The old token stays
+/// valid until its own expiry. 1.1 does not say how long the new token
+/// lives; the handle assumes as long as the previous one.
+///
+/// `out_json` receives the same as dl_conversation_info().
+///
+/// Returns DL_OK, DL_ERR_INVALID_HANDLE, DL_ERR_INVALID_ARGUMENT (the handle
+/// uses the client's secret, which never expires), DL_ERR_TOKEN_EXPIRED (too
+/// late: start a new conversation), or a network or service status.
+@c public func dl_conversation_refresh(_ conversation: OpaquePointer?, _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
+        let target = try handles.lookup(conversation, as: Conversation.self)
+        try target.refreshToken()
+        return target.info()
+    }
+}
+
 /// Frees a conversation handle (the conversation itself goes on at the
-/// service; see dl_conversation_end to end it).
+/// service; see dl_conversation_end to end it). Its token is no longer
+/// refreshed, and a dl_conversation_wait() running on another thread returns
+/// DL_ERR_CANCELLED within about 50 ms; other calls already running finish.
 ///
 /// Destructor. NULL is a no-op returning DL_OK; a handle already freed
 /// returns DL_ERR_INVALID_HANDLE.
 @c public func dl_conversation_free(_ conversation: OpaquePointer?) -> Int32 {
     guard conversation != nil else { return dl_status.DL_OK.rawValue }
     return Boundary.call(nil) { () throws(DirectLineError) -> JSONValue in
-        try handles.remove(conversation, as: Conversation.self)
+        try handles.remove(conversation, as: Conversation.self).close()
         return .null
     }
 }
@@ -201,6 +294,53 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 @c public func dl_get_activities(_ conversation: OpaquePointer?, _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
         try handles.lookup(conversation, as: Conversation.self).receive()
+    }
+}
+
+/// Waits for the bot's replies, so callers need no polling loop of their
+/// own. Polls the activities after the handle's watermark (first
+/// `afterSendMs` after the handle's last send, then every `intervalMs`)
+/// until an activity arrives that is not from the caller's users, or
+/// `timeoutMs` passes. `options_json` may be NULL or
+/// `{"timeoutMs": 10000, "intervalMs": 1000, "afterSendMs": 300,
+/// "userId": "...", "includeOwn": false}`; the caller's users are `userId`
+/// or, by default, every user this handle has sent or uploaded as.
+///
+/// `out_json` receives `{"activities": [...], "watermark": "...",
+/// "timedOut": bool}` (1.1: `"messages"`): the new activities from others
+/// (and the caller's own too with `includeOwn`), in order, each at most once
+/// even if the service delivers it twice. A timeout is not an error:
+/// `timedOut` is true and the list holds what arrived. The watermark
+/// advances as with dl_get_activities(), so the next wait returns only newer
+/// replies.
+///
+/// Blocks the calling thread. Freeing the handle from another thread ends
+/// the wait with DL_ERR_CANCELLED.
+///
+/// Returns DL_OK, DL_ERR_INVALID_ARGUMENT, DL_ERR_INVALID_HANDLE,
+/// DL_ERR_CANCELLED, or a network or service status.
+@c public func dl_conversation_wait(_ conversation: OpaquePointer?, _ options_json: UnsafePointer<CChar>?,
+                                    _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
+        let target = try handles.lookup(conversation, as: Conversation.self)
+        return try target.wait(WaitOptions(json: Boundary.json(options_json, name: "options_json")))
+    }
+}
+
+/// Ends the conversation for `user_id`. 3.0: sends the activity
+/// `{"type": "endOfConversation", "from": {"id": user_id}}` and `out_json`
+/// receives `{"id": "...", "clientActivityID": "..."}` as dl_send_activity().
+/// 1.1 has no end-of-conversation message: nothing is sent and `out_json`
+/// receives `{}`. Either way the handle stops refreshing its token, so the
+/// conversation lapses when the token expires; the handle must still be
+/// freed with dl_conversation_free().
+///
+/// Returns as dl_send_activity().
+@c public func dl_conversation_end(_ conversation: OpaquePointer?, _ user_id: UnsafePointer<CChar>?,
+                                   _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
+        let target = try handles.lookup(conversation, as: Conversation.self)
+        return try target.end(userId: Boundary.userId(user_id))
     }
 }
 

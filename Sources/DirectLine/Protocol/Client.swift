@@ -4,6 +4,8 @@ final class DirectLineClient: Sendable {
     let config: ClientConfig
     let requests: DirectLineRequests
     let transport: CurlTransport
+    /// The conversations handed out from this client (held weakly).
+    let conversations = ConversationRegistry()
 
     init(config: ClientConfig) {
         self.config = config
@@ -42,49 +44,89 @@ final class DirectLineClient: Sendable {
     /// `dl_conversation_start`: starts a conversation and returns its handle
     /// object and the service's Conversation object.
     func startConversation(_ requestJSON: JSONValue?) throws(DirectLineError) -> (Conversation, JSONValue) {
-        var body: JSONObject?
-        if let requestJSON {
-            let reader = try JSONReader(requestJSON, context: "request")
-            try reader.rejectUnknownKeys(["user", "trustedOrigins"])
-            if let user = try reader.object("user") {
-                try user.rejectUnknownKeys(["id", "name"])
-                if let id = try user.string("id") { try Validation.identifier(id, name: "request.user.id") }
-                _ = try user.string("name")
-            }
-            if version == .v1, !reader.object.isEmpty {
-                throw .invalidArgument("Direct Line 1.1 starts conversations without a request body; pass NULL or {}")
-            }
-            body = reader.object
-        }
+        let body = try Self.startOptions(requestJSON, version: version, call: "starts conversations")
+        let issuedAt = Clock.monotonicMs()
         let response = try execute(requests.startConversation(body: body, bearer: config.credential.value),
                                    operation: .other)
         let result = try Responses.json(response, what: "start conversation")
-        let conversation = try Conversation(client: self, conversationObject: result, response: response)
+        let conversation = try Conversation(client: self, conversationObject: result, response: response,
+                                            issuedAtMs: issuedAt)
         return (conversation, result)
     }
 
-    /// `dl_conversation_open`: a handle for a conversation started elsewhere.
+    /// Whether `token` is a token the service can refresh, rather than the
+    /// client's secret (which never expires).
+    func isRefreshable(_ token: String) -> Bool {
+        if case .secret(let secret) = config.credential, secret == token { return false }
+        return true
+    }
+
+    /// `dl_conversation_open`: a handle for a conversation started elsewhere;
+    /// with `reconnect`, 3.0 `GET conversations/{id}` first.
     func openConversation(_ stateJSON: JSONValue) throws(DirectLineError) -> Conversation {
         let reader = try JSONReader(stateJSON, context: "state")
-        try reader.rejectUnknownKeys(["conversationId", "token", "watermark", "streamUrl", "expires_in"])
+        try reader.rejectUnknownKeys(["conversationId", "token", "watermark", "streamUrl", "expires_in",
+                                      "tokenExpiresAt", "reconnect"])
         guard let id = try reader.string("conversationId") else {
             throw .invalidArgument("state needs a string \"conversationId\"")
         }
         try Validation.identifier(id, name: "state.conversationId")
         let token = try reader.string("token")
-        if let token { try Validation.headerValue(token, name: "state.token") }
+        if let token {
+            try Validation.headerValue(token, name: "state.token")
+            guard !token.isEmpty else { throw .invalidArgument("state.token must not be empty") }
+        }
         let watermark = try reader.string("watermark")
+        let streamUrl = try reader.string("streamUrl")
         let expiresIn = try reader.integer("expires_in", in: 0...(Int64(1) << 31))
+        var expiresAt: Int?
+        if let text = try reader.string("tokenExpiresAt") {
+            guard let parsed = ISO8601.parse(text) else {
+                throw .invalidArgument("state.tokenExpiresAt must look like \"2026-11-21T02:30:00Z\"")
+            }
+            expiresAt = parsed
+        }
+        if expiresIn != nil && expiresAt != nil {
+            throw .invalidArgument("state takes \"expires_in\" or \"tokenExpiresAt\", not both")
+        }
+        let credential = token ?? config.credential.value
+        if try reader.bool("reconnect") == true {
+            guard version == .v3 else {
+                throw .invalidArgument("Direct Line 1.1 has no reconnect; open without \"reconnect\" and poll")
+            }
+            let issuedAt = Clock.monotonicMs()
+            let response = try execute(requests.reconnect(conversationId: id, watermark: watermark, bearer: credential),
+                                       operation: .other)
+            let answer = try Responses.json(response, what: "reconnect")
+            guard answer.objectValue?["conversationId"]?.stringValue == id else {
+                throw Responses.protocolError("the service's answer to reconnect is for another conversation", response)
+            }
+            return try Conversation(client: self, conversationObject: answer, response: response,
+                                    issuedAtMs: issuedAt, fallbackToken: credential, watermark: watermark)
+        }
+        let refreshable = isRefreshable(credential)
+        let tokenState: TokenState
+        if let expiresAt {
+            tokenState = .expiring(credential, refreshable: refreshable, atEpoch: expiresAt)
+        } else {
+            tokenState = .issued(credential, refreshable: refreshable, expiresIn: expiresIn.map { Int($0) },
+                                 issuedAtMs: Clock.monotonicMs())
+        }
         return Conversation(client: self, state: ConversationState(
-            id: id, token: token ?? config.credential.value, watermark: watermark,
-            streamUrl: try reader.string("streamUrl"),
-            tokenExpiresAt: expiresIn.map { Clock.now() + Int($0) }))
+            id: id, token: tokenState, watermark: watermark, streamUrl: streamUrl))
     }
 }
 
 enum Clock {
     /// Seconds since the epoch.
     static func now() -> Int { Int(time(nil)) }
+
+    /// Milliseconds on a clock that never jumps (for deadlines and token lifetimes).
+    static func monotonicMs() -> Int {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Int(now.tv_sec) * 1000 + Int(now.tv_nsec) / 1_000_000
+    }
 }
 
 #if canImport(Glibc)

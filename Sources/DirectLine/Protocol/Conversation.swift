@@ -5,11 +5,35 @@ struct ConversationState: Sendable {
     var id: String
     /// The conversation's own token (the one the service issued for it), or
     /// the client's credential when the service issued none.
-    var token: String
+    var token: TokenState
     var watermark: String?
     var streamUrl: String?
-    /// Seconds since the epoch, when known.
-    var tokenExpiresAt: Int?
+    /// `dl_conversation_end` was called: the token is no longer refreshed.
+    var ended = false
+    /// The handle was freed: waits stop, the token is no longer refreshed.
+    var closed = false
+    /// Why the last automatic refresh failed, if it did.
+    var refreshError: String?
+    /// The user ids this handle sent as, most recent last (for `wait`).
+    var senders: [String] = []
+    /// When the last send or upload on this handle finished (monotonic ms).
+    var lastSendMs: Int?
+    /// Ids of the activities `wait` has returned, to drop repeats.
+    var seen = RecentIDs()
+
+    init(id: String, token: TokenState, watermark: String? = nil, streamUrl: String? = nil) {
+        self.id = id
+        self.token = token
+        self.watermark = watermark
+        self.streamUrl = streamUrl
+    }
+
+    mutating func noteSender(_ userId: String) {
+        senders.removeAll { $0 == userId }
+        senders.append(userId)
+        if senders.count > 32 { senders.removeFirst() }
+        lastSendMs = Clock.monotonicMs()
+    }
 }
 
 /// A progress callback and how many transfers are using it.
@@ -28,13 +52,31 @@ final class ProgressBinding: Sendable {
 /// Thread-safe: state is read under a lock, requests run without it.
 final class Conversation: Sendable {
     let client: DirectLineClient
-    private let state: Mutex<ConversationState>
+    let state: Mutex<ConversationState>
     private let progress = Mutex(ProgressBinding(nil))
 
     init(client: DirectLineClient, state: ConversationState) {
         self.client = client
         self.state = Mutex(state)
+        client.conversations.add(self)
+        scheduleRefresh()
     }
+
+    deinit {
+        client.conversations.remove(ObjectIdentifier(self))
+    }
+
+    /// `dl_conversation_free`: stops waits and automatic refreshes. Calls
+    /// already running on other threads finish normally.
+    func close() {
+        state.withLock { $0.closed = true }
+        TokenRefresher.shared.cancel(ObjectIdentifier(self))
+    }
+
+    var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// The token requests on this conversation carry now.
+    var currentToken: String { state.withLock { $0.token.value } }
 
     /// `dl_conversation_set_progress`: told as the body of each send or
     /// upload on this conversation goes out; nil stops it.
@@ -68,13 +110,15 @@ final class Conversation: Sendable {
         return try client.execute(request, operation: .send)
     }
 
-    /// From the service's answer to "start conversation".
-    convenience init(client: DirectLineClient, conversationObject: JSONValue, response: HTTPResponse) throws(DirectLineError) {
+    /// From the service's answer to "start conversation" or "reconnect",
+    /// received at `issuedAtMs`.
+    convenience init(client: DirectLineClient, conversationObject: JSONValue, response: HTTPResponse,
+                     issuedAtMs: Int, fallbackToken: String? = nil, watermark: String? = nil) throws(DirectLineError) {
         guard let object = conversationObject.objectValue,
               let id = object["conversationId"]?.stringValue, !id.isEmpty else {
             throw Responses.protocolError("the service's Conversation object has no conversationId", response)
         }
-        let token = object["token"]?.stringValue ?? client.config.credential.value
+        let token = object["token"]?.stringValue ?? fallbackToken ?? client.config.credential.value
         do {
             try Validation.identifier(id, name: "conversationId")
             try Validation.headerValue(token, name: "token")
@@ -83,11 +127,12 @@ final class Conversation: Sendable {
         }
         let expiresIn = object["expires_in"]?.int64Value.flatMap { Int(exactly: $0) }
         self.init(client: client, state: ConversationState(
-            id: id, token: token, watermark: nil, streamUrl: object["streamUrl"]?.stringValue,
-            tokenExpiresAt: expiresIn.map { Clock.now() + max(0, min($0, 1 << 31)) }))
+            id: id,
+            token: .issued(token, refreshable: client.isRefreshable(token), expiresIn: expiresIn, issuedAtMs: issuedAtMs),
+            watermark: watermark, streamUrl: object["streamUrl"]?.stringValue))
     }
 
-    private var snapshot: ConversationState { state.withLock { $0 } }
+    var snapshot: ConversationState { state.withLock { $0 } }
 
     /// `dl_conversation_info`: never includes the token.
     func info() -> JSONValue {
@@ -97,7 +142,23 @@ final class Conversation: Sendable {
         object["protocol"] = .string(client.version.rawValue)
         object["watermark"] = current.watermark.map(JSONValue.string) ?? .null
         object["streamUrl"] = current.streamUrl.map { .string(Self.withoutToken($0)) } ?? .null
-        object["tokenExpiresAt"] = current.tokenExpiresAt.map { .string(ISO8601.format($0)) } ?? .null
+        object["tokenExpiresAt"] = current.token.expiresAtEpoch.map { .string(ISO8601.format($0)) } ?? .null
+        object["autoRefresh"] = .bool(TokenRefresher.shared.isScheduled(ObjectIdentifier(self)))
+        object["tokenRefreshError"] = current.refreshError.map(JSONValue.string) ?? .null
+        object["ended"] = .bool(current.ended)
+        return .object(object)
+    }
+
+    /// `dl_conversation_state`: what `dl_conversation_open` needs to resume,
+    /// including the conversation's token (never the client's secret).
+    func savedState() -> JSONValue {
+        let current = snapshot
+        var object = JSONObject()
+        object["conversationId"] = .string(current.id)
+        object["token"] = current.token.refreshable ? .string(current.token.value) : .null
+        object["watermark"] = current.watermark.map(JSONValue.string) ?? .null
+        object["streamUrl"] = current.streamUrl.map(JSONValue.string) ?? .null
+        object["tokenExpiresAt"] = current.token.expiresAtEpoch.map { .string(ISO8601.format($0)) } ?? .null
         return .object(object)
     }
 
@@ -112,7 +173,8 @@ final class Conversation: Sendable {
         let outgoing = try OutgoingActivity(activityJSON, version: client.version)
         let body = try outgoing.serializedBody()
         let current = snapshot
-        let response = try post(client.requests.send(conversationId: current.id, payload: body, bearer: current.token))
+        defer { if let sender = outgoing.sender { state.withLock { $0.noteSender(sender) } } }
+        let response = try post(client.requests.send(conversationId: current.id, payload: body, bearer: current.token.value))
         return try result(of: response, what: "send activity", clientActivityID: outgoing.clientActivityID)
     }
 
@@ -216,9 +278,10 @@ final class Conversation: Sendable {
                         clientActivityID: String?) throws(DirectLineError) -> JSONValue {
         try checkUploadSize(body.length)
         let current = snapshot
+        defer { state.withLock { $0.noteSender(userId) } }
         let response = try post(client.requests.upload(conversationId: current.id, userId: userId, body: body,
                                                        contentType: contentType, disposition: disposition,
-                                                       bearer: current.token))
+                                                       bearer: current.token.value))
         return try result(of: response, what: "upload", clientActivityID: clientActivityID)
     }
 
@@ -227,7 +290,7 @@ final class Conversation: Sendable {
     func receive() throws(DirectLineError) -> JSONValue {
         let current = snapshot
         let response = try client.execute(
-            client.requests.receive(conversationId: current.id, watermark: current.watermark, bearer: current.token),
+            client.requests.receive(conversationId: current.id, watermark: current.watermark, bearer: current.token.value),
             operation: .other)
         let answer = try Responses.json(response, what: "get activities")
         let listKey = client.version == .v3 ? "activities" : "messages"

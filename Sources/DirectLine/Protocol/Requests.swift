@@ -22,6 +22,36 @@ struct DirectLineRequests: Sendable {
         return request
     }
 
+    /// 3.0 `POST tokens/generate` with an optional body; 1.1 `POST tokens/conversation`.
+    func generateToken(body: JSONObject?, bearer: String) -> HTTPRequest {
+        let leaf = version == .v3 ? "generate" : "conversation"
+        var request = HTTPRequest(method: .post, path: "\(root)/tokens/\(leaf)", bearer: bearer)
+        if version == .v3, let body, !body.isEmpty {
+            request.contentType = "application/json"
+            request.body = RequestBody(Array(JSONValue.object(body).serialized.utf8))
+        }
+        return request
+    }
+
+    /// 3.0 `POST tokens/refresh`, authorized by the token itself.
+    func refreshToken(bearer: String) -> HTTPRequest {
+        HTTPRequest(method: .post, path: "\(root)/tokens/refresh", bearer: bearer)
+    }
+
+    /// 1.1 `tokens/{id}/renew`: GET in the Swagger, POST in the
+    /// authentication page, so the caller falls back from one to the other.
+    func renewToken(conversationId: String, method: HTTPRequest.Method, bearer: String) -> HTTPRequest {
+        HTTPRequest(method: method, path: "\(root)/tokens/\(Validation.percentEncoded(conversationId))/renew",
+                    bearer: bearer)
+    }
+
+    /// 3.0 `GET conversations/{id}?watermark=`: a new stream URL (and token).
+    func reconnect(conversationId: String, watermark: String?, bearer: String) -> HTTPRequest {
+        var request = HTTPRequest(method: .get, path: conversationPath(conversationId), bearer: bearer)
+        if let watermark { request.query = [("watermark", watermark)] }
+        return request
+    }
+
     /// 3.0 `POST conversations/{id}/activities`; 1.1 `POST conversations/{id}/messages`.
     func send(conversationId: String, payload: [UInt8], bearer: String) -> HTTPRequest {
         let leaf = version == .v3 ? "activities" : "messages"
@@ -56,6 +86,8 @@ struct OutgoingActivity {
     var payload: JSONObject
     /// 3.0: the `channelData.clientActivityID` the activity carries.
     var clientActivityID: String?
+    /// The user it is sent as, when it names one.
+    var sender: String?
 
     /// Validates the shape the service requires and, on 3.0, makes sure the
     /// activity carries a `channelData.clientActivityID` for reconciliation.
@@ -72,6 +104,7 @@ struct OutgoingActivity {
                 throw .invalidArgument("the activity needs \"from\": {\"id\": \"...\"}")
             }
             try Validation.identifier(fromId, name: "activity.from.id")
+            sender = fromId
             var channelData = try reader.object("channelData")?.object ?? JSONObject()
             let channelReader = try JSONReader(.object(channelData), context: "activity.channelData")
             if let existing = try channelReader.string("clientActivityID") {
@@ -83,7 +116,10 @@ struct OutgoingActivity {
                 clientActivityID = generated
             }
         case .v1:
-            if let from = try reader.string("from") { try Validation.identifier(from, name: "message.from") }
+            if let from = try reader.string("from") {
+                try Validation.identifier(from, name: "message.from")
+                sender = from
+            }
             _ = try reader.object("channelData")
         }
         payload = object

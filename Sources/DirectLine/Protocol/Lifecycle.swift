@@ -1,0 +1,199 @@
+/// Token refresh, waiting for replies and ending: the parts of a
+/// conversation's life after it started.
+extension Conversation {
+    // MARK: tokens
+
+    /// `dl_conversation_refresh`: renews the conversation's token now and
+    /// keeps the new one. The old token stays valid until its own expiry, so
+    /// calls already running with it are not disturbed.
+    @discardableResult
+    func refreshToken() throws(DirectLineError) -> RenewedToken {
+        let current = snapshot
+        guard current.token.refreshable else {
+            throw .invalidArgument("this conversation uses the client's secret, which does not expire: there is no token to refresh")
+        }
+        let issuedAt = Clock.monotonicMs()
+        let renewed = try client.renew(token: current.token.value, conversationId: current.id)
+        // 1.1 answers the bare token: assume it lives as long as the last one.
+        let expiresIn = renewed.expiresIn ?? current.token.lifetimeMs.map { $0 / 1000 } ?? 1800
+        let fresh = TokenState.issued(renewed.token, refreshable: true, expiresIn: expiresIn, issuedAtMs: issuedAt)
+        state.withLock { state in
+            // Two refreshes may race; keep the token that lives longest.
+            if (fresh.expiresAtMs ?? .max) >= (state.token.expiresAtMs ?? .min) || state.token.value == current.token.value {
+                state.token = fresh
+            }
+            state.refreshError = nil
+        }
+        scheduleRefresh()
+        return renewed
+    }
+
+    /// Schedules the next automatic refresh at half the token's remaining
+    /// life; nothing when it never expires, or the handle ended or was freed.
+    func scheduleRefresh(atMs override: Int? = nil) {
+        let now = Clock.monotonicMs()
+        let due = state.withLock { state -> Int? in
+            guard !state.closed, !state.ended else { return nil }
+            return override ?? state.token.refreshDueMs(now: now)
+        }
+        if let due { TokenRefresher.shared.schedule(self, atMs: due) }
+    }
+
+    /// Called by the refresher thread when a refresh is due. A failure that
+    /// may pass (network, 5xx, throttling) is tried again at half the time
+    /// left; one that will not (expired, refused) stops, and info says why.
+    func refreshOnSchedule() {
+        do {
+            try refreshToken()
+        } catch {
+            let retryAt: Int? = state.withLock { state in
+                state.refreshError = error.message
+                let now = Clock.monotonicMs()
+                guard Self.mayPass(error.status), let expires = state.token.expiresAtMs, expires - now > 200 else { return nil }
+                return now + max(100, (expires - now) / 2)
+            }
+            if let retryAt { scheduleRefresh(atMs: retryAt) }
+        }
+    }
+
+    private static func mayPass(_ status: dl_status) -> Bool {
+        switch status {
+        case .DL_ERR_NETWORK, .DL_ERR_TIMEOUT, .DL_ERR_THROTTLED, .DL_ERR_SERVICE, .DL_ERR_BOT, .DL_ERR_HTTP,
+             .DL_ERR_PROTOCOL, .DL_ERR_INTERNAL: true
+        default: false
+        }
+    }
+
+    // MARK: ending
+
+    /// `dl_conversation_end`: 3.0 sends an endOfConversation activity from
+    /// `userId`; 1.1 has no such message and sends nothing. Either way the
+    /// handle stops refreshing its token, so the conversation lapses.
+    func end(userId: String) throws(DirectLineError) -> JSONValue {
+        var result = JSONValue.object(JSONObject())
+        if client.version == .v3 {
+            let activity = JSONObject([("type", .string("endOfConversation")),
+                                       ("from", .object(JSONObject([("id", .string(userId))])))])
+            result = try send(.object(activity))
+        }
+        state.withLock { $0.ended = true }
+        TokenRefresher.shared.cancel(ObjectIdentifier(self))
+        return result
+    }
+
+    // MARK: waiting for replies
+
+    /// `dl_conversation_wait`: polls until an activity arrives that is not
+    /// from the caller's users, or the timeout passes.
+    func wait(_ options: WaitOptions) throws(DirectLineError) -> JSONValue {
+        let start = Clock.monotonicMs()
+        let deadline = start + options.timeoutMs
+        let (lastSend, senders) = state.withLock { ($0.lastSendMs, $0.senders) }
+        let own = Set(options.userIds ?? senders)
+        var nextPoll = max(start, (lastSend ?? start) + options.afterSendMs)
+        var found: [JSONValue] = []
+        while true {
+            try sleep(until: min(nextPoll, deadline))
+            var replied = false
+            for activity in try receiveNew() {
+                let mine = sender(of: activity).map { own.contains($0) } ?? false
+                if !mine { replied = true }
+                if !mine || options.includeOwn { found.append(activity) }
+            }
+            let now = Clock.monotonicMs()
+            if replied || now >= deadline {
+                var result = JSONObject()
+                result[listKey] = .array(found)
+                result["watermark"] = snapshot.watermark.map(JSONValue.string) ?? .null
+                result["timedOut"] = .bool(!replied)
+                return .object(result)
+            }
+            nextPoll = now + options.intervalMs
+        }
+    }
+
+    var listKey: String { client.version == .v3 ? "activities" : "messages" }
+
+    /// Sleeps in short slices so that freeing the handle stops a wait.
+    private func sleep(until deadline: Int) throws(DirectLineError) {
+        while true {
+            if isClosed { throw DirectLineError(.DL_ERR_CANCELLED, "the conversation handle was freed during the wait") }
+            let left = deadline - Clock.monotonicMs()
+            if left <= 0 { return }
+            sleepMilliseconds(min(left, 50))
+        }
+    }
+
+    /// Pages from the watermark until the service has nothing more, and
+    /// returns the activities not returned by an earlier wait.
+    private func receiveNew() throws(DirectLineError) -> [JSONValue] {
+        var fresh: [JSONValue] = []
+        for _ in 0..<64 {
+            let before = snapshot.watermark
+            let page = try receive().objectValue?[listKey]?.arrayValue ?? []
+            let unseen = state.withLock { state in page.filter { state.seen.insert(Self.id(of: $0)) } }
+            fresh += unseen
+            // A page that brought nothing, or left the watermark where it
+            // was, means the service has no more for now.
+            if page.isEmpty || snapshot.watermark == before { break }
+        }
+        return fresh
+    }
+
+    private static func id(of activity: JSONValue) -> String? {
+        activity.objectValue?["id"]?.stringValue
+    }
+
+    /// 3.0 `from.id`; 1.1 `from` (a string).
+    private func sender(of activity: JSONValue) -> String? {
+        let from = activity.objectValue?["from"]
+        return client.version == .v3 ? from?.objectValue?["id"]?.stringValue : from?.stringValue
+    }
+}
+
+/// `options_json` of `dl_conversation_wait`.
+struct WaitOptions {
+    var timeoutMs = 10_000
+    var intervalMs = 1_000
+    var afterSendMs = 300
+    /// Whose activities do not end the wait; nil: the users this handle sent as.
+    var userIds: [String]?
+    var includeOwn = false
+
+    init(json: JSONValue?) throws(DirectLineError) {
+        guard let json else { return }
+        let reader = try JSONReader(json, context: "options")
+        try reader.rejectUnknownKeys(["timeoutMs", "intervalMs", "afterSendMs", "userId", "includeOwn"])
+        if let value = try reader.integer("timeoutMs", in: 0...86_400_000) { timeoutMs = Int(value) }
+        if let value = try reader.integer("intervalMs", in: 50...3_600_000) { intervalMs = Int(value) }
+        if let value = try reader.integer("afterSendMs", in: 0...60_000) { afterSendMs = Int(value) }
+        if let value = try reader.string("userId") {
+            try Validation.identifier(value, name: "options.userId")
+            userIds = [value]
+        }
+        includeOwn = try reader.bool("includeOwn") ?? false
+    }
+}
+
+/// The last few thousand activity ids seen, to drop an activity the
+/// service delivers twice.
+struct RecentIDs: Sendable {
+    static let capacity = 4096
+    private var members: Set<String> = []
+    private var order: [String] = []
+    private var oldest = 0
+
+    /// False when `id` was seen already; an activity without an id is always new.
+    mutating func insert(_ id: String?) -> Bool {
+        guard let id else { return true }
+        guard members.insert(id).inserted else { return false }
+        if order.count < Self.capacity {
+            order.append(id)
+        } else {
+            members.remove(order[oldest])
+            order[oldest] = id
+            oldest = (oldest + 1) % Self.capacity
+        }
+        return true
+    }
+}

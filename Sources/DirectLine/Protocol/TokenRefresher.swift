@@ -1,0 +1,118 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Refreshes conversation tokens before they expire, on one background
+/// thread shared by the whole process.
+///
+/// The thread starts when the first token needs refreshing and ends when no
+/// conversation is left to refresh, so a process that is not using the
+/// library has no thread of ours. Conversations are held weakly, and
+/// freeing a handle cancels its refresh (`Conversation.close`). Nothing here
+/// runs from a deinit, so dropping a reference under the lock is harmless. A refresh runs outside the lock and never
+/// blocks the conversation's other calls: they go on with the current token,
+/// which stays valid until its own expiry.
+final class TokenRefresher: @unchecked Sendable {
+    static let shared = TokenRefresher()
+
+    private struct Entry {
+        weak var conversation: Conversation?
+        var dueMs: Int
+    }
+
+    // Guarded by `mutex`; `condition` wakes the thread when an earlier
+    // deadline arrives.
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private let condition: UnsafeMutablePointer<pthread_cond_t>
+    private var entries: [ObjectIdentifier: Entry] = [:]
+    private var running = false
+
+    private init() {
+        mutex = .allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
+        condition = .allocate(capacity: 1)
+        condition.initialize(to: pthread_cond_t())
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(condition, &attributes)
+        pthread_condattr_destroy(&attributes)
+    }
+
+    private func locked<T>(_ body: () -> T) -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return body()
+    }
+
+    /// Refreshes `conversation`'s token at `dueMs` (monotonic), replacing any
+    /// earlier schedule for it.
+    func schedule(_ conversation: Conversation, atMs dueMs: Int) {
+        let startThread = locked { () -> Bool in
+            entries[ObjectIdentifier(conversation)] = Entry(conversation: conversation, dueMs: dueMs)
+            pthread_cond_signal(condition)
+            if running { return false }
+            running = true
+            return true
+        }
+        if startThread, !Self.spawn() {
+            // No thread: tokens are then refreshed only by explicit calls.
+            locked { running = false }
+        }
+    }
+
+    func cancel(_ id: ObjectIdentifier) {
+        locked {
+            if entries.removeValue(forKey: id) != nil { pthread_cond_signal(condition) }
+        }
+    }
+
+    /// Whether a refresh is scheduled for the conversation (for tests and info).
+    func isScheduled(_ id: ObjectIdentifier) -> Bool {
+        locked { entries[id] != nil }
+    }
+
+    private static func spawn() -> Bool {
+        var thread = pthread_t()
+        let created = pthread_create(&thread, nil, { _ in
+            TokenRefresher.shared.run()
+            return nil
+        }, nil)
+        guard created == 0 else { return false }
+        pthread_detach(thread)
+        return true
+    }
+
+    private func run() {
+        while let conversation = nextDue() {
+            conversation.refreshOnSchedule()
+        }
+    }
+
+    /// Waits for the next due conversation; nil when none is left, which ends the thread.
+    private func nextDue() -> Conversation? {
+        locked { () -> Conversation? in
+            while true {
+                entries = entries.filter { $0.value.conversation != nil }
+                guard let (id, entry) = entries.min(by: { $0.value.dueMs < $1.value.dueMs }) else {
+                    running = false
+                    return nil
+                }
+                let now = Clock.monotonicMs()
+                if entry.dueMs <= now {
+                    entries.removeValue(forKey: id)
+                    if let conversation = entry.conversation { return conversation }
+                    continue
+                }
+                var deadline = timespec()
+                clock_gettime(CLOCK_MONOTONIC, &deadline)
+                let waitMs = entry.dueMs - now
+                let nanoseconds = Int(deadline.tv_nsec) + (waitMs % 1000) * 1_000_000
+                deadline.tv_sec += waitMs / 1000 + nanoseconds / 1_000_000_000
+                deadline.tv_nsec = nanoseconds % 1_000_000_000
+                pthread_cond_timedwait(condition, mutex, &deadline)
+            }
+        }
+    }
+}
