@@ -86,7 +86,7 @@ typedef enum dl_status {
     DL_ERR_HTTP = 17,
     /// The response is not what the protocol says.
     DL_ERR_PROTOCOL = 18,
-    /// A progress callback asked to stop.
+    /// A progress callback asked to stop, or the handle was freed during dl_conversation_wait().
     DL_ERR_CANCELLED = 19,
     /// Called from inside one of this library's callbacks.
     DL_ERR_REENTRANT = 20,

@@ -1,0 +1,143 @@
+import Testing
+@testable import DirectLine
+
+@Suite("tokens, saved state and waiting")
+struct LifecycleTests {
+    @Test("token, renew and reconnect requests for both protocols")
+    func tokenRequests() {
+        let v3 = DirectLineRequests(version: .v3)
+        let v1 = DirectLineRequests(version: .v1)
+        let user = JSONObject([("user", .object(JSONObject([("id", .string("dl_u"))])))])
+
+        let generate = v3.generateToken(body: user, bearer: "s")
+        #expect(generate.method == .post && generate.path == "/v3/directline/tokens/generate")
+        #expect(String(decoding: generate.body.collected(), as: UTF8.self) == #"{"user":{"id":"dl_u"}}"#)
+        #expect(v3.generateToken(body: JSONObject(), bearer: "s").body.isEmpty)
+        let legacy = v1.generateToken(body: user, bearer: "s")
+        #expect(legacy.path == "/api/tokens/conversation" && legacy.body.isEmpty)
+
+        let refresh = v3.refreshToken(bearer: "tok")
+        #expect(refresh.method == .post && refresh.path == "/v3/directline/tokens/refresh" && refresh.bearer == "tok")
+        #expect(v1.renewToken(conversationId: "a/b", method: .get, bearer: "t").path == "/api/tokens/a%2Fb/renew")
+        #expect(v1.renewToken(conversationId: "c", method: .post, bearer: "t").method == .post)
+
+        let reconnect = v3.reconnect(conversationId: "c1", watermark: "12", bearer: "t")
+        #expect(reconnect.method == .get && reconnect.path == "/v3/directline/conversations/c1")
+        #expect(reconnect.query.map(\.name) == ["watermark"] && reconnect.query.map(\.value) == ["12"])
+        #expect(v3.reconnect(conversationId: "c1", watermark: nil, bearer: "t").query.isEmpty)
+    }
+
+    @Test("start and token options: 3.0 checks them, 1.1 takes none")
+    func startOptions() throws {
+        let good = try JSONParser.parse(#"{"user":{"id":"dl_a","name":"A"},"trustedOrigins":["https://x"]}"#)
+        #expect(try DirectLineClient.startOptions(good, version: .v3, call: "x")?.keys == ["user", "trustedOrigins"])
+        #expect(try DirectLineClient.startOptions(JSONParser.parse("{}"), version: .v1, call: "x")?.isEmpty == true)
+        #expect(try DirectLineClient.startOptions(nil, version: .v1, call: "x") == nil)
+        for bad in [#"{"user":{"id":"dl_a"}}"#] {
+            #expect(throws: DirectLineError.self) {
+                try DirectLineClient.startOptions(JSONParser.parse(bad), version: .v1, call: "x")
+            }
+        }
+        for bad in [#"{"trustedOrigins":"x"}"#, #"{"trustedOrigins":[1]}"#, #"{"user":{"id":"a\u0001b"}}"#,
+                    #"{"users":{}}"#, #"[]"#] {
+            #expect(throws: DirectLineError.self) {
+                try DirectLineClient.startOptions(JSONParser.parse(bad), version: .v3, call: "x")
+            }
+        }
+    }
+
+    @Test("ISO-8601 expiry times round-trip, and impossible ones are refused")
+    func iso8601() {
+        for seconds in [0, 1_795_000_000, 951_782_400 /* 2000-02-29 */] {
+            #expect(ISO8601.parse(ISO8601.format(seconds)) == seconds)
+        }
+        #expect(ISO8601.parse("2026-11-21T02:30:00Z") == 1_795_228_200)
+        for bad in ["2026-02-31T00:00:00Z", "2026-11-21T24:00:00Z", "2026-11-21t02:30:00Z",
+                    "2026-11-21T02:30:00", "2026-11-21T02:30:00+01:00", "1969-12-31T23:59:59Z",
+                    "2026-11-21T02:30:0aZ", " 2026-11-21T02:30:00Z", ""] {
+            #expect(ISO8601.parse(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test("a token is refreshed at half its remaining life, never when it cannot be")
+    func refreshSchedule() {
+        let token = TokenState.issued("t", refreshable: true, expiresIn: 10, issuedAtMs: 1_000)
+        #expect(token.lifetimeMs == 10_000 && token.expiresAtMs == 11_000)
+        #expect(token.refreshDueMs(now: 1_000) == 6_000)
+        #expect(token.refreshDueMs(now: 9_000) == 10_000)
+        #expect(token.refreshDueMs(now: 11_000) == nil)
+        #expect(TokenState.issued("s", refreshable: false, expiresIn: 10, issuedAtMs: 0).refreshDueMs(now: 0) == nil)
+        #expect(TokenState.issued("t", refreshable: true, expiresIn: nil, issuedAtMs: 0).refreshDueMs(now: 0) == nil)
+        #expect(TokenState.issued("t", refreshable: true, expiresIn: -5, issuedAtMs: 0).expiresAtMs == 0)
+    }
+
+    @Test("wait options: defaults, limits and unknown keys")
+    func waitOptions() throws {
+        let defaults = try WaitOptions(json: nil)
+        #expect(defaults.timeoutMs == 10_000 && defaults.intervalMs == 1_000 && defaults.afterSendMs == 300)
+        #expect(defaults.userIds == nil && !defaults.includeOwn)
+        let set = try WaitOptions(json: JSONParser.parse(
+            #"{"timeoutMs":0,"intervalMs":50,"afterSendMs":0,"userId":"me","includeOwn":true}"#))
+        #expect(set.timeoutMs == 0 && set.intervalMs == 50 && set.userIds == ["me"] && set.includeOwn)
+        for bad in [#"{"timeout":1}"#, #"{"intervalMs":0}"#, #"{"timeoutMs":-1}"#, #"{"timeoutMs":"5"}"#,
+                    #"{"userId":".."}"#, #"{"includeOwn":1}"#, #"[]"#] {
+            #expect(throws: DirectLineError.self) { try WaitOptions(json: JSONParser.parse(bad)) }
+        }
+    }
+
+    @Test("recent ids drop repeats and forget the oldest beyond capacity")
+    func recentIDs() {
+        var seen = RecentIDs()
+        var results: [Bool] = []
+        results.append(seen.insert("a"))
+        results.append(seen.insert("a"))
+        results.append(seen.insert(nil))
+        results.append(seen.insert(nil))
+        #expect(results == [true, false, true, true])
+        var fresh = 0
+        for index in 0..<RecentIDs.capacity where seen.insert("id\(index)") { fresh += 1 }
+        #expect(fresh == RecentIDs.capacity)
+        // "a" was the oldest and has been forgotten; the newest is remembered.
+        let oldestAgain = seen.insert("a")
+        let newestAgain = seen.insert("id\(RecentIDs.capacity - 1)")
+        #expect(oldestAgain && !newestAgain)
+    }
+
+    @Test("saved state carries the conversation's token, never the client's secret")
+    func savedState() throws {
+        let client = DirectLineClient(config: try ClientConfig(json: JSONParser.parse(
+            #"{"endpoint":"http://127.0.0.1:9","secret":"the-secret"}"#)))
+        let withToken = try client.openConversation(JSONParser.parse(
+            #"{"conversationId":"c1","token":"tok-1","watermark":"4","tokenExpiresAt":"2099-01-01T00:00:00Z"}"#))
+        defer { withToken.close() }
+        let saved = withToken.savedState().objectValue
+        #expect(saved?["token"] == .string("tok-1") && saved?["watermark"] == .string("4"))
+        #expect(saved?["tokenExpiresAt"] == .string("2099-01-01T00:00:00Z"))
+        #expect(withToken.info().objectValue?["autoRefresh"] == .bool(true))
+        #expect(!withToken.info().serialized.contains("tok-1"))
+
+        let withSecret = try client.openConversation(JSONParser.parse(#"{"conversationId":"c2"}"#))
+        defer { withSecret.close() }
+        #expect(withSecret.savedState().objectValue?["token"] == .null)
+        #expect(!withSecret.savedState().serialized.contains("the-secret"))
+        #expect(withSecret.info().objectValue?["autoRefresh"] == .bool(false))
+        #expect(throws: DirectLineError.self) { try withSecret.refreshToken() }
+
+        withToken.close()
+        #expect(withToken.info().objectValue?["autoRefresh"] == .bool(false))
+        for bad in [#"{"conversationId":"c","tokenExpiresAt":"tomorrow"}"#,
+                    #"{"conversationId":"c","expires_in":5,"tokenExpiresAt":"2099-01-01T00:00:00Z"}"#,
+                    #"{"conversationId":"c","token":""}"#, #"{"conversationId":"c","reconnect":"yes"}"#] {
+            #expect(throws: DirectLineError.self) { try client.openConversation(JSONParser.parse(bad)) }
+        }
+    }
+
+    @Test("1.1 has no reconnect; it is refused before anything is sent")
+    func legacyReconnect() throws {
+        let client = DirectLineClient(config: try ClientConfig(json: JSONParser.parse(
+            #"{"endpoint":"http://127.0.0.1:9","secret":"s3cret","protocol":"1.1"}"#)))
+        #expect {
+            try client.openConversation(JSONParser.parse(#"{"conversationId":"c","reconnect":true}"#))
+        } throws: { ($0 as? DirectLineError)?.status == .DL_ERR_INVALID_ARGUMENT }
+    }
+}
