@@ -186,7 +186,8 @@ int32_t dl_conversation_start(dl_client *client, const char *request_json, dl_co
 /// earlier with dl_conversation_state(): `state_json` is
 /// `{"conversationId": "...", "token": "...", "watermark": "...",
 /// "streamUrl": "...", "tokenExpiresAt": "2026-11-21T02:30:00Z" or
-/// "expires_in": N, "reconnect": false}`; only `conversationId` is required
+/// "expires_in": N, "tokenLifetime": N, "reconnect": false}`; only
+/// `conversationId` is required
 /// (without `token`, the client's credential is used). A token whose expiry
 /// is known is refreshed automatically, as for dl_conversation_start().
 ///
@@ -215,7 +216,8 @@ int32_t dl_conversation_info(dl_conversation *conversation, char **out_json);
 
 /// The conversation's state to save and resume later with
 /// dl_conversation_open(): `{"conversationId", "token", "watermark",
-/// "streamUrl", "tokenExpiresAt"}`. It contains the conversation's token,
+/// "streamUrl", "tokenExpiresAt", "tokenLifetime"}` (`tokenLifetime`: the
+/// seconds the service gave the token, or null). It contains the conversation's token,
 /// so store it as a secret; `token` is null when the handle uses the
 /// client's secret (which is never handed out). Sends nothing.
 ///

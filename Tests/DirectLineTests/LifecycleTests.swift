@@ -95,11 +95,11 @@ struct LifecycleTests {
         results.append(seen.insert(nil))
         #expect(results == [true, false, true, true])
         var fresh = 0
-        for index in 0..<RecentIDs.capacity where seen.insert("id\(index)") { fresh += 1 }
-        #expect(fresh == RecentIDs.capacity)
+        for index in 0..<RecentIDs.defaultCapacity where seen.insert("id\(index)") { fresh += 1 }
+        #expect(fresh == RecentIDs.defaultCapacity)
         // "a" was the oldest and has been forgotten; the newest is remembered.
         let oldestAgain = seen.insert("a")
-        let newestAgain = seen.insert("id\(RecentIDs.capacity - 1)")
+        let newestAgain = seen.insert("id\(RecentIDs.defaultCapacity - 1)")
         #expect(oldestAgain && !newestAgain)
     }
 
@@ -113,6 +113,12 @@ struct LifecycleTests {
         let saved = withToken.savedState().objectValue
         #expect(saved?["token"] == .string("tok-1") && saved?["watermark"] == .string("4"))
         #expect(saved?["tokenExpiresAt"] == .string("2099-01-01T00:00:00Z"))
+        // Without a lifetime, the time left stands in for it (at least 2 years here).
+        #expect((saved?["tokenLifetime"]?.int64Value ?? 0) > 2 * 365 * 86_400)
+        let withLifetime = try client.openConversation(JSONParser.parse(
+            #"{"conversationId":"c3","token":"tok-3","tokenExpiresAt":"2099-01-01T00:00:00Z","tokenLifetime":1800}"#))
+        defer { withLifetime.close() }
+        #expect(withLifetime.savedState().objectValue?["tokenLifetime"] == .number("1800"))
         #expect(withToken.info().objectValue?["autoRefresh"] == .bool(true))
         #expect(!withToken.info().serialized.contains("tok-1"))
 

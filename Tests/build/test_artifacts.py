@@ -97,6 +97,6 @@ def test_c_quickstart(tmp_path, emulator):
     result = run([binary], env={**os.environ, "DIRECTLINE_ENDPOINT": emulator.url,
                                 "DIRECTLINE_SECRET": "emulator-secret"})
     assert result.returncode == 0, result.stderr
-    assert '"text":"echo: hello from C"' in result.stdout
-    assert "received 1 attachment(s): note.txt (text/plain, 18 bytes)" in result.stdout
+    assert "bot: echo: hello from C" in result.stdout
+    assert "bot: received 1 attachment(s): note.txt (text/plain, 18 bytes)" in result.stdout
     assert "emulator-secret" not in result.stdout + result.stderr

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static int passed, failed;
@@ -658,6 +659,986 @@ static void test_threads(void) {
     CHECK(dl_client_free(client) == DL_OK);
 }
 
+/* ---- Lifecycle: tokens, automatic refresh, saved state, wait, end ---- */
+
+static double now_seconds(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+}
+
+/* Copies the string value of "key" from compact JSON into `buffer`; 0 when
+ * the key is missing or not a string (then `buffer` is empty). */
+static int json_string(const char *json, const char *key, char *buffer, size_t size) {
+    char pattern[128];
+    buffer[0] = '\0';
+    if (json == NULL) return 0;
+    snprintf(pattern, sizeof pattern, "\"%s\":\"", key);
+    const char *at = strstr(json, pattern);
+    if (at == NULL) return 0;
+    at += strlen(pattern);
+    size_t length = strcspn(at, "\"");
+    if (at[length] != '"' || length + 1 > size) return 0;
+    memcpy(buffer, at, length);
+    buffer[length] = '\0';
+    return 1;
+}
+
+/* Logged requests with exactly this path (and method, unless NULL). */
+static int log_count(const char *method, const char *path) {
+    char needle[512];
+    if (method != NULL) {
+        snprintf(needle, sizeof needle, "\"method\":\"%s\",\"path\":\"%s\"", method, path);
+    } else {
+        snprintf(needle, sizeof needle, "\"path\":\"%s\"", path);
+    }
+    char *log = emu_get(base_url, "/_emulator/requests");
+    int count = count_occurrences(log, needle);
+    free(log);
+    return count;
+}
+
+static void set_token_lifetime(int seconds) {
+    char config[64];
+    snprintf(config, sizeof config, "{\"tokenLifetime\": %d}", seconds);
+    CHECK(emu_post(base_url, "/_emulator/config", config) == 200);
+}
+
+/* Restores the emulator's start-up settings and checks they are back. */
+static void reset_emulator_config(void) {
+    reset_emulator();
+    char *config = emu_get(base_url, "/_emulator/config");
+    CHECK(contains(config, "\"tokenLifetime\":1800"));
+    CHECK(contains(config, "\"nullWatermark\":false"));
+    free(config);
+}
+
+static dl_client *new_token_client(const char *protocol, const char *token) {
+    char config[1024];
+    dl_client *client = NULL;
+    snprintf(config, sizeof config, "{\"endpoint\": \"%s\", \"protocol\": \"%s\", \"token\": \"%s\"}",
+             base_url, protocol, token);
+    CHECK(dl_client_new(config, &client, NULL) == DL_OK && client != NULL);
+    return client;
+}
+
+/* Starts a conversation; its id and token go to the buffers (128, 256). */
+static dl_conversation *start_conversation(dl_client *client, char *id, char *token) {
+    dl_conversation *conversation = NULL;
+    char *out = NULL;
+    CHECK(dl_conversation_start(client, NULL, &conversation, &out) == DL_OK);
+    CHECK(json_string(out, "conversationId", id, 128));
+    CHECK(json_string(out, "token", token, 256));
+    dl_string_free(out);
+    return conversation;
+}
+
+static dl_conversation *open_state(dl_client *client, const char *state) {
+    dl_conversation *conversation = NULL;
+    char *out = NULL;
+    int32_t status = dl_conversation_open(client, state, &conversation, &out);
+    if (!CHECK(status == DL_OK && conversation != NULL)) fprintf(stderr, "  open: %s\n", out != NULL ? out : "");
+    dl_string_free(out);
+    return conversation;
+}
+
+/* Sends `text` as user1 and checks the send succeeded. */
+static int send_ok(dl_conversation *conversation, const char *text) {
+    char *out = NULL;
+    int32_t status = dl_send_text(conversation, "user1", text, &out);
+    if (!CHECK(status == DL_OK)) fprintf(stderr, "  send %s: %s\n", text, out != NULL ? out : "");
+    dl_string_free(out);
+    return status == DL_OK;
+}
+
+/* A copy of a saved state (a JSON object) with `member` added; caller frees. */
+static char *state_with(const char *state, const char *member) {
+    size_t length = state != NULL ? strlen(state) : 0;
+    char *copy = malloc(length + strlen(member) + 4);
+    if (length < 2 || state[length - 1] != '}') {
+        strcpy(copy, "{}");
+        return copy;
+    }
+    memcpy(copy, state, length - 1);
+    sprintf(copy + length - 1, ",%s}", member);
+    return copy;
+}
+
+static void test_lifecycle_handles(void) {
+    reset_emulator();
+    dl_client *client = new_client("3.0", NULL);
+    dl_conversation *conversation = NULL, *freed = NULL;
+    char *out = NULL;
+    CHECK(dl_conversation_open(client, "{\"conversationId\": \"c1\"}", &conversation, NULL) == DL_OK);
+    CHECK(dl_conversation_open(client, "{\"conversationId\": \"c2\"}", &freed, NULL) == DL_OK);
+    CHECK(dl_conversation_free(freed) == DL_OK);
+    dl_client *gone = new_client("3.0", NULL);
+    CHECK(dl_client_free(gone) == DL_OK);
+    dl_conversation *forged = (dl_conversation *)0x1234;
+    dl_conversation *bad_conversations[] = {NULL, forged, freed, (dl_conversation *)client};
+    dl_client *bad_clients[] = {NULL, (dl_client *)0x1234, gone, (dl_client *)conversation};
+
+    for (size_t i = 0; i < 4; i++) {
+        dl_conversation *bad = bad_conversations[i];
+        out = NULL;
+        CHECK(dl_conversation_state(bad, &out) == DL_ERR_INVALID_HANDLE);
+        CHECK(contains(out, "\"name\":\"DL_ERR_INVALID_HANDLE\""));
+        dl_string_free(out);
+        out = NULL;
+        CHECK(dl_conversation_refresh(bad, &out) == DL_ERR_INVALID_HANDLE);
+        CHECK(contains(out, "\"name\":\"DL_ERR_INVALID_HANDLE\""));
+        dl_string_free(out);
+        out = NULL;
+        CHECK(dl_conversation_wait(bad, "{\"timeoutMs\": 0}", &out) == DL_ERR_INVALID_HANDLE);
+        CHECK(contains(out, "\"name\":\"DL_ERR_INVALID_HANDLE\""));
+        dl_string_free(out);
+        out = NULL;
+        CHECK(dl_conversation_end(bad, "user1", &out) == DL_ERR_INVALID_HANDLE);
+        CHECK(contains(out, "\"name\":\"DL_ERR_INVALID_HANDLE\""));
+        dl_string_free(out);
+        out = NULL;
+        CHECK(dl_conversation_info(bad, &out) == DL_ERR_INVALID_HANDLE);
+        dl_string_free(out);
+        /* NULL out_json: the status alone, no crash. */
+        CHECK(dl_conversation_state(bad, NULL) == DL_ERR_INVALID_HANDLE);
+        CHECK(dl_conversation_refresh(bad, NULL) == DL_ERR_INVALID_HANDLE);
+        CHECK(dl_conversation_wait(bad, NULL, NULL) == DL_ERR_INVALID_HANDLE);
+        CHECK(dl_conversation_end(bad, "user1", NULL) == DL_ERR_INVALID_HANDLE);
+        CHECK(dl_conversation_info(bad, NULL) == DL_ERR_INVALID_HANDLE);
+    }
+    for (size_t i = 0; i < 4; i++) {
+        dl_client *bad = bad_clients[i];
+        dl_conversation *opened = (dl_conversation *)0x1;
+        out = NULL;
+        CHECK(dl_token_generate(bad, NULL, &out) == DL_ERR_INVALID_HANDLE);
+        CHECK(contains(out, "\"name\":\"DL_ERR_INVALID_HANDLE\""));
+        dl_string_free(out);
+        out = NULL;
+        CHECK(dl_token_refresh(bad, "some-token", &out) == DL_ERR_INVALID_HANDLE);
+        CHECK(contains(out, "\"name\":\"DL_ERR_INVALID_HANDLE\""));
+        dl_string_free(out);
+        out = NULL;
+        CHECK(dl_conversation_open(bad, "{\"conversationId\": \"c1\"}", &opened, &out) == DL_ERR_INVALID_HANDLE);
+        CHECK(opened == NULL);
+        CHECK(contains(out, "\"name\":\"DL_ERR_INVALID_HANDLE\""));
+        dl_string_free(out);
+        CHECK(dl_token_generate(bad, NULL, NULL) == DL_ERR_INVALID_HANDLE);
+        CHECK(dl_token_refresh(bad, "some-token", NULL) == DL_ERR_INVALID_HANDLE);
+        CHECK(dl_conversation_open(bad, "{\"conversationId\": \"c1\"}", &opened, NULL) == DL_ERR_INVALID_HANDLE);
+    }
+
+    /* Missing pointers are bad arguments. */
+    dl_conversation *opened = (dl_conversation *)0x1;
+    out = NULL;
+    CHECK(dl_conversation_open(client, NULL, &opened, &out) == DL_ERR_INVALID_ARGUMENT);
+    CHECK(opened == NULL);
+    CHECK(contains(out, "state_json must not be NULL"));
+    dl_string_free(out);
+    out = NULL;
+    CHECK(dl_conversation_open(client, "{\"conversationId\": \"c1\"}", NULL, &out) == DL_ERR_INVALID_ARGUMENT);
+    CHECK(contains(out, "out_conversation must not be NULL"));
+    dl_string_free(out);
+    CHECK(dl_conversation_open(client, "{\"conversationId\": \"c1\"}", NULL, NULL) == DL_ERR_INVALID_ARGUMENT);
+    out = NULL;
+    CHECK(dl_token_refresh(client, NULL, &out) == DL_ERR_INVALID_ARGUMENT);
+    CHECK(contains(out, "token must not be NULL"));
+    dl_string_free(out);
+    CHECK(dl_token_refresh(client, NULL, NULL) == DL_ERR_INVALID_ARGUMENT);
+    CHECK(dl_token_refresh(client, "", NULL) == DL_ERR_INVALID_ARGUMENT);
+    CHECK(dl_token_refresh(client, "a\r\nInjected: 1", NULL) == DL_ERR_INVALID_ARGUMENT);
+    CHECK(dl_token_refresh(client, "\xff", NULL) == DL_ERR_INVALID_ARGUMENT);
+    CHECK(dl_token_generate(client, "not json", NULL) == DL_ERR_INVALID_ARGUMENT);
+    out = NULL;
+    CHECK(dl_conversation_end(conversation, NULL, &out) == DL_ERR_INVALID_ARGUMENT);
+    CHECK(contains(out, "\"delivery\":\"not_sent\""));
+    dl_string_free(out);
+    CHECK(dl_conversation_end(conversation, "", NULL) == DL_ERR_INVALID_ARGUMENT);
+    CHECK(dl_conversation_end(conversation, "a\nb", NULL) == DL_ERR_INVALID_ARGUMENT);
+    CHECK(emu_request_count(base_url) == 0);
+
+    /* Calls that succeed without sending also accept a NULL out_json. */
+    CHECK(dl_conversation_info(conversation, NULL) == DL_OK);
+    CHECK(dl_conversation_state(conversation, NULL) == DL_OK);
+    dl_conversation *quiet = NULL;
+    CHECK(dl_conversation_open(client, "{\"conversationId\": \"c3\"}", &quiet, NULL) == DL_OK && quiet != NULL);
+    CHECK(dl_conversation_free(quiet) == DL_OK);
+    CHECK(emu_request_count(base_url) == 0);
+
+    CHECK(dl_conversation_free(conversation) == DL_OK);
+    CHECK(dl_client_free(client) == DL_OK);
+}
+
+static void test_wait(const char *protocol) {
+    int v3 = strcmp(protocol, "3.0") == 0;
+    const char *empty_list = v3 ? "\"activities\":[]" : "\"messages\":[]";
+    char id[128], token[256], first_mark[32] = "", second_mark[32] = "", info_mark[32] = "", *out = NULL;
+    reset_emulator();
+    dl_client *client = new_client(protocol, NULL);
+    dl_conversation *conversation = start_conversation(client, id, token);
+
+    CHECK(dl_conversation_info(conversation, &out) == DL_OK);
+    CHECK(contains(out, "\"watermark\":null"));
+    CHECK(contains(out, "\"ended\":false"));
+    CHECK(contains(out, "\"autoRefresh\":true"));
+    CHECK(contains(out, "\"tokenRefreshError\":null"));
+    CHECK(!contains(out, "\"tokenExpiresAt\":null"));
+    CHECK(!contains(out, token));
+    dl_string_free(out);
+
+    /* The reply to the first message, without the caller's own message. */
+    send_ok(conversation, "wait one");
+    out = NULL;
+    int32_t status = dl_conversation_wait(conversation, NULL, &out);
+    if (!CHECK(status == DL_OK)) fprintf(stderr, "  wait: %s\n", out != NULL ? out : "");
+    CHECK(contains(out, v3 ? "\"activities\":[" : "\"messages\":["));
+    CHECK(contains(out, "\"text\":\"echo: wait one\""));
+    CHECK(count_occurrences(out, "\"text\":\"echo: ") == 1);
+    CHECK(!contains(out, "\"text\":\"wait one\""));
+    CHECK(contains(out, "\"timedOut\":false"));
+    CHECK(json_string(out, "watermark", first_mark, sizeof first_mark));
+    dl_string_free(out);
+
+    /* The handle's watermark advanced to the one the wait returned. */
+    CHECK(dl_conversation_info(conversation, &out) == DL_OK);
+    CHECK(json_string(out, "watermark", info_mark, sizeof info_mark));
+    CHECK(strcmp(info_mark, first_mark) == 0 && atoi(info_mark) > 0);
+    dl_string_free(out);
+
+    /* A second wait returns only the new reply. */
+    send_ok(conversation, "wait two");
+    out = NULL;
+    CHECK(dl_conversation_wait(conversation, "{\"timeoutMs\": 5000, \"intervalMs\": 100}", &out) == DL_OK);
+    CHECK(contains(out, "\"text\":\"echo: wait two\""));
+    CHECK(!contains(out, "echo: wait one"));
+    CHECK(count_occurrences(out, "\"text\":\"echo: ") == 1);
+    CHECK(contains(out, "\"timedOut\":false"));
+    CHECK(json_string(out, "watermark", second_mark, sizeof second_mark));
+    CHECK(atoi(second_mark) > atoi(first_mark));
+    dl_string_free(out);
+
+    /* includeOwn: the caller's message too, before the reply. */
+    send_ok(conversation, "wait three");
+    out = NULL;
+    CHECK(dl_conversation_wait(conversation, "{\"timeoutMs\": 5000, \"includeOwn\": true}", &out) == DL_OK);
+    const char *own = out != NULL ? strstr(out, "\"text\":\"wait three\"") : NULL;
+    const char *reply = out != NULL ? strstr(out, "\"text\":\"echo: wait three\"") : NULL;
+    CHECK(own != NULL && reply != NULL && own < reply);
+    CHECK(!contains(out, "wait two"));
+    dl_string_free(out);
+
+    /* userId names the caller's user: another user's message ends the wait. */
+    char *other = NULL;
+    CHECK(dl_send_text(conversation, "user2", "from user2", &other) == DL_OK);
+    dl_string_free(other);
+    out = NULL;
+    CHECK(dl_conversation_wait(conversation, "{\"timeoutMs\": 5000, \"userId\": \"user1\"}", &out) == DL_OK);
+    CHECK(contains(out, "\"text\":\"from user2\""));
+    CHECK(contains(out, "\"text\":\"echo: from user2\""));
+    CHECK(contains(out, "\"timedOut\":false"));
+    dl_string_free(out);
+
+    /* Nothing sent: a short wait times out with an empty list, not an error. */
+    double started = now_seconds();
+    out = NULL;
+    CHECK(dl_conversation_wait(conversation, "{\"timeoutMs\": 300, \"intervalMs\": 100}", &out) == DL_OK);
+    double elapsed = now_seconds() - started;
+    CHECK(contains(out, "\"timedOut\":true"));
+    CHECK(contains(out, empty_list));
+    CHECK(elapsed >= 0.25 && elapsed < 5.0);
+    dl_string_free(out);
+    out = NULL;
+    CHECK(dl_conversation_wait(conversation, "{\"timeoutMs\": 0}", &out) == DL_OK);
+    CHECK(contains(out, "\"timedOut\":true") && contains(out, empty_list));
+    dl_string_free(out);
+
+    /* Bad options: refused before anything is sent. */
+    const char *bad_options[] = {
+        "{\"timeout\": 100}", "{\"intervalMs\": 0}", "{\"intervalMs\": 49}", "{\"timeoutMs\": -1}",
+        "{\"timeoutMs\": \"100\"}", "{\"timeoutMs\": 1.5}", "{\"afterSendMs\": true}", "{\"includeOwn\": 1}",
+        "{\"includeOwn\": \"yes\"}", "{\"userId\": 5}", "{\"userId\": \"\"}", "{\"userId\": \"a\\nb\"}",
+        "", "{", "{\"timeoutMs\": 100,}", "[]", "\"timeoutMs\"", "{\"timeoutMs\": 100} x", "\xff",
+    };
+    int before = emu_request_count(base_url);
+    for (size_t i = 0; i < sizeof bad_options / sizeof *bad_options; i++) {
+        out = NULL;
+        status = dl_conversation_wait(conversation, bad_options[i], &out);
+        if (!CHECK(status == DL_ERR_INVALID_ARGUMENT)) {
+            fprintf(stderr, "  %s options %s: %s\n", protocol, bad_options[i], dl_status_name(status));
+        }
+        CHECK(contains(out, "\"name\":\"DL_ERR_INVALID_ARGUMENT\""));
+        dl_string_free(out);
+    }
+    CHECK(dl_conversation_wait(conversation, "{\"intervalMs\": 0}", NULL) == DL_ERR_INVALID_ARGUMENT);
+    CHECK(emu_request_count(base_url) == before);
+
+    CHECK(dl_conversation_free(conversation) == DL_OK);
+    CHECK(dl_client_free(client) == DL_OK);
+}
+
+/* A service that answers no watermark sends everything again on every
+ * poll: each reply is still returned once. */
+static void test_wait_without_watermarks(const char *protocol) {
+    char id[128], token[256], *out = NULL;
+    reset_emulator();
+    CHECK(emu_post(base_url, "/_emulator/config", "{\"nullWatermark\": true}") == 200);
+    dl_client *client = new_client(protocol, NULL);
+    dl_conversation *conversation = start_conversation(client, id, token);
+
+    send_ok(conversation, "again one");
+    CHECK(dl_conversation_wait(conversation, "{\"timeoutMs\": 5000}", &out) == DL_OK);
+    CHECK(count_occurrences(out, "\"text\":\"echo: again one\"") == 1);
+    CHECK(contains(out, "\"timedOut\":false"));
+    dl_string_free(out);
+
+    send_ok(conversation, "again two");
+    out = NULL;
+    CHECK(dl_conversation_wait(conversation, "{\"timeoutMs\": 5000}", &out) == DL_OK);
+    CHECK(count_occurrences(out, "\"text\":\"echo: again two\"") == 1);
+    CHECK(!contains(out, "again one"));
+    dl_string_free(out);
+
+    out = NULL;
+    CHECK(dl_conversation_wait(conversation, "{\"timeoutMs\": 250, \"intervalMs\": 100}", &out) == DL_OK);
+    CHECK(contains(out, "\"timedOut\":true"));
+    CHECK(!contains(out, "echo: "));
+    dl_string_free(out);
+
+    CHECK(dl_conversation_info(conversation, &out) == DL_OK);
+    CHECK(contains(out, "\"watermark\":null"));
+    dl_string_free(out);
+
+    CHECK(dl_conversation_free(conversation) == DL_OK);
+    CHECK(dl_client_free(client) == DL_OK);
+    reset_emulator_config();
+}
+
+/* Waits on `conversation` for exactly the echoes of "resume two" and
+ * "resume three", in order, and nothing older. */
+static void expect_resumed_replies(dl_conversation *conversation) {
+    char *out = NULL;
+    int32_t status = dl_conversation_wait(conversation, "{\"timeoutMs\": 5000, \"userId\": \"user1\"}", &out);
+    if (!CHECK(status == DL_OK)) fprintf(stderr, "  wait: %s\n", out != NULL ? out : "");
+    const char *two = out != NULL ? strstr(out, "\"text\":\"echo: resume two\"") : NULL;
+    const char *three = out != NULL ? strstr(out, "\"text\":\"echo: resume three\"") : NULL;
+    CHECK(two != NULL && three != NULL && two < three);
+    CHECK(count_occurrences(out, "\"text\":\"echo: ") == 2);
+    CHECK(!contains(out, "resume one"));
+    CHECK(!contains(out, "\"text\":\"resume two\""));
+    CHECK(contains(out, "\"timedOut\":false"));
+    dl_string_free(out);
+    /* Nothing more. */
+    out = NULL;
+    CHECK(dl_conversation_wait(conversation, "{\"timeoutMs\": 200, \"intervalMs\": 100, \"userId\": \"user1\"}", &out) == DL_OK);
+    CHECK(contains(out, "\"timedOut\":true"));
+    CHECK(!contains(out, "echo: "));
+    dl_string_free(out);
+}
+
+static void test_save_and_resume(const char *protocol) {
+    int v3 = strcmp(protocol, "3.0") == 0;
+    char id[128], token[256], saved_token[256], saved_mark[32], info_mark[32], *out = NULL, *state = NULL;
+    reset_emulator();
+    dl_client *client = new_client(protocol, NULL);
+    dl_conversation *first = start_conversation(client, id, token);
+    send_ok(first, "resume one");
+    CHECK(dl_conversation_wait(first, "{\"timeoutMs\": 5000}", &out) == DL_OK);
+    CHECK(contains(out, "echo: resume one"));
+    dl_string_free(out);
+
+    /* The saved state holds the token and the watermark of what was read. */
+    CHECK(dl_conversation_state(first, &state) == DL_OK);
+    char saved_id[128];
+    CHECK(json_string(state, "conversationId", saved_id, sizeof saved_id) && strcmp(saved_id, id) == 0);
+    CHECK(json_string(state, "token", saved_token, sizeof saved_token) && strcmp(saved_token, token) == 0);
+    CHECK(json_string(state, "watermark", saved_mark, sizeof saved_mark) && atoi(saved_mark) > 0);
+    CHECK(!contains(state, "\"tokenExpiresAt\":null"));
+    CHECK(!contains(state, "emulator-secret"));
+    CHECK(dl_conversation_free(first) == DL_OK);
+
+    /* Opening sends nothing; another handle sends two more messages. */
+    int before = emu_request_count(base_url);
+    dl_conversation *second = open_state(client, state);
+    CHECK(emu_request_count(base_url) == before);
+    send_ok(second, "resume two");
+    send_ok(second, "resume three");
+    CHECK(dl_conversation_free(second) == DL_OK);
+
+    /* A third handle from the saved state reads exactly what came after it. */
+    before = emu_request_count(base_url);
+    dl_conversation *resumed = NULL;
+    CHECK(dl_conversation_open(client, state, &resumed, &out) == DL_OK);
+    CHECK(contains(out, id));
+    CHECK(!contains(out, token));
+    CHECK(json_string(out, "watermark", info_mark, sizeof info_mark) && strcmp(info_mark, saved_mark) == 0);
+    CHECK(contains(out, "\"autoRefresh\":true"));
+    CHECK(!contains(out, "\"tokenExpiresAt\":null"));
+    dl_string_free(out);
+    CHECK(emu_request_count(base_url) == before);
+    expect_resumed_replies(resumed);
+    CHECK(dl_conversation_free(resumed) == DL_OK);
+
+    char *reconnect = state_with(state, "\"reconnect\": true");
+    if (v3) {
+        /* Reconnect: GET conversations/{id} with the saved watermark, then the same replies. */
+        char path[256], query[64];
+        snprintf(path, sizeof path, "/v3/directline/conversations/%s", id);
+        CHECK(log_count("GET", path) == 0);
+        resumed = NULL;
+        out = NULL;
+        int32_t status = dl_conversation_open(client, reconnect, &resumed, &out);
+        if (!CHECK(status == DL_OK && resumed != NULL)) fprintf(stderr, "  reconnect: %s\n", out != NULL ? out : "");
+        CHECK(!contains(out, token));
+        CHECK(contains(out, "\"streamUrl\":\"ws:"));
+        dl_string_free(out);
+        CHECK(log_count("GET", path) == 1);
+        snprintf(query, sizeof query, "\"query\":\"watermark=%s\"", saved_mark);
+        char *log = emu_get(base_url, "/_emulator/requests");
+        CHECK(contains(log, query));
+        free(log);
+        expect_resumed_replies(resumed);
+        CHECK(dl_conversation_free(resumed) == DL_OK);
+    } else {
+        /* 1.1 has no reconnect: refused, nothing sent. */
+        before = emu_request_count(base_url);
+        resumed = (dl_conversation *)0x1;
+        out = NULL;
+        CHECK(dl_conversation_open(client, reconnect, &resumed, &out) == DL_ERR_INVALID_ARGUMENT);
+        CHECK(resumed == NULL);
+        CHECK(contains(out, "\"name\":\"DL_ERR_INVALID_ARGUMENT\""));
+        CHECK(!contains(out, token));
+        dl_string_free(out);
+        CHECK(emu_request_count(base_url) == before);
+    }
+    free(reconnect);
+
+    /* A state saved before anything was read (null watermark) round-trips too. */
+    dl_conversation *fresh = start_conversation(client, id, token);
+    char *fresh_state = NULL;
+    CHECK(dl_conversation_state(fresh, &fresh_state) == DL_OK);
+    CHECK(contains(fresh_state, "\"watermark\":null"));
+    dl_conversation *reopened = open_state(client, fresh_state);
+    send_ok(fresh, "from the start");
+    out = NULL;
+    CHECK(dl_conversation_wait(reopened, "{\"timeoutMs\": 5000, \"userId\": \"user1\"}", &out) == DL_OK);
+    CHECK(count_occurrences(out, "\"text\":\"echo: from the start\"") == 1);
+    dl_string_free(out);
+    dl_string_free(fresh_state);
+    CHECK(dl_conversation_free(reopened) == DL_OK);
+    CHECK(dl_conversation_free(fresh) == DL_OK);
+
+    /* Bad states: refused, nothing sent. */
+    const char *bad_states[] = {
+        "{}", "{\"conversationId\": 5}", "{\"conversationId\": \"\"}", "{\"conversationId\": \"c\", \"token\": \"\"}",
+        "{\"conversationId\": \"c\", \"tokenExpiresAt\": \"tomorrow\"}",
+        "{\"conversationId\": \"c\", \"tokenExpiresAt\": \"2026-02-31T00:00:00Z\"}",
+        "{\"conversationId\": \"c\", \"expires_in\": -1}",
+        "{\"conversationId\": \"c\", \"expires_in\": 60, \"tokenExpiresAt\": \"2030-01-01T00:00:00Z\"}",
+        "{\"conversationId\": \"c\", \"reconnect\": \"yes\"}", "{\"conversationId\": \"c\", \"watermark\": 3}",
+        "not json", "[]",
+    };
+    before = emu_request_count(base_url);
+    for (size_t i = 0; i < sizeof bad_states / sizeof *bad_states; i++) {
+        dl_conversation *refused = (dl_conversation *)0x1;
+        int32_t status = dl_conversation_open(client, bad_states[i], &refused, NULL);
+        if (!CHECK(status == DL_ERR_INVALID_ARGUMENT && refused == NULL)) {
+            fprintf(stderr, "  %s state %s: %s\n", protocol, bad_states[i], dl_status_name(status));
+        }
+    }
+    CHECK(emu_request_count(base_url) == before);
+
+    dl_string_free(state);
+    CHECK(dl_client_free(client) == DL_OK);
+}
+
+/* A 2-second token outlives a 5-second conversation: the handle refreshes
+ * it in the background at half-life. */
+static void test_token_refreshed_in_time(const char *protocol) {
+    int v3 = strcmp(protocol, "3.0") == 0;
+    char id[128], token[256], current[256], path[256], *out = NULL;
+    reset_emulator();
+    set_token_lifetime(2);
+    dl_client *client = new_client(protocol, NULL);
+    dl_conversation *conversation = start_conversation(client, id, token);
+    CHECK(dl_conversation_info(conversation, &out) == DL_OK);
+    CHECK(contains(out, "\"autoRefresh\":true"));
+    CHECK(!contains(out, "\"tokenExpiresAt\":null"));
+    dl_string_free(out);
+
+    double started = now_seconds();
+    int ok = 0;
+    for (int i = 0; i < 5; i++) {
+        char text[32], expected[64];
+        snprintf(text, sizeof text, "tick %d", i);
+        snprintf(expected, sizeof expected, "\"text\":\"echo: %s\"", text);
+        if (send_ok(conversation, text)) {
+            out = NULL;
+            int32_t status = dl_conversation_wait(conversation, "{\"timeoutMs\": 3000, \"intervalMs\": 100}", &out);
+            if (CHECK(status == DL_OK && contains(out, expected))) {
+                ok++;
+            } else {
+                fprintf(stderr, "  %s tick %d: %s %s\n", protocol, i, dl_status_name(status), out != NULL ? out : "");
+            }
+            dl_string_free(out);
+        }
+        double next = started + (i + 1) * 1.0;
+        double left = next - now_seconds();
+        if (left > 0) usleep((useconds_t)(left * 1e6));
+    }
+    CHECK(ok == 5);
+    CHECK(now_seconds() - started >= 4.5);
+
+    if (v3) {
+        snprintf(path, sizeof path, "/v3/directline/tokens/refresh");
+        CHECK(log_count("POST", path) >= 2);
+    } else {
+        snprintf(path, sizeof path, "/api/tokens/%s/renew", id);
+        CHECK(log_count(NULL, path) >= 2);
+    }
+    char *log = emu_get(base_url, "/_emulator/requests");
+    CHECK(!contains(log, "\"status\":403"));
+    free(log);
+
+    CHECK(dl_conversation_state(conversation, &out) == DL_OK);
+    CHECK(json_string(out, "token", current, sizeof current) && strcmp(current, token) != 0);
+    dl_string_free(out);
+    CHECK(dl_conversation_info(conversation, &out) == DL_OK);
+    CHECK(contains(out, "\"tokenRefreshError\":null"));
+    dl_string_free(out);
+    /* Still refreshing on its own. */
+    int scheduled = 0;
+    for (int attempt = 0; attempt < 20 && !scheduled; attempt++) {
+        out = NULL;
+        CHECK(dl_conversation_info(conversation, &out) == DL_OK);
+        scheduled = contains(out, "\"autoRefresh\":true");
+        dl_string_free(out);
+        if (!scheduled) usleep(50 * 1000);
+    }
+    CHECK(scheduled);
+
+    CHECK(dl_conversation_free(conversation) == DL_OK);
+    CHECK(dl_client_free(client) == DL_OK);
+    reset_emulator_config();
+}
+
+/* A token nobody refreshes expires: DL_ERR_TOKEN_EXPIRED, without the token. */
+static void test_token_expired(const char *protocol) {
+    int v3 = strcmp(protocol, "3.0") == 0;
+    char id[128], token[256], state[512], *out = NULL;
+    reset_emulator();
+    set_token_lifetime(1);
+    dl_client *client = new_client(protocol, NULL);
+    dl_conversation *started = start_conversation(client, id, token);
+    CHECK(dl_conversation_free(started) == DL_OK);
+
+    /* No expiry given: the handle cannot know when to refresh. */
+    snprintf(state, sizeof state, "{\"conversationId\": \"%s\", \"token\": \"%s\"}", id, token);
+    dl_conversation *conversation = open_state(client, state);
+    CHECK(dl_conversation_info(conversation, &out) == DL_OK);
+    CHECK(contains(out, "\"autoRefresh\":false"));
+    CHECK(contains(out, "\"tokenExpiresAt\":null"));
+    dl_string_free(out);
+    usleep(1200 * 1000);
+
+    out = NULL;
+    CHECK(dl_send_text(conversation, "user1", "too late", &out) == DL_ERR_TOKEN_EXPIRED);
+    CHECK(contains(out, "\"name\":\"DL_ERR_TOKEN_EXPIRED\""));
+    CHECK(contains(out, "\"status\":11"));
+    CHECK(contains(out, "\"serviceCode\":\"TokenExpired\""));
+    CHECK(contains(out, "\"delivery\":\"not_sent\""));
+    CHECK(!contains(out, token));
+    dl_string_free(out);
+
+    out = NULL;
+    CHECK(dl_conversation_wait(conversation, "{\"timeoutMs\": 1000}", &out) == DL_ERR_TOKEN_EXPIRED);
+    CHECK(contains(out, "\"name\":\"DL_ERR_TOKEN_EXPIRED\""));
+    CHECK(!contains(out, token));
+    dl_string_free(out);
+
+    out = NULL;
+    CHECK(dl_conversation_refresh(conversation, &out) == DL_ERR_TOKEN_EXPIRED);
+    CHECK(contains(out, "\"name\":\"DL_ERR_TOKEN_EXPIRED\""));
+    CHECK(!contains(out, token));
+    dl_string_free(out);
+
+    out = NULL;
+    CHECK(dl_token_refresh(client, token, &out) == DL_ERR_TOKEN_EXPIRED);
+    CHECK(!contains(out, token));
+    dl_string_free(out);
+
+    if (v3) {
+        /* Reconnecting with the expired token fails the same way. */
+        snprintf(state, sizeof state, "{\"conversationId\": \"%s\", \"token\": \"%s\", \"reconnect\": true}", id, token);
+        dl_conversation *reconnected = (dl_conversation *)0x1;
+        out = NULL;
+        CHECK(dl_conversation_open(client, state, &reconnected, &out) == DL_ERR_TOKEN_EXPIRED);
+        CHECK(reconnected == NULL);
+        CHECK(!contains(out, token));
+        dl_string_free(out);
+    }
+
+    CHECK(dl_conversation_free(conversation) == DL_OK);
+    CHECK(dl_client_free(client) == DL_OK);
+    reset_emulator_config();
+}
+
+static void test_token_calls(const char *protocol) {
+    int v3 = strcmp(protocol, "3.0") == 0;
+    char id[128], token[256], generated[256], generated_id[128] = "", refreshed[256], *out = NULL;
+    reset_emulator();
+    dl_client *client = new_client(protocol, NULL);
+
+    /* Bad requests: refused, nothing sent. */
+    const char *bad_requests[] = {
+        "not json", "[]", "{\"bogus\": 1}", "{\"user\": 5}", "{\"user\": {\"id\": \"a\\nb\"}}",
+        "{\"user\": {\"id\": \"dl_u\", \"extra\": 1}}", "{\"trustedOrigins\": [1]}", "{\"trustedOrigins\": \"x\"}",
+        v3 ? "\"x\"" : "{\"user\": {\"id\": \"dl_u\"}}", v3 ? "{\"user\": []}" : "{\"trustedOrigins\": []}",
+    };
+    for (size_t i = 0; i < sizeof bad_requests / sizeof *bad_requests; i++) {
+        out = NULL;
+        int32_t status = dl_token_generate(client, bad_requests[i], &out);
+        if (!CHECK(status == DL_ERR_INVALID_ARGUMENT)) {
+            fprintf(stderr, "  %s generate %s: %s\n", protocol, bad_requests[i], dl_status_name(status));
+        }
+        CHECK(contains(out, "\"name\":\"DL_ERR_INVALID_ARGUMENT\""));
+        dl_string_free(out);
+    }
+    CHECK(emu_request_count(base_url) == 0);
+
+    out = NULL;
+    if (v3) {
+        CHECK(dl_token_generate(client, "{\"user\": {\"id\": \"dl_user1\", \"name\": \"Ann\"}, "
+                                        "\"trustedOrigins\": [\"https://example.com\"]}", &out) == DL_OK);
+        CHECK(json_string(out, "conversationId", generated_id, sizeof generated_id));
+        CHECK(contains(out, "\"expires_in\":"));
+        CHECK(log_count("POST", "/v3/directline/tokens/generate") == 1);
+        char *log = emu_get(base_url, "/_emulator/requests");
+        CHECK(contains(log, "dl_user1") && contains(log, "example.com"));
+        free(log);
+    } else {
+        CHECK(dl_token_generate(client, NULL, &out) == DL_OK);
+        CHECK(out != NULL && strncmp(out, "{\"token\":\"", 10) == 0);
+        CHECK(log_count("POST", "/api/tokens/conversation") == 1);
+    }
+    CHECK(json_string(out, "token", generated, sizeof generated) && strlen(generated) > 0);
+    dl_string_free(out);
+    CHECK(dl_token_generate(client, "{}", NULL) == DL_OK);
+
+    /* A client holding the generated token starts the conversation and talks. */
+    dl_client *token_client = new_token_client(protocol, generated);
+    dl_conversation *conversation = start_conversation(token_client, id, token);
+    CHECK(strcmp(token, generated) == 0);
+    if (v3) CHECK(strcmp(id, generated_id) == 0);
+    const char *user = v3 ? "dl_user1" : "user1";
+    out = NULL;
+    CHECK(dl_send_text(conversation, user, "with a token", &out) == DL_OK);
+    dl_string_free(out);
+    out = NULL;
+    CHECK(dl_conversation_wait(conversation, "{\"timeoutMs\": 5000}", &out) == DL_OK);
+    CHECK(contains(out, "\"text\":\"echo: with a token\""));
+    CHECK(contains(out, "\"timedOut\":false"));
+    dl_string_free(out);
+
+    /* Only the secret issues tokens. */
+    out = NULL;
+    CHECK(dl_token_generate(token_client, NULL, &out) == DL_ERR_FORBIDDEN);
+    CHECK(!contains(out, generated));
+    dl_string_free(out);
+
+    if (v3) {
+        /* tokens/refresh: a new token, which works; the old one still does. */
+        out = NULL;
+        CHECK(dl_token_refresh(client, generated, &out) == DL_OK);
+        CHECK(json_string(out, "token", refreshed, sizeof refreshed) && strcmp(refreshed, generated) != 0);
+        CHECK(contains(out, "\"expires_in\":"));
+        dl_string_free(out);
+        CHECK(log_count("POST", "/v3/directline/tokens/refresh") == 1);
+        char state[512];
+        snprintf(state, sizeof state, "{\"conversationId\": \"%s\", \"token\": \"%s\"}", id, refreshed);
+        dl_conversation *with_new = open_state(client, state);
+        send_ok(with_new, "refreshed token");
+        CHECK(dl_conversation_free(with_new) == DL_OK);
+        send_ok(conversation, "old token");
+        /* The secret is not a token. */
+        out = NULL;
+        CHECK(dl_token_refresh(client, "emulator-secret", &out) == DL_ERR_FORBIDDEN);
+        CHECK(!contains(out, "emulator-secret"));
+        dl_string_free(out);
+    } else {
+        /* 1.1 renews through a conversation of this client only. */
+        int before = emu_request_count(base_url);
+        out = NULL;
+        CHECK(dl_token_refresh(client, "not-a-known-token", &out) == DL_ERR_INVALID_ARGUMENT);
+        CHECK(!contains(out, "not-a-known-token"));
+        dl_string_free(out);
+        CHECK(dl_token_refresh(client, generated, NULL) == DL_ERR_INVALID_ARGUMENT);
+        CHECK(emu_request_count(base_url) == before);
+
+        char path[256], saved[256];
+        snprintf(path, sizeof path, "/api/tokens/%s/renew", id);
+        out = NULL;
+        CHECK(dl_token_refresh(token_client, generated, &out) == DL_OK);
+        CHECK(out != NULL && strncmp(out, "{\"token\":\"", 10) == 0);
+        CHECK(json_string(out, "token", refreshed, sizeof refreshed) && strcmp(refreshed, generated) != 0);
+        dl_string_free(out);
+        CHECK(log_count(NULL, path) == 1);
+        /* The handle keeps the new token. */
+        CHECK(dl_conversation_state(conversation, &out) == DL_OK);
+        CHECK(json_string(out, "token", saved, sizeof saved) && strcmp(saved, refreshed) == 0);
+        dl_string_free(out);
+        send_ok(conversation, "renewed");
+    }
+
+    CHECK(dl_conversation_free(conversation) == DL_OK);
+    CHECK(dl_client_free(token_client) == DL_OK);
+    CHECK(dl_client_free(client) == DL_OK);
+}
+
+static void test_conversation_refresh(const char *protocol) {
+    int v3 = strcmp(protocol, "3.0") == 0;
+    char id[128], token[256], current[256], path[256], *out = NULL;
+    reset_emulator();
+    dl_client *client = new_client(protocol, NULL);
+
+    /* A handle on the client's secret has nothing to refresh. */
+    dl_conversation *secret_backed = open_state(client, "{\"conversationId\": \"on-the-secret\"}");
+    out = NULL;
+    CHECK(dl_conversation_refresh(secret_backed, &out) == DL_ERR_INVALID_ARGUMENT);
+    CHECK(contains(out, "\"name\":\"DL_ERR_INVALID_ARGUMENT\""));
+    CHECK(!contains(out, "emulator-secret"));
+    dl_string_free(out);
+    CHECK(dl_conversation_state(secret_backed, &out) == DL_OK);
+    CHECK(contains(out, "\"token\":null"));
+    CHECK(!contains(out, "emulator-secret"));
+    dl_string_free(out);
+    CHECK(dl_conversation_info(secret_backed, &out) == DL_OK);
+    CHECK(contains(out, "\"autoRefresh\":false"));
+    dl_string_free(out);
+    CHECK(emu_request_count(base_url) == 0);
+    CHECK(dl_conversation_free(secret_backed) == DL_OK);
+
+    /* A started handle: a new token, kept in the handle and used. */
+    dl_conversation *conversation = start_conversation(client, id, token);
+    out = NULL;
+    CHECK(dl_conversation_refresh(conversation, &out) == DL_OK);
+    CHECK(contains(out, id));
+    CHECK(contains(out, "\"autoRefresh\":true"));
+    CHECK(!contains(out, "\"tokenExpiresAt\":null"));
+    CHECK(!contains(out, "\"token\":"));
+    dl_string_free(out);
+    CHECK(dl_conversation_state(conversation, &out) == DL_OK);
+    CHECK(json_string(out, "token", current, sizeof current) && strcmp(current, token) != 0);
+    dl_string_free(out);
+    if (v3) {
+        CHECK(log_count("POST", "/v3/directline/tokens/refresh") == 1);
+    } else {
+        snprintf(path, sizeof path, "/api/tokens/%s/renew", id);
+        CHECK(log_count(NULL, path) == 1);
+    }
+    send_ok(conversation, "after refresh");
+    if (!v3) {
+        /* A service that refuses GET on renew with 405 gets a POST. */
+        CHECK(emu_post(base_url, "/_emulator/faults",
+                       "{\"method\": \"GET\", \"path\": \"/renew$\", \"action\": \"status\", \"status\": 405}") == 200);
+        out = NULL;
+        CHECK(dl_conversation_refresh(conversation, &out) == DL_OK);
+        dl_string_free(out);
+        CHECK(log_count("GET", path) == 2);
+        CHECK(log_count("POST", path) == 1);
+        CHECK(dl_conversation_state(conversation, &out) == DL_OK);
+        CHECK(json_string(out, "token", current, sizeof current) && strcmp(current, token) != 0);
+        dl_string_free(out);
+        send_ok(conversation, "after the POST renew");
+    }
+    char *log = emu_get(base_url, "/_emulator/requests");
+    char header[300];
+    snprintf(header, sizeof header, "\"authorization\":\"Bearer %s\"", current);
+    CHECK(contains(log, header));
+    free(log);
+    CHECK(dl_conversation_free(conversation) == DL_OK);
+
+    /* An automatic refresh the service refuses stops, and info says why. */
+    set_token_lifetime(2);
+    CHECK(emu_post(base_url, "/_emulator/faults",
+                   v3 ? "{\"path\": \"/tokens/refresh$\", \"action\": \"status\", \"status\": 403, \"count\": -1}"
+                      : "{\"path\": \"/renew$\", \"action\": \"status\", \"status\": 403, \"count\": -1}") == 200);
+    conversation = start_conversation(client, id, token);
+    int reported = 0;
+    for (int attempt = 0; attempt < 40 && !reported; attempt++) {
+        usleep(100 * 1000);
+        out = NULL;
+        CHECK(dl_conversation_info(conversation, &out) == DL_OK);
+        reported = out != NULL && !contains(out, "\"tokenRefreshError\":null");
+        if (reported) {
+            CHECK(contains(out, "\"tokenRefreshError\":\""));
+            CHECK(contains(out, "\"autoRefresh\":false"));
+            CHECK(!contains(out, token));
+        }
+        dl_string_free(out);
+    }
+    CHECK(reported);
+    CHECK(dl_conversation_free(conversation) == DL_OK);
+
+    CHECK(dl_client_free(client) == DL_OK);
+    reset_emulator_config();
+}
+
+static void test_end(const char *protocol) {
+    int v3 = strcmp(protocol, "3.0") == 0;
+    char id[128], token[256], path[256], *out = NULL;
+    reset_emulator();
+    dl_client *client = new_client(protocol, NULL);
+    dl_conversation *conversation = start_conversation(client, id, token);
+    CHECK(dl_conversation_info(conversation, &out) == DL_OK);
+    CHECK(contains(out, "\"ended\":false"));
+    CHECK(contains(out, "\"autoRefresh\":true"));
+    dl_string_free(out);
+
+    int before = emu_request_count(base_url);
+    out = NULL;
+    CHECK(dl_conversation_end(conversation, "user1", &out) == DL_OK);
+    if (v3) {
+        CHECK(contains(out, "\"id\":\""));
+        CHECK(contains(out, "\"clientActivityID\":\"dlc-"));
+        CHECK(emu_request_count(base_url) == before + 1);
+        snprintf(path, sizeof path, "/_emulator/conversations/%s", id);
+        char *stored = emu_get(base_url, path);
+        CHECK(contains(stored, "\"type\":\"endOfConversation\""));
+        CHECK(contains(stored, "\"ended\":true"));
+        free(stored);
+    } else {
+        CHECK(out != NULL && strcmp(out, "{}") == 0);
+        CHECK(emu_request_count(base_url) == before);
+    }
+    dl_string_free(out);
+
+    CHECK(dl_conversation_info(conversation, &out) == DL_OK);
+    CHECK(contains(out, "\"ended\":true"));
+    CHECK(contains(out, "\"autoRefresh\":false"));
+    dl_string_free(out);
+
+    /* An explicit refresh still works but does not restart the automatic one. */
+    out = NULL;
+    CHECK(dl_conversation_refresh(conversation, &out) == DL_OK);
+    CHECK(contains(out, "\"ended\":true"));
+    CHECK(contains(out, "\"autoRefresh\":false"));
+    dl_string_free(out);
+
+    CHECK(dl_conversation_free(conversation) == DL_OK);
+    CHECK(dl_client_free(client) == DL_OK);
+}
+
+struct waiter {
+    dl_conversation *conversation;
+    int32_t status;
+    char *out;
+    double returned_at;
+    int waiting;
+    pthread_mutex_t mutex;
+    pthread_cond_t condition;
+};
+
+static void *wait_long(void *argument) {
+    struct waiter *waiter = argument;
+    pthread_mutex_lock(&waiter->mutex);
+    waiter->waiting = 1;
+    pthread_cond_signal(&waiter->condition);
+    pthread_mutex_unlock(&waiter->mutex);
+    waiter->status = dl_conversation_wait(waiter->conversation, "{\"timeoutMs\": 30000}", &waiter->out);
+    waiter->returned_at = now_seconds();
+    return NULL;
+}
+
+static void test_wait_cancelled_by_free(const char *protocol) {
+    char id[128], token[256];
+    reset_emulator();
+    dl_client *client = new_client(protocol, NULL);
+    dl_conversation *conversation = start_conversation(client, id, token);
+    struct waiter waiter;
+    memset(&waiter, 0, sizeof waiter);
+    waiter.conversation = conversation;
+    waiter.status = -1;
+    pthread_mutex_init(&waiter.mutex, NULL);
+    pthread_cond_init(&waiter.condition, NULL);
+    pthread_t thread;
+    double started = now_seconds();
+    CHECK(pthread_create(&thread, NULL, wait_long, &waiter) == 0);
+    pthread_mutex_lock(&waiter.mutex);
+    while (!waiter.waiting) pthread_cond_wait(&waiter.condition, &waiter.mutex);
+    pthread_mutex_unlock(&waiter.mutex);
+    /* Let it get well into the wait, then free the handle under it. */
+    usleep(400 * 1000);
+    double freed_at = now_seconds();
+    CHECK(dl_conversation_free(conversation) == DL_OK);
+    pthread_join(thread, NULL);
+    if (!CHECK(waiter.status == DL_ERR_CANCELLED)) {
+        fprintf(stderr, "  %s wait after free: %s\n", protocol, dl_status_name(waiter.status));
+    }
+    CHECK(contains(waiter.out, "\"name\":\"DL_ERR_CANCELLED\""));
+    CHECK(waiter.returned_at >= freed_at && waiter.returned_at - freed_at < 10.0);
+    CHECK(waiter.returned_at - started < 15.0);
+    dl_string_free(waiter.out);
+    pthread_mutex_destroy(&waiter.mutex);
+    pthread_cond_destroy(&waiter.condition);
+    CHECK(dl_conversation_wait(conversation, "{\"timeoutMs\": 0}", NULL) == DL_ERR_INVALID_HANDLE);
+    CHECK(dl_client_free(client) == DL_OK);
+}
+
+
+/* ---- Regressions: bugs these tests found ---- */
+
+/* A handle resumed with dl_conversation_open from a saved state must keep
+ * its short-lived token fresh too. 1.1 renew answers no expires_in: the
+ * handle once assumed 1800 s instead of the token's real lifetime, and the
+ * token lapsed; saved state now carries tokenLifetime. */
+static void test_resumed_token_refreshed_in_time(const char *protocol) {
+    char id[128], token[256], *state = NULL;
+    reset_emulator();
+    set_token_lifetime(2);
+    dl_client *client = new_client(protocol, NULL);
+    dl_conversation *started = start_conversation(client, id, token);
+    CHECK(dl_conversation_state(started, &state) == DL_OK);
+    CHECK(dl_conversation_free(started) == DL_OK);
+    dl_conversation *resumed = open_state(client, state);
+    double began = now_seconds();
+    int ok = 0;
+    for (int i = 0; i < 5; i++) {
+        double left = began + (i + 1) * 1.0 - now_seconds();
+        if (left > 0) usleep((useconds_t)(left * 1e6));
+        char *out = NULL;
+        int32_t status = dl_send_text(resumed, "user1", "resumed tick", &out);
+        if (CHECK(status == DL_OK)) {
+            ok++;
+        } else {
+            fprintf(stderr, "  %s resumed send at %d s: %s\n", protocol, i + 1, dl_status_name(status));
+        }
+        dl_string_free(out);
+    }
+    CHECK(ok == 5);
+    dl_string_free(state);
+    CHECK(dl_conversation_free(resumed) == DL_OK);
+    CHECK(dl_client_free(client) == DL_OK);
+    reset_emulator_config();
+}
+
+/* info's autoRefresh must stay true while an automatic refresh is in
+ * flight (the library will go on refreshing afterwards). */
+static void test_auto_refresh_in_flight(const char *protocol) {
+    char id[128], token[256], *out = NULL;
+    reset_emulator();
+    set_token_lifetime(4);
+    CHECK(emu_post(base_url, "/_emulator/faults",
+                   "{\"path\": \"/(tokens/refresh|renew)$\", \"action\": \"delay\", \"seconds\": 1}") == 200);
+    dl_client *client = new_client(protocol, NULL);
+    dl_conversation *conversation = start_conversation(client, id, token);
+    usleep(2400 * 1000); /* the refresh went out at 2 s and is answered at 3 s */
+    CHECK(dl_conversation_info(conversation, &out) == DL_OK);
+    if (!CHECK(contains(out, "\"autoRefresh\":true"))) fprintf(stderr, "  %s info: %s\n", protocol, out);
+    dl_string_free(out);
+    CHECK(dl_conversation_free(conversation) == DL_OK);
+    CHECK(dl_client_free(client) == DL_OK);
+    reset_emulator_config();
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s EMULATOR_URL\n", argv[0]);
@@ -673,6 +1654,22 @@ int main(int argc, char **argv) {
         test_bad_input_sends_nothing(protocols[i]);
         test_status_mapping(protocols[i]);
         test_uploads(protocols[i]);
+    }
+    test_lifecycle_handles();
+    for (size_t i = 0; i < 2; i++) {
+        test_wait(protocols[i]);
+        test_wait_without_watermarks(protocols[i]);
+        test_save_and_resume(protocols[i]);
+        test_token_refreshed_in_time(protocols[i]);
+        test_token_expired(protocols[i]);
+        test_token_calls(protocols[i]);
+        test_conversation_refresh(protocols[i]);
+        test_end(protocols[i]);
+        test_wait_cancelled_by_free(protocols[i]);
+    }
+    for (size_t i = 0; i < 2; i++) {
+        test_resumed_token_refreshed_in_time(protocols[i]);
+        test_auto_refresh_in_flight(protocols[i]);
     }
     test_retries();
     test_transport_failures();

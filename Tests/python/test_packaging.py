@@ -112,9 +112,9 @@ def test_the_quickstart_example_talks_to_the_bot(emulator):
     assert result.returncode == 0, result.stderr
     first, *rest = result.stdout.splitlines()
     assert first.startswith("sent 'hello' to conversation ")
-    assert rest == ["bot replied: echo: hello",
+    assert rest == ["bot: echo: hello",
                     "uploaded hello.txt",
-                    "bot replied: received 1 attachment(s): hello.txt (text/plain, 19 bytes)"]
+                    "bot: received 1 attachment(s): hello.txt (text/plain, 19 bytes)"]
     assert SECRET not in result.stdout + result.stderr
     requests = emulator.requests()
     assert [request["method"] for request in requests][:2] == ["POST", "POST"]

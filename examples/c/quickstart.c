@@ -1,17 +1,15 @@
-/* libdirectline quickstart: start a conversation, say hello, upload a
- * file, and print the bot's replies.
+/* libdirectline quickstart: start a conversation, say hello, wait for the
+ * bot's reply, upload a file, wait again, and end the conversation.
  *
  *   DIRECTLINE_ENDPOINT=http://127.0.0.1:3978 DIRECTLINE_SECRET=emulator-secret ./quickstart
  *
  * Build: cc quickstart.c -Iinclude -L.build/release -ldirectline -o quickstart
  */
-#define _DEFAULT_SOURCE /* usleep */
 #include <directline.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 /* Prints the error JSON and returns 1 when `status` is not DL_OK. */
 static int failed(const char *what, int32_t status, char *out_json) {
@@ -19,6 +17,20 @@ static int failed(const char *what, int32_t status, char *out_json) {
     fprintf(stderr, "%s failed: %s %s\n", what, dl_status_name(status), out_json ? out_json : "");
     dl_string_free(out_json);
     return 1;
+}
+
+/* Prints the "text" members of a dl_conversation_wait result and returns
+ * how many there were. A real program would use a JSON parser. */
+static int print_texts(const char *json) {
+    int count = 0;
+    for (const char *at = strstr(json, "\"text\":\""); at != NULL; at = strstr(at, "\"text\":\"")) {
+        at += strlen("\"text\":\"");
+        const char *close = strchr(at, '"');
+        if (close == NULL) break;
+        printf("bot: %.*s\n", (int)(close - at), at);
+        count++;
+    }
+    return count;
 }
 
 int main(void) {
@@ -49,17 +61,12 @@ int main(void) {
     printf("sent: %s\n", out);
     dl_string_free(out);
 
-    /* Poll for the reply: ~300 ms after a send, then every second is the
-     * service's advice; the bot answers with replyToId set to our activity. */
-    int replied = 0;
-    for (int attempt = 0; attempt < 10 && !replied; attempt++) {
-        usleep(attempt == 0 ? 300000 : 1000000);
-        status = dl_get_activities(conversation, &out);
-        if (failed("dl_get_activities", status, out)) return 1;
-        replied = strstr(out, "\"replyToId\"") != NULL;
-        if (replied) printf("received: %s\n", out);
-        dl_string_free(out);
-    }
+    /* Wait for the bot's answer: the library polls (~300 ms after the send,
+     * then every second) until an activity from someone else arrives. */
+    status = dl_conversation_wait(conversation, "{\"timeoutMs\": 10000}", &out);
+    if (failed("dl_conversation_wait", status, out)) return 1;
+    int replied = print_texts(out);
+    dl_string_free(out);
 
     /* Upload an attachment: from memory here; dl_upload_file streams one
      * from disk, dl_upload_multipart sends several with a message. */
@@ -69,15 +76,15 @@ int main(void) {
     printf("uploaded: %s\n", out);
     dl_string_free(out);
 
-    int acknowledged = 0;
-    for (int attempt = 0; attempt < 10 && !acknowledged; attempt++) {
-        usleep(300000);
-        status = dl_get_activities(conversation, &out);
-        if (failed("dl_get_activities", status, out)) return 1;
-        acknowledged = strstr(out, "note.txt") != NULL && strstr(out, "\"replyToId\"") != NULL;
-        if (acknowledged) printf("received: %s\n", out);
-        dl_string_free(out);
-    }
+    status = dl_conversation_wait(conversation, NULL, &out);
+    if (failed("dl_conversation_wait", status, out)) return 1;
+    int acknowledged = print_texts(out);
+    dl_string_free(out);
+
+    /* Tell the bot the conversation is over (3.0 sends endOfConversation). */
+    status = dl_conversation_end(conversation, "user1", &out);
+    if (failed("dl_conversation_end", status, out)) return 1;
+    dl_string_free(out);
 
     dl_conversation_free(conversation);
     dl_client_free(client);

@@ -1,4 +1,4 @@
-"""Say hello to a bot over Direct Line, send it a file, and print its replies.
+"""Say hello to a bot over Direct Line, send it a file, print its replies, and end.
 
 Usage:
     DIRECTLINE_SECRET=... python3 quickstart.py [ENDPOINT]
@@ -10,24 +10,19 @@ PYTHONPATH=bindings/python so that `import directline` finds the binding.
 
 import os
 import sys
-import time
 
 import directline
 
 USER_ID = "quickstart-user"
 
 
-def print_reply(conversation: directline.Conversation, activity_id: str) -> bool:
-    """Prints the bot's reply to `activity_id`; False if none came."""
-    # Poll a few times: the bot may take a moment to answer.
-    for _ in range(10):
-        time.sleep(0.3)
-        for activity in conversation.get_activities()["activities"]:
-            if activity.get("replyToId") == activity_id:
-                print(f"bot replied: {activity.get('text')}")
-                return True
-    print("no reply from the bot", file=sys.stderr)
-    return False
+def print_replies(activities: list) -> bool:
+    """Prints the bot's replies; False if none came."""
+    for activity in activities:
+        print(f"bot: {activity.get('text')}")
+    if not activities:
+        print("no reply from the bot", file=sys.stderr)
+    return bool(activities)
 
 
 def main() -> int:
@@ -39,16 +34,19 @@ def main() -> int:
 
     with directline.Client(endpoint, secret=secret) as client:
         with client.start_conversation() as conversation:
-            sent = conversation.send_text(USER_ID, "hello")
+            conversation.send_text(USER_ID, "hello")
             print(f"sent 'hello' to conversation {conversation.id}")
-            if not print_reply(conversation, sent["id"]):
+            # The library polls until the bot answers (or 10 s pass).
+            if not print_replies(conversation.wait(timeout=10)):
                 return 1
 
-            uploaded = conversation.upload_bytes(USER_ID, b"Hello from a file!\n",
-                                                 content_type="text/plain", filename="hello.txt")
+            conversation.upload_bytes(USER_ID, b"Hello from a file!\n",
+                                      content_type="text/plain", filename="hello.txt")
             print("uploaded hello.txt")
-            if not print_reply(conversation, uploaded["id"]):
+            if not print_replies(conversation.wait(timeout=10)):
                 return 1
+
+            conversation.end(USER_ID)  # 3.0: tells the bot with endOfConversation
     return 0
 
 

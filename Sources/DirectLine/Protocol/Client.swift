@@ -66,7 +66,7 @@ final class DirectLineClient: Sendable {
     func openConversation(_ stateJSON: JSONValue) throws(DirectLineError) -> Conversation {
         let reader = try JSONReader(stateJSON, context: "state")
         try reader.rejectUnknownKeys(["conversationId", "token", "watermark", "streamUrl", "expires_in",
-                                      "tokenExpiresAt", "reconnect"])
+                                      "tokenExpiresAt", "tokenLifetime", "reconnect"])
         guard let id = try reader.string("conversationId") else {
             throw .invalidArgument("state needs a string \"conversationId\"")
         }
@@ -79,6 +79,7 @@ final class DirectLineClient: Sendable {
         let watermark = try reader.string("watermark")
         let streamUrl = try reader.string("streamUrl")
         let expiresIn = try reader.integer("expires_in", in: 0...(Int64(1) << 31))
+        let lifetime = try reader.integer("tokenLifetime", in: 1...(Int64(1) << 31)).map { Int($0) }
         var expiresAt: Int?
         if let text = try reader.string("tokenExpiresAt") {
             guard let parsed = ISO8601.parse(text) else {
@@ -105,12 +106,13 @@ final class DirectLineClient: Sendable {
                                     issuedAtMs: issuedAt, fallbackToken: credential, watermark: watermark)
         }
         let refreshable = isRefreshable(credential)
-        let tokenState: TokenState
+        var tokenState: TokenState
         if let expiresAt {
-            tokenState = .expiring(credential, refreshable: refreshable, atEpoch: expiresAt)
+            tokenState = .expiring(credential, refreshable: refreshable, atEpoch: expiresAt, lifetimeSeconds: lifetime)
         } else {
             tokenState = .issued(credential, refreshable: refreshable, expiresIn: expiresIn.map { Int($0) },
                                  issuedAtMs: Clock.monotonicMs())
+            if let lifetime { tokenState.lifetimeMs = lifetime * 1000 }
         }
         return Conversation(client: self, state: ConversationState(
             id: id, token: tokenState, watermark: watermark, streamUrl: streamUrl))

@@ -28,11 +28,15 @@ struct ConversationState: Sendable {
         self.streamUrl = streamUrl
     }
 
+    /// The clientActivityIDs of the last activities sent (for `wait`).
+    var sentActivityIDs = RecentIDs(capacity: 256)
+
+    /// Records a user this handle sends as (the 32 most recent).
     mutating func noteSender(_ userId: String) {
+        guard senders.last != userId else { return }
         senders.removeAll { $0 == userId }
         senders.append(userId)
         if senders.count > 32 { senders.removeFirst() }
-        lastSendMs = Clock.monotonicMs()
     }
 }
 
@@ -69,8 +73,10 @@ final class Conversation: Sendable {
     /// `dl_conversation_free`: stops waits and automatic refreshes. Calls
     /// already running on other threads finish normally.
     func close() {
-        state.withLock { $0.closed = true }
-        TokenRefresher.shared.cancel(ObjectIdentifier(self))
+        state.withLock { state in
+            state.closed = true
+            TokenRefresher.shared.cancel(ObjectIdentifier(self))
+        }
     }
 
     var isClosed: Bool { state.withLock { $0.closed } }
@@ -134,6 +140,26 @@ final class Conversation: Sendable {
 
     var snapshot: ConversationState { state.withLock { $0 } }
 
+    /// What a request needs, read under the lock without copying the rest.
+    private var target: (id: String, token: String, watermark: String?) {
+        state.withLock { ($0.id, $0.token.value, $0.watermark) }
+    }
+
+    /// Before a send or upload leaves: who sends it and its correlation id,
+    /// so that a `wait` on another thread already knows it as the caller's.
+    private func noteSending(by userId: String?, clientActivityID: String?) {
+        state.withLock { state in
+            if let userId { state.noteSender(userId) }
+            if let clientActivityID { _ = state.sentActivityIDs.insert(clientActivityID) }
+        }
+    }
+
+    /// After it: when, from which `wait` times its first poll.
+    private func noteSent() {
+        let now = Clock.monotonicMs()
+        state.withLock { $0.lastSendMs = now }
+    }
+
     /// `dl_conversation_info`: never includes the token.
     func info() -> JSONValue {
         let current = snapshot
@@ -143,7 +169,7 @@ final class Conversation: Sendable {
         object["watermark"] = current.watermark.map(JSONValue.string) ?? .null
         object["streamUrl"] = current.streamUrl.map { .string(Self.withoutToken($0)) } ?? .null
         object["tokenExpiresAt"] = current.token.expiresAtEpoch.map { .string(ISO8601.format($0)) } ?? .null
-        object["autoRefresh"] = .bool(TokenRefresher.shared.isScheduled(ObjectIdentifier(self)))
+        object["autoRefresh"] = .bool(TokenRefresher.shared.isActive(ObjectIdentifier(self)))
         object["tokenRefreshError"] = current.refreshError.map(JSONValue.string) ?? .null
         object["ended"] = .bool(current.ended)
         return .object(object)
@@ -159,6 +185,7 @@ final class Conversation: Sendable {
         object["watermark"] = current.watermark.map(JSONValue.string) ?? .null
         object["streamUrl"] = current.streamUrl.map(JSONValue.string) ?? .null
         object["tokenExpiresAt"] = current.token.expiresAtEpoch.map { .string(ISO8601.format($0)) } ?? .null
+        object["tokenLifetime"] = current.token.lifetimeMs.map { .number(String($0 / 1000)) } ?? .null
         return .object(object)
     }
 
@@ -172,9 +199,10 @@ final class Conversation: Sendable {
     func send(_ activityJSON: JSONValue) throws(DirectLineError) -> JSONValue {
         let outgoing = try OutgoingActivity(activityJSON, version: client.version)
         let body = try outgoing.serializedBody()
-        let current = snapshot
-        defer { if let sender = outgoing.sender { state.withLock { $0.noteSender(sender) } } }
-        let response = try post(client.requests.send(conversationId: current.id, payload: body, bearer: current.token.value))
+        let current = target
+        noteSending(by: outgoing.sender, clientActivityID: outgoing.clientActivityID)
+        defer { noteSent() }
+        let response = try post(client.requests.send(conversationId: current.id, payload: body, bearer: current.token))
         return try result(of: response, what: "send activity", clientActivityID: outgoing.clientActivityID)
     }
 
@@ -277,20 +305,21 @@ final class Conversation: Sendable {
     private func upload(userId: String, body: RequestBody, contentType: String, disposition: String?,
                         clientActivityID: String?) throws(DirectLineError) -> JSONValue {
         try checkUploadSize(body.length)
-        let current = snapshot
-        defer { state.withLock { $0.noteSender(userId) } }
+        let current = target
+        noteSending(by: userId, clientActivityID: clientActivityID)
+        defer { noteSent() }
         let response = try post(client.requests.upload(conversationId: current.id, userId: userId, body: body,
                                                        contentType: contentType, disposition: disposition,
-                                                       bearer: current.token.value))
+                                                       bearer: current.token))
         return try result(of: response, what: "upload", clientActivityID: clientActivityID)
     }
 
     /// `dl_get_activities`: the activities after the stored watermark; the
     /// watermark advances unless the service answers a null or missing one.
     func receive() throws(DirectLineError) -> JSONValue {
-        let current = snapshot
+        let current = target
         let response = try client.execute(
-            client.requests.receive(conversationId: current.id, watermark: current.watermark, bearer: current.token.value),
+            client.requests.receive(conversationId: current.id, watermark: current.watermark, bearer: current.token),
             operation: .other)
         let answer = try Responses.json(response, what: "get activities")
         let listKey = client.version == .v3 ? "activities" : "messages"

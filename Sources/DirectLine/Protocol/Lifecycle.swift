@@ -30,13 +30,14 @@ extension Conversation {
 
     /// Schedules the next automatic refresh at half the token's remaining
     /// life; nothing when it never expires, or the handle ended or was freed.
+    /// Scheduled under the conversation's lock, so that `end` and `close`
+    /// (which cancel under it) cannot be overtaken by a refresh finishing.
     func scheduleRefresh(atMs override: Int? = nil) {
         let now = Clock.monotonicMs()
-        let due = state.withLock { state -> Int? in
-            guard !state.closed, !state.ended else { return nil }
-            return override ?? state.token.refreshDueMs(now: now)
+        state.withLock { state in
+            guard !state.closed, !state.ended, let due = override ?? state.token.refreshDueMs(now: now) else { return }
+            TokenRefresher.shared.schedule(self, atMs: due)
         }
-        if let due { TokenRefresher.shared.schedule(self, atMs: due) }
     }
 
     /// Called by the refresher thread when a refresh is due. A failure that
@@ -76,8 +77,10 @@ extension Conversation {
                                        ("from", .object(JSONObject([("id", .string(userId))])))])
             result = try send(.object(activity))
         }
-        state.withLock { $0.ended = true }
-        TokenRefresher.shared.cancel(ObjectIdentifier(self))
+        state.withLock { state in
+            state.ended = true
+            TokenRefresher.shared.cancel(ObjectIdentifier(self))
+        }
         return result
     }
 
@@ -88,15 +91,15 @@ extension Conversation {
     func wait(_ options: WaitOptions) throws(DirectLineError) -> JSONValue {
         let start = Clock.monotonicMs()
         let deadline = start + options.timeoutMs
-        let (lastSend, senders) = state.withLock { ($0.lastSendMs, $0.senders) }
-        let own = Set(options.userIds ?? senders)
-        var nextPoll = max(start, (lastSend ?? start) + options.afterSendMs)
+        let lastSend = state.withLock { $0.lastSendMs }
+        // A handle that never sent has nothing to give the bot time for.
+        var nextPoll = max(start, lastSend.map { $0 + options.afterSendMs } ?? start)
         var found: [JSONValue] = []
         while true {
             try sleep(until: min(nextPoll, deadline))
             var replied = false
             for activity in try receiveNew() {
-                let mine = sender(of: activity).map { own.contains($0) } ?? false
+                let mine = isOwn(activity, userIds: options.userIds)
                 if !mine { replied = true }
                 if !mine || options.includeOwn { found.append(activity) }
             }
@@ -144,6 +147,25 @@ extension Conversation {
         activity.objectValue?["id"]?.stringValue
     }
 
+    /// Whether the caller sent `activity`. With `userIds` given: it comes
+    /// from one of them. Otherwise: it comes from a user this handle sent
+    /// as, or carries a clientActivityID this handle generated; the latter
+    /// also teaches the handle the id the service put in `from` (a token
+    /// with an embedded user overrides the one sent), so that its later
+    /// uploads count as its own too.
+    private func isOwn(_ activity: JSONValue, userIds: [String]?) -> Bool {
+        let from = sender(of: activity)
+        if let userIds { return from.map(userIds.contains) ?? false }
+        let correlation = activity.objectValue?["channelData"]?.objectValue?["clientActivityID"]?.stringValue
+        return state.withLock { state in
+            if let correlation, state.sentActivityIDs.contains(correlation) {
+                if let from, !state.senders.contains(from) { state.noteSender(from) }
+                return true
+            }
+            return from.map(state.senders.contains) ?? false
+        }
+    }
+
     /// 3.0 `from.id`; 1.1 `from` (a string).
     private func sender(of activity: JSONValue) -> String? {
         let from = activity.objectValue?["from"]
@@ -175,24 +197,29 @@ struct WaitOptions {
     }
 }
 
-/// The last few thousand activity ids seen, to drop an activity the
-/// service delivers twice.
+/// The last `capacity` ids seen, to drop an activity the service delivers
+/// twice, or to recognise the caller's own activities.
 struct RecentIDs: Sendable {
-    static let capacity = 4096
+    static let defaultCapacity = 4096
+    let capacity: Int
     private var members: Set<String> = []
     private var order: [String] = []
     private var oldest = 0
+
+    init(capacity: Int = defaultCapacity) { self.capacity = max(1, capacity) }
+
+    func contains(_ id: String) -> Bool { members.contains(id) }
 
     /// False when `id` was seen already; an activity without an id is always new.
     mutating func insert(_ id: String?) -> Bool {
         guard let id else { return true }
         guard members.insert(id).inserted else { return false }
-        if order.count < Self.capacity {
+        if order.count < capacity {
             order.append(id)
         } else {
             members.remove(order[oldest])
             order[oldest] = id
-            oldest = (oldest + 1) % Self.capacity
+            oldest = (oldest + 1) % capacity
         }
         return true
     }

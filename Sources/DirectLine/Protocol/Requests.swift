@@ -17,7 +17,7 @@ struct DirectLineRequests: Sendable {
         var request = HTTPRequest(method: .post, path: "\(root)/conversations", bearer: bearer)
         if version == .v3, let body, !body.isEmpty {
             request.contentType = "application/json"
-            request.body = RequestBody(Array(JSONValue.object(body).serialized.utf8))
+            request.body = RequestBody(JSONValue.object(body).serializedBytes)
         }
         return request
     }
@@ -28,7 +28,7 @@ struct DirectLineRequests: Sendable {
         var request = HTTPRequest(method: .post, path: "\(root)/tokens/\(leaf)", bearer: bearer)
         if version == .v3, let body, !body.isEmpty {
             request.contentType = "application/json"
-            request.body = RequestBody(Array(JSONValue.object(body).serialized.utf8))
+            request.body = RequestBody(JSONValue.object(body).serializedBytes)
         }
         return request
     }
@@ -127,7 +127,7 @@ struct OutgoingActivity {
 
     /// The serialized body, refused when over the service's limit.
     func serializedBody() throws(DirectLineError) -> [UInt8] {
-        let body = Array(JSONValue.object(payload).serialized.utf8)
+        let body = JSONValue.object(payload).serializedBytes
         guard body.count <= DirectLineRequests.maxActivityBytes else {
             throw DirectLineError(.DL_ERR_TOO_LARGE,
                                   "the activity is \(body.count) bytes serialized; the service accepts at most \(DirectLineRequests.maxActivityBytes)")
@@ -149,16 +149,21 @@ struct OutgoingActivity {
 }
 
 enum ClientActivityID {
+    private static let digits = Array("0123456789abcdef".utf8)
+
     /// A fresh correlation id with 128 random bits from the system's secure generator.
     static func generate() -> String {
         var generator = SystemRandomNumberGenerator()
-        let high = generator.next() as UInt64
-        let low = generator.next() as UInt64
-        return "dlc-" + hex(high) + hex(low)
+        return "dlc-" + hex(generator.next()) + hex(generator.next())
     }
 
+    /// 16 lowercase hex digits.
     static func hex(_ value: UInt64) -> String {
-        let digits = String(value, radix: 16)
-        return String(repeating: "0", count: 16 - digits.count) + digits
+        String(unsafeUninitializedCapacity: 16) { output in
+            for index in 0..<16 {
+                output[index] = digits[Int((value >> UInt64(60 - 4 * index)) & 0xF)]
+            }
+            return 16
+        }
     }
 }

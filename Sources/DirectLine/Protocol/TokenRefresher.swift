@@ -25,6 +25,8 @@ final class TokenRefresher: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let condition: UnsafeMutablePointer<pthread_cond_t>
     private var entries: [ObjectIdentifier: Entry] = [:]
+    /// The conversation being refreshed right now, if any.
+    private var inFlight: ObjectIdentifier?
     private var running = false
 
     private init() {
@@ -68,9 +70,9 @@ final class TokenRefresher: @unchecked Sendable {
         }
     }
 
-    /// Whether a refresh is scheduled for the conversation (for tests and info).
-    func isScheduled(_ id: ObjectIdentifier) -> Bool {
-        locked { entries[id] != nil }
+    /// Whether a refresh is scheduled or running for the conversation (info's `autoRefresh`).
+    func isActive(_ id: ObjectIdentifier) -> Bool {
+        locked { entries[id] != nil || inFlight == id }
     }
 
     private static func spawn() -> Bool {
@@ -87,6 +89,7 @@ final class TokenRefresher: @unchecked Sendable {
     private func run() {
         while let conversation = nextDue() {
             conversation.refreshOnSchedule()
+            locked { inFlight = nil }
         }
     }
 
@@ -102,7 +105,10 @@ final class TokenRefresher: @unchecked Sendable {
                 let now = Clock.monotonicMs()
                 if entry.dueMs <= now {
                     entries.removeValue(forKey: id)
-                    if let conversation = entry.conversation { return conversation }
+                    if let conversation = entry.conversation {
+                        inFlight = id
+                        return conversation
+                    }
                     continue
                 }
                 var deadline = timespec()

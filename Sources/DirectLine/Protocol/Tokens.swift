@@ -21,10 +21,13 @@ struct TokenState: Sendable {
                           expiresAtEpoch: seconds.map { Clock.now() + $0 })
     }
 
-    /// A token known to expire at `epoch` (from saved state).
-    static func expiring(_ value: String, refreshable: Bool, atEpoch epoch: Int) -> TokenState {
+    /// A token known to expire at `epoch` (from saved state). Without its
+    /// lifetime, the time it has left stands in for it: a 1.1 renewal, which
+    /// does not say how long the new token lives, then errs on the early side.
+    static func expiring(_ value: String, refreshable: Bool, atEpoch epoch: Int, lifetimeSeconds: Int?) -> TokenState {
         let remainingMs = max(0, epoch - Clock.now()) * 1000
-        return TokenState(value: value, refreshable: refreshable, lifetimeMs: nil,
+        return TokenState(value: value, refreshable: refreshable,
+                          lifetimeMs: lifetimeSeconds.map { $0 * 1000 } ?? max(remainingMs, 1000),
                           expiresAtMs: Clock.monotonicMs() + remainingMs, expiresAtEpoch: epoch)
     }
 

@@ -114,6 +114,10 @@ _DECLARATIONS: tuple[tuple[str, Any, tuple[Any, ...]], ...] = (
     ("dl_client_new", c_int32, (c_char_p, _HandleOut, _JSONOut)),
     # int32_t dl_client_free(dl_client *client);
     ("dl_client_free", c_int32, (_Handle,)),
+    # int32_t dl_token_generate(dl_client *client, const char *request_json, char **out_json);
+    ("dl_token_generate", c_int32, (_Handle, c_char_p, _JSONOut)),
+    # int32_t dl_token_refresh(dl_client *client, const char *token, char **out_json);
+    ("dl_token_refresh", c_int32, (_Handle, c_char_p, _JSONOut)),
     # int32_t dl_conversation_start(dl_client *client, const char *request_json,
     #                               dl_conversation **out_conversation, char **out_json);
     ("dl_conversation_start", c_int32, (_Handle, c_char_p, _HandleOut, _JSONOut)),
@@ -122,6 +126,10 @@ _DECLARATIONS: tuple[tuple[str, Any, tuple[Any, ...]], ...] = (
     ("dl_conversation_open", c_int32, (_Handle, c_char_p, _HandleOut, _JSONOut)),
     # int32_t dl_conversation_info(dl_conversation *conversation, char **out_json);
     ("dl_conversation_info", c_int32, (_Handle, _JSONOut)),
+    # int32_t dl_conversation_state(dl_conversation *conversation, char **out_json);
+    ("dl_conversation_state", c_int32, (_Handle, _JSONOut)),
+    # int32_t dl_conversation_refresh(dl_conversation *conversation, char **out_json);
+    ("dl_conversation_refresh", c_int32, (_Handle, _JSONOut)),
     # int32_t dl_conversation_free(dl_conversation *conversation);
     ("dl_conversation_free", c_int32, (_Handle,)),
     # int32_t dl_send_activity(dl_conversation *conversation, const char *activity_json,
@@ -132,6 +140,12 @@ _DECLARATIONS: tuple[tuple[str, Any, tuple[Any, ...]], ...] = (
     ("dl_send_text", c_int32, (_Handle, c_char_p, c_char_p, _JSONOut)),
     # int32_t dl_get_activities(dl_conversation *conversation, char **out_json);
     ("dl_get_activities", c_int32, (_Handle, _JSONOut)),
+    # int32_t dl_conversation_wait(dl_conversation *conversation, const char *options_json,
+    #                              char **out_json);
+    ("dl_conversation_wait", c_int32, (_Handle, c_char_p, _JSONOut)),
+    # int32_t dl_conversation_end(dl_conversation *conversation, const char *user_id,
+    #                             char **out_json);
+    ("dl_conversation_end", c_int32, (_Handle, c_char_p, _JSONOut)),
     # int32_t dl_upload_file(dl_conversation *conversation, const char *user_id, const char *path,
     #                        const char *content_type, const char *filename, char **out_json);
     ("dl_upload_file", c_int32, (_Handle, c_char_p, c_char_p, c_char_p, c_char_p, _JSONOut)),

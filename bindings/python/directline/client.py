@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import base64
+import math
 import os
 import threading
+import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, TypeVar, Union
 
 from . import _native
 from ._native import Bytes, ProgressCallable, lib
-from .errors import DirectLineError, InvalidArgumentError, Status, error_from_status
+from .errors import (CancelledError, DirectLineError, InvalidArgumentError, InvalidHandleError, Status,
+                     error_from_status)
 
 _Self = TypeVar("_Self", bound="_NativeObject")
 
@@ -59,6 +62,13 @@ class _NativeObject:
     ``close()`` marks the object closed at once; the handle is freed by
     whichever of ``close()`` or the last in-flight call comes later, so
     another thread's call can never receive a freed handle.
+
+    The one exception is a call borrowed as ``interruptible`` (a wait that
+    freeing the handle is meant to end, ``dl_conversation_wait``): it does
+    not hold the handle back. The handle is freed as soon as only such calls
+    are in flight, and they end with CancelledError (the library answers
+    DL_ERR_CANCELLED, or DL_ERR_INVALID_HANDLE to a call that had not reached
+    it yet: a freed handle's value is never reissued).
     """
 
     _kind = "object"
@@ -71,6 +81,8 @@ class _NativeObject:
         # Every call in flight holds a ticket; tickets only ever increase.
         self._next_ticket = 0
         self._in_flight: set[int] = set()
+        # The tickets of interruptible calls, which do not delay the free.
+        self._interruptible: set[int] = set()
         # (last ticket that may use it, object): what C may still use.
         self._keepalive: list[tuple[int, object]] = []
 
@@ -80,19 +92,22 @@ class _NativeObject:
         return self._closed
 
     @contextmanager
-    def _borrow(self) -> Iterator[int]:
+    def _borrow(self, *, interruptible: bool = False) -> Iterator[int]:
         with self._lock:
             if self._closed or self._handle is None:
                 raise ValueError(f"operation on a closed {self._kind}")
             ticket = self._next_ticket
             self._next_ticket += 1
             self._in_flight.add(ticket)
+            if interruptible:
+                self._interruptible.add(ticket)
             handle = self._handle
         try:
             yield handle
         finally:
             with self._lock:
                 self._in_flight.discard(ticket)
+                self._interruptible.discard(ticket)
                 oldest = min(self._in_flight, default=self._next_ticket)
                 self._keepalive = [kept for kept in self._keepalive if kept[0] >= oldest]
                 orphan = self._take_if_idle()
@@ -109,7 +124,7 @@ class _NativeObject:
 
     def _take_if_idle(self) -> Optional[int]:
         # Called with the lock held.
-        if self._closed and not self._in_flight and self._handle is not None:
+        if self._closed and self._in_flight <= self._interruptible and self._handle is not None:
             handle, self._handle = self._handle, None
             return handle
         return None
@@ -126,7 +141,9 @@ class _NativeObject:
         """Releases the C handle. Idempotent; later use raises ValueError.
 
         If another thread is inside a call on this object, that call
-        finishes normally and the handle is released when it returns.
+        finishes normally and the handle is released when it returns
+        (``Conversation.wait`` and ``Conversation.replies`` excepted: see
+        ``Conversation.close``).
         """
         with self._lock:
             self._closed = True
@@ -244,10 +261,88 @@ class Client(_NativeObject):
             conversation, result = _native.call_constructor(lib.dl_conversation_start, handle, body)
         return Conversation(self, conversation, start_result=result)
 
+    def generate_token(self, user_id: Optional[str] = None, user_name: Optional[str] = None,
+                       trusted_origins: Optional[Sequence[str]] = None) -> dict[str, Any]:
+        """Exchanges the client's secret for a token, without starting a conversation.
+
+        Sends ``POST /v3/directline/tokens/generate`` (3.0), with
+        ``{"user": {"id", "name"}, "trustedOrigins": [...]}`` when given, or
+        ``POST /api/tokens/conversation`` (1.1, which takes neither). A
+        ``Client(endpoint, token=...)`` made with the token can then start
+        the conversation and use it, e.g. in a browser or another process.
+
+        Args:
+            user_id: 3.0 only: the user id embedded in the token; it must
+                start with ``dl_``, and overrides ``from.id`` of every
+                activity sent with the token.
+            user_name: 3.0 only: the user's display name.
+            trusted_origins: 3.0 only: the origins allowed to use the token.
+
+        Returns:
+            3.0: the service's Conversation object (``conversationId``,
+            ``token``, ``expires_in``); 1.1: ``{"token": ...}``. The token is
+            a secret: keep it out of logs.
+
+        Raises:
+            ValueError: the client is closed.
+            InvalidArgumentError: a bad user id or origin, or any of them on
+                1.1; nothing was sent.
+            ForbiddenError: the client holds a token rather than the secret.
+            DirectLineError: a network or service failure (a subclass per status).
+        """
+        request: dict[str, Any] = {}
+        user = {key: value for key, value in (("id", user_id), ("name", user_name)) if value is not None}
+        if user:
+            request["user"] = user
+        if trusted_origins is not None:
+            if isinstance(trusted_origins, (str, bytes)):
+                raise InvalidArgumentError.local("trusted_origins must be a list of str, not a single "
+                                                 + type(trusted_origins).__name__)
+            request["trustedOrigins"] = list(trusted_origins)
+        body = _native.encode_json(request, "request")
+        with self._borrow() as handle:
+            result: dict[str, Any] = _native.call(lib.dl_token_generate, handle, body)
+        return result
+
+    def refresh_token(self, token: str) -> dict[str, Any]:
+        """Renews a token before it expires, e.g. one from ``generate_token`` handed to others.
+
+        Conversations refresh their own tokens on their own; this is for
+        tokens the application hands out. The old token stays valid until
+        its own expiry.
+
+        3.0 sends ``POST /v3/directline/tokens/refresh`` with ``token``. 1.1
+        renews through the conversation id, so ``token`` must be the current
+        token of a Conversation from this client, which keeps the new token
+        too.
+
+        Args:
+            token: the token to renew.
+
+        Returns:
+            3.0: the service's Conversation object with the new ``token`` and
+            ``expires_in``; 1.1: ``{"token": ...}``. The token is a secret.
+
+        Raises:
+            ValueError: the client is closed.
+            InvalidArgumentError: an empty or unsafe token, or on 1.1 one that
+                is not the current token of this client's conversations;
+                nothing was sent.
+            TokenExpiredError: too late to refresh it.
+            DirectLineError: a network or service failure (a subclass per status).
+        """
+        encoded = _native.encode_string(token, "token")
+        with self._borrow() as handle:
+            result: dict[str, Any] = _native.call(lib.dl_token_refresh, handle, encoded)
+        return result
+
     def open_conversation(self, conversation_id: str, token: Optional[str] = None,
                           watermark: Optional[str] = None,
-                          stream_url: Optional[str] = None) -> "Conversation":
-        """Attaches to an existing conversation, e.g. one saved earlier. Sends nothing.
+                          stream_url: Optional[str] = None, *, reconnect: bool = False,
+                          token_expires_at: Optional[str] = None) -> "Conversation":
+        """Attaches to an existing conversation, e.g. one saved earlier.
+
+        Sends nothing, unless ``reconnect``.
 
         Args:
             conversation_id: the conversation's id.
@@ -255,18 +350,67 @@ class Client(_NativeObject):
                 (without it, the client's own secret or token is used).
             watermark: where to resume reading; None reads from the start.
             stream_url: the conversation's WebSocket stream URL, if known.
+            reconnect: 3.0 only: first send
+                ``GET /v3/directline/conversations/{id}?watermark=``, and keep
+                the token, expiry and stream URL the service answers.
+            token_expires_at: when ``token`` expires, as ISO-8601 UTC
+                (``"2026-11-21T02:30:00Z"``); the token is then refreshed
+                automatically at half its remaining life. Without it (and
+                without ``reconnect``) nothing refreshes the token.
 
         Returns:
             a Conversation (its ``start_result`` is None).
 
         Raises:
             ValueError: the client is closed.
-            InvalidArgumentError: a missing or unsafe id or token.
+            InvalidArgumentError: a missing or unsafe id or token, a malformed
+                ``token_expires_at``, or ``reconnect`` on 1.1; nothing was sent.
+            TokenExpiredError: with ``reconnect``, the token has expired.
+            DirectLineError: with ``reconnect``, a network or service failure.
         """
         state: dict[str, Any] = {"conversationId": conversation_id}
-        for key, value in (("token", token), ("watermark", watermark), ("streamUrl", stream_url)):
+        for key, value in (("token", token), ("watermark", watermark), ("streamUrl", stream_url),
+                           ("tokenExpiresAt", token_expires_at)):
             if value is not None:
                 state[key] = value
+        return self._open(state, reconnect)
+
+    def resume(self, state: Mapping[str, Any], *, reconnect: bool = False) -> "Conversation":
+        """Reopens a conversation saved with ``Conversation.state()``.
+
+        Reading goes on from the saved watermark, so no reply is lost or
+        repeated, and a token whose expiry was saved is refreshed
+        automatically. Sends nothing, unless ``reconnect``.
+
+        Args:
+            state: the dict ``Conversation.state()`` returned (possibly after
+                a JSON round trip): ``conversationId`` and optionally
+                ``token``, ``watermark``, ``streamUrl``, ``tokenExpiresAt``,
+                ``tokenLifetime``. A None ``token`` means the client's own
+                credential. Passed to the library as is.
+            reconnect: as in ``open_conversation`` (3.0 only).
+
+        Returns:
+            a Conversation (its ``start_result`` is None).
+
+        Raises:
+            ValueError: the client is closed.
+            InvalidArgumentError: ``state`` is not a dict, lacks
+                ``conversationId`` or has an unknown key; ``reconnect`` on
+                1.1. Nothing was sent.
+            TokenExpiredError: with ``reconnect``, the saved token has expired.
+            DirectLineError: with ``reconnect``, a network or service failure.
+        """
+        if not isinstance(state, Mapping):
+            raise InvalidArgumentError.local(f"state must be a dict, not {type(state).__name__}")
+        return self._open(dict(state), reconnect)
+
+    def _open(self, state: dict[str, Any], reconnect: bool) -> "Conversation":
+        """``dl_conversation_open`` with ``state`` (the C spelling)."""
+        if not isinstance(reconnect, bool):
+            raise InvalidArgumentError.local(f"reconnect must be a bool, not {type(reconnect).__name__}")
+        if reconnect:
+            state["reconnect"] = True
         body = _native.encode_json(state, "conversation state")
         with self._borrow() as handle:
             conversation, _ = _native.call_constructor(lib.dl_conversation_open, handle, body)
@@ -276,9 +420,12 @@ class Client(_NativeObject):
 class Conversation(_NativeObject):
     """One conversation with the bot: its id, its own token and the watermark read so far.
 
-    Made by ``Client.start_conversation`` or ``Client.open_conversation``,
-    never directly. Usable from many threads at once. Closing it frees the
-    local handle only; the conversation goes on at the service.
+    Made by ``Client.start_conversation``, ``Client.open_conversation`` or
+    ``Client.resume``, never directly. Usable from many threads at once.
+    While it is open, the library refreshes its token on a background thread
+    at half the token's remaining life (when the expiry is known), until
+    ``end()`` or ``close()``. Closing it frees the local handle only; the
+    conversation goes on at the service (``end()`` ends it).
 
     Attributes:
         client: the Client it came from (kept alive by this reference).
@@ -290,6 +437,8 @@ class Conversation(_NativeObject):
     _kind = "Conversation"
 
     def __init__(self, client: Client, handle: int, *, start_result: Optional[dict[str, Any]]) -> None:
+        # Set by close(), to wake ``replies()`` between its polls.
+        self._closing = threading.Event()
         super().__init__(handle, lib.dl_conversation_free)
         self.client = client
         self.start_result = start_result
@@ -305,18 +454,78 @@ class Conversation(_NativeObject):
         return (f"<directline.Conversation id={info.get('conversationId')!r} "
                 f"protocol={info.get('protocol')!r} watermark={info.get('watermark')!r}>")
 
+    def close(self) -> None:
+        """Releases the C handle. Idempotent; later use raises ValueError.
+
+        The conversation goes on at the service (see ``end``); its token is
+        no longer refreshed. Any other thread's call in flight finishes
+        normally, and the handle is released when the last returns; a
+        ``wait`` or ``replies`` does not hold it back, and ends with
+        CancelledError once the handle is released (at once when no other
+        call is in flight).
+        """
+        super().close()
+        self._closing.set()
+
     def info(self) -> dict[str, Any]:
         """Describes the conversation locally; sends nothing.
 
         Returns:
-            ``{"conversationId", "protocol", "watermark", "streamUrl",
-            "tokenExpiresAt"}`` (never the token).
+            ``{"conversationId", "protocol", "watermark", "streamUrl"``
+            (without its token), ``"tokenExpiresAt"`` (ISO-8601 UTC such as
+            ``"2026-11-21T02:30:00Z"``, or None when unknown),
+            ``"autoRefresh"`` (True while the library will refresh the
+            token on its own), ``"tokenRefreshError"`` (why the last
+            automatic refresh failed, or None), ``"ended"`` (``end()`` was
+            called)``}``. Never the token: see ``state()``.
 
         Raises:
             ValueError: the conversation is closed.
         """
         with self._borrow() as handle:
             result: dict[str, Any] = _native.call(lib.dl_conversation_info, handle)
+        return result
+
+    def state(self) -> dict[str, Any]:
+        """What ``Client.resume`` needs to reopen this conversation later; sends nothing.
+
+        The dict is JSON-serializable, so it can be stored anywhere; it
+        contains the conversation's token, a secret: store it as one.
+
+        Returns:
+            ``{"conversationId", "token", "watermark", "streamUrl",
+            "tokenExpiresAt", "tokenLifetime"}`` (``tokenLifetime``: the
+            seconds the service gave the token, or None). ``token`` is None
+            when the conversation uses the client's secret (which is never
+            handed out), and the ``streamUrl`` carries the token too.
+
+        Raises:
+            ValueError: the conversation is closed.
+        """
+        with self._borrow() as handle:
+            result: dict[str, Any] = _native.call(lib.dl_conversation_state, handle)
+        return result
+
+    def refresh(self) -> dict[str, Any]:
+        """Renews the conversation's token now, and keeps the new one.
+
+        Not needed in normal use: the token is refreshed automatically at
+        half its remaining life. Sends ``POST /v3/directline/tokens/refresh``
+        (3.0) or ``GET /api/tokens/{id}/renew`` (1.1; POST if the service
+        answers 405). The old token stays valid until its own expiry.
+
+        Returns:
+            the same as ``info()``, with the new ``tokenExpiresAt``.
+
+        Raises:
+            ValueError: the conversation is closed.
+            InvalidArgumentError: the conversation uses the client's secret,
+                which never expires; nothing was sent.
+            TokenExpiredError: too late: start a new conversation.
+            DirectLineError: a network or service failure.
+        """
+        with self._borrow() as handle:
+            result: dict[str, Any] = _native.call(lib.dl_conversation_refresh, handle)
         return result
 
     @property
@@ -327,7 +536,7 @@ class Conversation(_NativeObject):
 
     @property
     def watermark(self) -> Optional[str]:
-        """The watermark of the last ``get_activities`` (None before the first)."""
+        """The watermark of the last ``get_activities`` or ``wait`` (None before the first)."""
         watermark: Optional[str] = self.info().get("watermark")
         return watermark
 
@@ -385,6 +594,177 @@ class Conversation(_NativeObject):
         """
         with self._borrow() as handle:
             result: dict[str, Any] = _native.call(lib.dl_get_activities, handle)
+        return result
+
+    def wait(self, timeout: float = 10.0, *, interval: float = 1.0, after_send: float = 0.3,
+             user_id: Optional[str] = None, include_own: bool = False) -> list[dict[str, Any]]:
+        """Waits for the bot's replies: polls until something arrives from others, or ``timeout``.
+
+        Polls what arrived after the watermark (first ``after_send`` seconds
+        after this conversation's last send, then every ``interval``) and
+        returns as soon as an activity (3.0) or message (1.1) arrives that
+        is not from the caller's users: ``user_id``, or by default every user
+        this Conversation has sent or uploaded as. The watermark advances, so
+        the next wait returns only newer replies; each activity is returned
+        at most once even if the service delivers it twice.
+
+        Blocks the calling thread (without the GIL) for up to ``timeout``;
+        Ctrl-C takes effect when it returns. ``replies()`` polls in short
+        slices instead. Closing the conversation from another thread ends
+        the wait with CancelledError (see ``close``).
+
+        Args:
+            timeout: seconds to wait at most.
+            interval: seconds between polls (at least 0.05).
+            after_send: seconds from the last send to the first poll.
+            user_id: the one user whose activities do not count as replies.
+            include_own: also return the caller's users' own activities.
+
+        Returns:
+            the new activities (3.0) or messages (1.1) from others (and with
+            ``include_own`` the caller's own too), in order; an empty list
+            when ``timeout`` passed with nothing new. A timeout never raises.
+
+        Raises:
+            ValueError: the conversation is closed.
+            InvalidArgumentError: a negative or out-of-range time, or a bad
+                ``user_id``; nothing was sent.
+            CancelledError: the conversation was closed during the wait.
+            DirectLineError: a network or service failure.
+        """
+        options = self._wait_options(interval, user_id, include_own)
+        options["timeoutMs"] = _milliseconds(timeout, "timeout")
+        options["afterSendMs"] = _milliseconds(after_send, "after_send")
+        result = self._wait_once(_native.encode_json(options, "wait options"), cancel_if_closed=False)
+        return _activities(result)
+
+    def replies(self, timeout: Optional[float] = 10.0, *, interval: float = 1.0,
+                user_id: Optional[str] = None,
+                include_own: bool = False) -> Iterator[dict[str, Any]]:
+        """Yields new activities from others as they arrive, until ``timeout`` seconds bring nothing new.
+
+        A generator over ``wait``: polls every ``interval`` seconds, yields
+        each new activity (3.0) or message (1.1) that is not from the
+        caller's users (``user_id``, or every user this Conversation sent
+        as), and ends once ``timeout`` seconds pass without one. The
+        conversation may be used, e.g. to send, between the items::
+
+            conversation.send_text("user1", "hello")
+            for reply in conversation.replies(timeout=5):
+                print(reply.get("text"))
+
+        The library is called in slices of at most about a second, so Ctrl-C
+        (KeyboardInterrupt) is honoured promptly.
+
+        Args:
+            timeout: seconds without anything new after which the generator
+                ends; None never ends it (stop iterating, or close the
+                conversation).
+            interval: seconds between polls (at least 0.05).
+            user_id: the one user whose activities do not count as replies.
+            include_own: also yield the caller's users' own activities.
+
+        Returns:
+            an iterator of activity (3.0) or message (1.1) dicts.
+
+        Raises:
+            InvalidArgumentError: a negative time (at once) or an
+                out-of-range one or a bad ``user_id`` (at the first item);
+                nothing was sent.
+            ValueError: the conversation is closed (at the first item).
+            CancelledError: the conversation was closed from another thread
+                while the generator ran.
+            DirectLineError: a network or service failure.
+        """
+        idle_ms = None if timeout is None else _milliseconds(timeout, "timeout")
+        options = self._wait_options(interval, user_id, include_own)
+        return self._replies(idle_ms, options)
+
+    def _replies(self, idle_ms: Optional[int], options: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        interval_ms: int = options["intervalMs"]
+        # Each call covers whole poll intervals, and at most _SLICE_MS, so
+        # that Ctrl-C is handled between calls; 0 (one poll) when an interval
+        # is longer. C polls at the start and at the end of a call; the wait
+        # between calls keeps the polls ``interval`` apart.
+        slice_ms = (_SLICE_MS // interval_ms) * interval_ms if interval_ms > 0 else 0
+        deadline = None if idle_ms is None else time.monotonic() + idle_ms / 1000
+        first = True
+        while True:
+            if deadline is None:
+                options["timeoutMs"] = slice_ms
+            else:
+                options["timeoutMs"] = max(0, min(slice_ms, round((deadline - time.monotonic()) * 1000)))
+            result = self._wait_once(_native.encode_json(options, "wait options"), cancel_if_closed=not first)
+            first = False
+            polled = time.monotonic()
+            found = _activities(result)
+            yield from found
+            now = time.monotonic()
+            if found and idle_ms is not None:
+                deadline = now + idle_ms / 1000
+            if deadline is not None and now >= deadline:
+                return
+            pause = polled + interval_ms / 1000 - now
+            if deadline is not None:
+                pause = min(pause, deadline - now)
+            if pause > 0 and self._closing.wait(pause):
+                raise _closed_during_wait()
+
+    @staticmethod
+    def _wait_options(interval: float, user_id: Optional[str], include_own: bool) -> dict[str, Any]:
+        """The ``options_json`` of ``dl_conversation_wait`` common to ``wait`` and ``replies``."""
+        if not isinstance(include_own, bool):
+            raise InvalidArgumentError.local(f"include_own must be a bool, not {type(include_own).__name__}")
+        options: dict[str, Any] = {"intervalMs": _milliseconds(interval, "interval"), "includeOwn": include_own}
+        if user_id is not None:
+            _native.encode_string(user_id, "user_id")  # a str without NUL; the library checks the rest
+            options["userId"] = user_id
+        return options
+
+    def _wait_once(self, options: bytes, *, cancel_if_closed: bool) -> dict[str, Any]:
+        """One ``dl_conversation_wait``, which closing the conversation interrupts.
+
+        With ``cancel_if_closed``, a conversation already closed raises
+        CancelledError rather than ValueError (it was closed during a
+        ``replies`` loop).
+        """
+        if cancel_if_closed and self.closed:
+            raise _closed_during_wait()
+        try:
+            with self._borrow(interruptible=True) as handle:
+                result: dict[str, Any] = _native.call(lib.dl_conversation_wait, handle, options)
+        except InvalidHandleError:
+            # Freed by close() before the call reached the library.
+            if not self.closed:
+                raise
+            raise _closed_during_wait() from None
+        except ValueError as error:
+            if cancel_if_closed and self.closed and not isinstance(error, DirectLineError):
+                raise _closed_during_wait() from None
+            raise
+        return result
+
+    def end(self, user_id: str) -> dict[str, Any]:
+        """Ends the conversation for ``user_id``, and stops refreshing its token.
+
+        3.0 sends the activity ``{"type": "endOfConversation", "from":
+        {"id": user_id}}``; 1.1 has no such message and sends nothing. The
+        conversation then lapses when its token expires. Close the
+        Conversation afterwards as usual.
+
+        Returns:
+            3.0: ``{"id": ..., "clientActivityID": ...}`` as ``send_activity``;
+            1.1: ``{}``.
+
+        Raises:
+            ValueError: the conversation is closed.
+            InvalidArgumentError: a bad user id; nothing was sent.
+            DirectLineError: a network or service failure (with ``delivery``,
+                as for ``send_activity``).
+        """
+        user = _native.encode_string(user_id, "user_id")
+        with self._borrow() as handle:
+            result: dict[str, Any] = _native.call(lib.dl_conversation_end, handle, user)
         return result
 
     def upload_file(self, user_id: str, path: Union[StrPath, bytes], *, content_type: Optional[str] = None,
@@ -528,6 +908,31 @@ class Conversation(_NativeObject):
         if status != Status.OK:
             raise error_from_status(status, None, f"setting the progress callback failed "
                                                   f"({_native.status_name(status)})")
+
+
+_SLICE_MS = 1000
+"""The longest ``dl_conversation_wait`` call ``replies()`` makes, in ms."""
+
+
+def _milliseconds(seconds: float, what: str) -> int:
+    """A duration in seconds as whole milliseconds for the C side."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise InvalidArgumentError.local(f"{what} must be a number of seconds, not {type(seconds).__name__}")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InvalidArgumentError.local(f"{what} must be a finite, non-negative number of seconds")
+    return round(seconds * 1000)
+
+
+def _activities(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The activities (3.0) or messages (1.1) of a wait result."""
+    found: list[dict[str, Any]] = result["activities"] if "activities" in result else result["messages"]
+    return found
+
+
+def _closed_during_wait() -> CancelledError:
+    message = "the conversation was closed during the wait"
+    return CancelledError(message, {"status": Status.ERR_CANCELLED, "name": Status.ERR_CANCELLED.c_name,
+                                    "message": message})
 
 
 def _file_manifest(files: Sequence[FileItem]) -> list[dict[str, Any]]:
