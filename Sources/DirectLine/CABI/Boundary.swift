@@ -21,17 +21,23 @@ enum Boundary {
                                       "libdirectline was called from inside one of its own callbacks")
             }
             let result = try body()
-            out?.pointee = copyToC(result.serialized)
+            if let out { out.pointee = copyToC(result.serializedBytes) }
             return dl_status.DL_OK.rawValue
         } catch {
-            out?.pointee = copyToC(error.json.serialized)
+            if let out { out.pointee = copyToC(error.json.serializedBytes) }
             return error.status.rawValue
         }
     }
 
-    /// A malloc'd copy that the caller releases with `dl_string_free`.
-    static func copyToC(_ string: String) -> UnsafeMutablePointer<CChar>? {
-        string.withCString { strdup($0) }
+    /// A malloc'd, NUL-terminated copy that the caller releases with
+    /// `dl_string_free`. Serialized JSON never holds a raw NUL.
+    static func copyToC(_ bytes: [UInt8]) -> UnsafeMutablePointer<CChar>? {
+        guard let copy = malloc(bytes.count + 1)?.assumingMemoryBound(to: CChar.self) else { return nil }
+        bytes.withUnsafeBytes { source in
+            if let base = source.baseAddress { memcpy(copy, base, bytes.count) }
+        }
+        copy[bytes.count] = 0
+        return copy
     }
 
     /// A required or optional NUL-terminated UTF-8 argument.

@@ -1,55 +1,89 @@
 extension JSONValue {
     /// Compact serialization; strings are escaped so the output is valid
     /// JSON and contains no raw control characters.
-    var serialized: String {
-        var output = ""
+    var serialized: String { String(decoding: serializedBytes, as: UTF8.self) }
+
+    /// The same as UTF-8 bytes: what request bodies and C results need.
+    var serializedBytes: [UInt8] {
+        var output: [UInt8] = []
+        output.reserveCapacity(256)
         write(to: &output)
         return output
     }
 
-    func write(to output: inout String) {
+    func write(to output: inout [UInt8]) {
         switch self {
-        case .null: output += "null"
-        case .bool(let value): output += value ? "true" : "false"
-        case .number(let text): output += text
+        case .null: output.append(contentsOf: "null".utf8)
+        case .bool(let value): output.append(contentsOf: (value ? "true" : "false").utf8)
+        case .number(let text): output.append(contentsOf: text.utf8)
         case .string(let string): Self.writeString(string, to: &output)
         case .array(let array):
-            output += "["
+            output.append(UInt8(ascii: "["))
             for (index, element) in array.enumerated() {
-                if index > 0 { output += "," }
+                if index > 0 { output.append(UInt8(ascii: ",")) }
                 element.write(to: &output)
             }
-            output += "]"
+            output.append(UInt8(ascii: "]"))
         case .object(let object):
-            output += "{"
+            output.append(UInt8(ascii: "{"))
             for (index, member) in object.members.enumerated() {
-                if index > 0 { output += "," }
+                if index > 0 { output.append(UInt8(ascii: ",")) }
                 Self.writeString(member.key, to: &output)
-                output += ":"
+                output.append(UInt8(ascii: ":"))
                 member.value.write(to: &output)
             }
-            output += "}"
+            output.append(UInt8(ascii: "}"))
         }
     }
 
-    private static let hexDigits = Array("0123456789abcdef".unicodeScalars)
+    private static let hexDigits = Array("0123456789abcdef".utf8)
 
-    static func writeString(_ string: String, to output: inout String) {
-        output.unicodeScalars.append("\"")
-        for scalar in string.unicodeScalars {
-            switch scalar {
-            case "\"": output += "\\\""
-            case "\\": output += "\\\\"
-            case "\n": output += "\\n"
-            case "\r": output += "\\r"
-            case "\t": output += "\\t"
-            case "\u{00}"..."\u{1F}", "\u{7F}", "\u{2028}", "\u{2029}":
-                let value = Int(scalar.value)
-                output += "\\u"
-                for shift in [12, 8, 4, 0] { output.unicodeScalars.append(hexDigits[(value >> shift) & 0xF]) }
-            default: output.unicodeScalars.append(scalar)
+    /// Writes a quoted string, copying runs that need no escaping in one go.
+    /// Escaped: `"`, `\`, C0 controls, DEL, and U+2028/U+2029 (which some
+    /// JavaScript parsers take for line ends).
+    static func writeString(_ string: String, to output: inout [UInt8]) {
+        var string = string
+        output.append(UInt8(ascii: "\""))
+        string.withUTF8 { bytes in
+            var runStart = 0
+            var index = 0
+            func flush(upTo end: Int) {
+                if end > runStart { output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<end])) }
             }
+            while index < bytes.count {
+                let byte = bytes[index]
+                var escape: [UInt8]?
+                var width = 1
+                switch byte {
+                case UInt8(ascii: "\""): escape = Array("\\\"".utf8)
+                case UInt8(ascii: "\\"): escape = Array("\\\\".utf8)
+                case UInt8(ascii: "\n"): escape = Array("\\n".utf8)
+                case UInt8(ascii: "\r"): escape = Array("\\r".utf8)
+                case UInt8(ascii: "\t"): escape = Array("\\t".utf8)
+                case 0x00...0x1F, 0x7F: escape = unicodeEscape(UInt32(byte))
+                case 0xE2 where index + 2 < bytes.count && bytes[index + 1] == 0x80
+                    && (bytes[index + 2] == 0xA8 || bytes[index + 2] == 0xA9):
+                    escape = unicodeEscape(bytes[index + 2] == 0xA8 ? 0x2028 : 0x2029)
+                    width = 3
+                default: break
+                }
+                if let escape {
+                    flush(upTo: index)
+                    output.append(contentsOf: escape)
+                    index += width
+                    runStart = index
+                } else {
+                    index += 1
+                }
+            }
+            flush(upTo: bytes.count)
         }
-        output.unicodeScalars.append("\"")
+        output.append(UInt8(ascii: "\""))
+    }
+
+    private static func unicodeEscape(_ value: UInt32) -> [UInt8] {
+        var escape = Array("\\u".utf8)
+        for shift in [12, 8, 4, 0] { escape.append(hexDigits[Int((value >> UInt32(shift)) & 0xF)]) }
+        return escape
     }
 }

@@ -316,15 +316,21 @@ private let headerCallback: dl_curl_data_fn = { buffer, size, count, userdata in
     let sink = Unmanaged<ResponseSink>.fromOpaque(userdata).takeUnretainedValue()
     let (total, overflow) = size.multipliedReportingOverflow(by: count)
     guard !overflow else { return 0 }
-    let line = String(decoding: UnsafeRawBufferPointer(start: buffer, count: total), as: UTF8.self)
-    if line.hasPrefix("HTTP/") {
+    // Works on the bytes: this runs for every header line of every response.
+    let line = UnsafeRawBufferPointer(start: buffer, count: total)
+    if total >= 5 && memcmp(buffer, "HTTP/", 5) == 0 {
         // A new response begins (after a 1xx, or a proxy's CONNECT answer).
         sink.headers.removeAll()
-    } else if let colon = line.firstIndex(of: ":") {
-        let name = String(line[..<colon])
-        let value = String(line[line.index(after: colon)...]).trimmingASCIIWhitespace
+    } else if let found = memchr(buffer, Int32(UInt8(ascii: ":")), total) {
         guard sink.headers.count < 200 else { return total }
-        sink.headers.append((name, value))
+        let colon = UnsafeRawPointer(found) - UnsafeRawPointer(buffer)
+        func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 || byte == 0x0D || byte == 0x0A }
+        var start = colon + 1
+        var end = total
+        while start < end && isSpace(line[start]) { start += 1 }
+        while end > start && isSpace(line[end - 1]) { end -= 1 }
+        sink.headers.append((String(decoding: UnsafeRawBufferPointer(rebasing: line[..<colon]), as: UTF8.self),
+                             String(decoding: UnsafeRawBufferPointer(rebasing: line[start..<end]), as: UTF8.self)))
     }
     return total
 }
