@@ -20,8 +20,11 @@ let package = Package(
             exclude: ["exports.map"],
             linkerSettings: [
                 // Export only the dl_* C ABI; the Swift runtime and our own
-                // Swift symbols stay local to the shared object.
-                .unsafeFlags(["-Xlinker", "--version-script=Sources/DirectLine/exports.map"]),
+                // Swift symbols stay local to the shared object. The SONAME
+                // carries the major version (`make` links that name to the
+                // built file; `make install` lays out the usual links).
+                .unsafeFlags(["-Xlinker", "--version-script=Sources/DirectLine/exports.map",
+                              "-Xlinker", "-soname=libdirectline.so.0"]),
             ]
         ),
         .testTarget(name: "DirectLineTests", dependencies: ["DirectLine"]),

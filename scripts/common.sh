@@ -14,6 +14,7 @@ ensure_dependencies() {
     command -v gcc >/dev/null || packages+=(gcc)
     command -v g++ >/dev/null || packages+=(g++)
     command -v nm >/dev/null || packages+=(binutils)
+    command -v make >/dev/null || packages+=(make)
     if [ "${#packages[@]}" -gt 0 ]; then
         log "installing ${packages[*]}"
         local sudo=""
@@ -31,7 +32,7 @@ ensure_dependencies() {
 # processes on machines without Swift.
 build_library() {
     log "building libdirectline.so (release, static Swift runtime)"
-    (cd "$ROOT" && swift build -c release -Xswiftc -static-stdlib)
+    make -C "$ROOT" --no-print-directory library
 }
 
 # Starts the emulator on a free port; sets EMULATOR_URL and EMULATOR_PID.

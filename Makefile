@@ -1,0 +1,59 @@
+# libdirectline: build, install and test.
+#
+#   make                              build .build/release/libdirectline.so (+ SONAME link)
+#   make install PREFIX=/usr/local    install the library, header and pkg-config file
+#   make uninstall PREFIX=/usr/local
+#   make test / make demo             the two README commands
+#
+# DESTDIR is honoured for staged installs (packaging).
+
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DESTDIR    ?=
+
+# The version lives in one place, Sources/DirectLine/Protocol/LibraryVersion.swift.
+version_part = $(shell sed -n 's/^ *static let $(1) = \([0-9][0-9]*\)$$/\1/p' Sources/DirectLine/Protocol/LibraryVersion.swift)
+MAJOR   := $(call version_part,major)
+MINOR   := $(call version_part,minor)
+PATCH   := $(call version_part,patch)
+VERSION := $(MAJOR).$(MINOR).$(PATCH)
+
+BUILT  := .build/release/libdirectline.so
+SONAME := libdirectline.so.$(MAJOR)
+REAL   := libdirectline.so.$(VERSION)
+
+.PHONY: all library install uninstall test demo clean
+
+all: library
+
+# SwiftPM names the file libdirectline.so; its SONAME is libdirectline.so.MAJOR,
+# so programs linked against it look for that name: link it next to the file.
+library:
+	swift build -c release -Xswiftc -static-stdlib
+	ln -sf libdirectline.so .build/release/$(SONAME)
+
+install: library
+	install -d "$(DESTDIR)$(LIBDIR)" "$(DESTDIR)$(INCLUDEDIR)" "$(DESTDIR)$(PKGCONFIGDIR)"
+	install -m 755 $(BUILT) "$(DESTDIR)$(LIBDIR)/$(REAL)"
+	ln -sf $(REAL) "$(DESTDIR)$(LIBDIR)/$(SONAME)"
+	ln -sf $(SONAME) "$(DESTDIR)$(LIBDIR)/libdirectline.so"
+	install -m 644 include/directline.h "$(DESTDIR)$(INCLUDEDIR)/directline.h"
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    packaging/directline.pc.in > "$(DESTDIR)$(PKGCONFIGDIR)/directline.pc"
+	chmod 644 "$(DESTDIR)$(PKGCONFIGDIR)/directline.pc"
+
+uninstall:
+	rm -f "$(DESTDIR)$(LIBDIR)/$(REAL)" "$(DESTDIR)$(LIBDIR)/$(SONAME)" "$(DESTDIR)$(LIBDIR)/libdirectline.so" \
+	      "$(DESTDIR)$(INCLUDEDIR)/directline.h" "$(DESTDIR)$(PKGCONFIGDIR)/directline.pc"
+
+test:
+	scripts/test.sh
+
+demo:
+	scripts/demo.sh
+
+clean:
+	rm -rf .build bindings/python/build bindings/python/directline.egg-info

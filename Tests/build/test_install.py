@@ -1,0 +1,158 @@
+"""Shipping: `make install` into a prefix, pkg-config, the SONAME, the ABI
+symbol list, and `pip install ./bindings/python` into a fresh venv."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LIBRARY = ROOT / ".build" / "release" / "libdirectline.so"
+SYMBOLS = ROOT / "abi" / "symbols.txt"
+C_EXAMPLES = sorted((ROOT / "examples" / "c").glob("*.c"))
+
+sys.path.insert(0, str(ROOT))
+from emulator.server import start_in_thread  # noqa: E402
+
+
+def run(command, **options):
+    options.setdefault("capture_output", True)
+    options.setdefault("text", True)
+    options.setdefault("timeout", 600)
+    return subprocess.run(command, **options)
+
+
+def library_version():
+    text = (ROOT / "Sources" / "DirectLine" / "Protocol" / "LibraryVersion.swift").read_text()
+    parts = [re.search(rf"static let {name} = (\d+)", text).group(1) for name in ("major", "minor", "patch")]
+    return ".".join(parts)
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    handle = start_in_thread(secret="emulator-secret")
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="module")
+def prefix(tmp_path_factory):
+    """`make install PREFIX=...` into a fresh directory."""
+    target = tmp_path_factory.mktemp("prefix")
+    result = run(["make", "-C", str(ROOT), "install", f"PREFIX={target}"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    return target
+
+
+def test_install_lays_out_the_versioned_library_its_links_header_and_pc(prefix):
+    version = library_version()
+    major = version.split(".")[0]
+    lib = prefix / "lib"
+    real = lib / f"libdirectline.so.{version}"
+    assert real.is_file() and not real.is_symlink()
+    assert os.readlink(lib / f"libdirectline.so.{major}") == real.name
+    assert os.readlink(lib / "libdirectline.so") == f"libdirectline.so.{major}"
+    assert (prefix / "include" / "directline.h").read_bytes() == (ROOT / "include" / "directline.h").read_bytes()
+    pc = (lib / "pkgconfig" / "directline.pc").read_text()
+    assert f"Version: {version}" in pc
+    assert "@" not in pc, "a placeholder was left in directline.pc"
+
+
+def test_the_soname_carries_the_major_version():
+    result = run(["readelf", "-d", str(LIBRARY)])
+    assert result.returncode == 0, result.stderr
+    soname = re.search(r"\(SONAME\)\s+Library soname: \[(.+?)\]", result.stdout)
+    assert soname, "libdirectline.so has no SONAME"
+    assert soname.group(1) == f"libdirectline.so.{library_version().split('.')[0]}"
+
+
+def pkg_config(prefix, *arguments):
+    env = dict(os.environ, PKG_CONFIG_PATH=str(prefix / "lib" / "pkgconfig"))
+    result = run(["pkg-config", *arguments, "directline"], env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+@pytest.mark.parametrize("example", C_EXAMPLES, ids=lambda path: path.name)
+def test_c_examples_build_with_nothing_but_pkg_config_and_run(prefix, emulator, tmp_path, example):
+    binary = tmp_path / example.stem
+    flags = pkg_config(prefix, "--cflags", "--libs")
+    result = run(["cc", str(example), *flags, "-o", str(binary)])
+    assert result.returncode == 0, result.stderr
+    # The program finds the library by its SONAME in the prefix, not in the build tree.
+    needed = run(["readelf", "-d", str(binary)]).stdout
+    assert f"[libdirectline.so.{library_version().split('.')[0]}]" in needed
+    env = dict(os.environ, LD_LIBRARY_PATH=str(prefix / "lib"), DIRECTLINE_ENDPOINT=emulator.url,
+               DIRECTLINE_SECRET="emulator-secret")
+    ran = run([str(binary)], env=env, timeout=120)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    loaded = run(["ldd", str(binary)], env=env).stdout
+    assert str(prefix / "lib") in loaded
+
+
+def exported_symbols():
+    result = run(["nm", "-D", "--defined-only", str(LIBRARY)])
+    assert result.returncode == 0, result.stderr
+    return {line.split()[-1] for line in result.stdout.splitlines()
+            if len(line.split()) == 3 and line.split()[1] == "T"}
+
+
+def recorded_symbols():
+    names = []
+    for line in SYMBOLS.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            names.append(line.split()[0])
+    return names
+
+
+def test_no_recorded_symbol_has_disappeared():
+    missing = [name for name in recorded_symbols() if name not in exported_symbols()]
+    assert missing == [], f"removing exported functions breaks the ABI: {missing}"
+
+
+def test_every_exported_symbol_is_recorded_with_its_version():
+    unrecorded = sorted(exported_symbols() - set(recorded_symbols()))
+    assert unrecorded == [], f"append these to abi/symbols.txt with the version that adds them: {unrecorded}"
+    for line in SYMBOLS.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            assert re.fullmatch(r"dl_\w+\s+\d+\.\d+\.\d+", line), f"malformed line in abi/symbols.txt: {line!r}"
+    assert len(recorded_symbols()) == len(set(recorded_symbols())), "a symbol is listed twice"
+
+
+@pytest.fixture(scope="module")
+def installed_venv(tmp_path_factory):
+    """`pip install ./bindings/python` from a copy of the checkout, into a fresh venv."""
+    root = tmp_path_factory.mktemp("checkout")
+    shutil.copytree(ROOT / "bindings" / "python", root / "bindings" / "python",
+                    ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info", "*.so"))
+    (root / ".build" / "release").mkdir(parents=True)
+    shutil.copyfile(LIBRARY, root / ".build" / "release" / "libdirectline.so")
+    environment = tmp_path_factory.mktemp("venv")
+    venv.create(environment, with_pip=True)
+    python = environment / "bin" / "python"
+    env = {key: value for key, value in os.environ.items() if key not in ("DIRECTLINE_LIBRARY", "PYTHONPATH")}
+    result = run([str(python), "-m", "pip", "install", "-q", "./bindings/python"], cwd=root, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return python, env
+
+
+def test_pip_install_puts_the_library_inside_the_package_and_talks_to_the_emulator(installed_venv, emulator, tmp_path):
+    python, env = installed_venv
+    script = tmp_path / "talk.py"
+    script.write_text(
+        "import pathlib, sys, directline\n"
+        "package = pathlib.Path(directline.__file__).parent\n"
+        "assert (package / 'libdirectline.so').is_file()\n"
+        "assert pathlib.Path(directline._native.lib._name).parent == package, directline._native.lib._name\n"
+        "with directline.Client(sys.argv[1], secret='emulator-secret') as client:\n"
+        "    with client.start_conversation() as conversation:\n"
+        "        conversation.send_text('user1', 'hello')\n"
+        "        replies = conversation.wait(timeout=10)\n"
+        "        print(replies[0]['text'])\n")
+    result = run([str(python), str(script), emulator.url], cwd=tmp_path, env=env, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "echo: hello"
