@@ -1,0 +1,25 @@
+"""The benchmark harness still runs: `bench/run.sh --quick` exercises every
+benchmark with tiny counts. It checks that each one ran and measured
+something, never how fast (timings belong in bench/, not in tests)."""
+import json
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_quick_benchmark_runs_every_benchmark(tmp_path):
+    out = tmp_path / "quick.json"
+    env = dict(os.environ, DIRECTLINE_LIBRARY=str(ROOT / ".build" / "release" / "libdirectline.so"))
+    result = subprocess.run([str(ROOT / "bench" / "run.sh"), "--quick", "--no-build", "--out", str(out)],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert report["quick"] is True
+    assert set(report["targets"]) == {"c_seq", "python", "threads_2", "cold", "size", "rss"}
+    for name, target in report["targets"].items():
+        assert target["result"] in ("PASS", "MISS"), name
+        assert target["value"] > 0 or name == "rss", name
+    assert "| benchmark |" in result.stdout
+    assert "emulator-secret" not in result.stdout + result.stderr
