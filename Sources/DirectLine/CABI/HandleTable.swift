@@ -1,4 +1,6 @@
-import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Maps the opaque handles given to C to live objects.
 ///
@@ -6,7 +8,7 @@ import Synchronization
 /// a per-process key. Freeing a handle bumps the slot's generation, so a
 /// stale copy, a double free, a forged value or a handle of the other kind
 /// is recognised and refused; no handle is ever dereferenced as a pointer.
-final class HandleTable: Sendable {
+final class HandleTable: @unchecked Sendable {
     private struct Slot {
         var generation: UInt32 = 1
         var object: (any AnyObject & Sendable)?
@@ -17,7 +19,10 @@ final class HandleTable: Sendable {
         var freeList: [Int] = []
     }
 
-    private let storage = Mutex(Storage())
+    /// Every call looks a handle up; only constructors and destructors change
+    /// the table. A reader-writer lock lets concurrent calls look up without
+    /// queueing behind each other.
+    private let storage = ReadWriteLocked(Storage())
     private let key: UInt64
 
     init() {
@@ -39,7 +44,7 @@ final class HandleTable: Sendable {
 
     /// Registers an object; nil only if the table is full (2^31 live handles).
     func insert(_ object: any AnyObject & Sendable) -> OpaquePointer? {
-        storage.withLock { storage -> OpaquePointer? in
+        storage.write { storage -> OpaquePointer? in
             let index: Int
             if let reused = storage.freeList.popLast() {
                 index = reused
@@ -56,7 +61,7 @@ final class HandleTable: Sendable {
 
     /// The live object behind a handle, if it is of the expected type.
     func lookup<T: AnyObject & Sendable>(_ handle: OpaquePointer?, as type: T.Type) throws(DirectLineError) -> T {
-        let object = storage.withLock { storage -> (any AnyObject & Sendable)? in
+        let object = storage.read { storage -> (any AnyObject & Sendable)? in
             guard let handle, let (index, generation) = decode(handle), index < storage.slots.count,
                   storage.slots[index].generation == generation else { return nil }
             return storage.slots[index].object
@@ -69,7 +74,7 @@ final class HandleTable: Sendable {
     /// calls already running on it finish.
     @discardableResult
     func remove<T: AnyObject & Sendable>(_ handle: OpaquePointer?, as type: T.Type) throws(DirectLineError) -> T {
-        let object = storage.withLock { storage -> T? in
+        let object = storage.write { storage -> T? in
             guard let handle, let (index, generation) = decode(handle), index < storage.slots.count,
                   storage.slots[index].generation == generation,
                   let typed = storage.slots[index].object as? T else { return nil }
@@ -95,3 +100,34 @@ final class HandleTable: Sendable {
 
 /// Every handle this library has issued, clients and conversations alike.
 let handles = HandleTable()
+
+/// A value guarded by a pthread reader-writer lock: many readers at once,
+/// or one writer.
+final class ReadWriteLocked<Value>: @unchecked Sendable {
+    private let lock: UnsafeMutablePointer<pthread_rwlock_t>
+    private var value: Value
+
+    init(_ value: Value) {
+        self.value = value
+        lock = .allocate(capacity: 1)
+        lock.initialize(to: pthread_rwlock_t())
+        pthread_rwlock_init(lock, nil)
+    }
+
+    deinit {
+        pthread_rwlock_destroy(lock)
+        lock.deallocate()
+    }
+
+    func read<T>(_ body: (Value) -> T) -> T {
+        pthread_rwlock_rdlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
+        return body(value)
+    }
+
+    func write<T>(_ body: (inout Value) -> T) -> T {
+        pthread_rwlock_wrlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
+        return body(&value)
+    }
+}

@@ -16,8 +16,6 @@ struct ConversationState: Sendable {
     var refreshError: String?
     /// The user ids this handle sent as, most recent last (for `wait`).
     var senders: [String] = []
-    /// When the last send or upload on this handle finished (monotonic ms).
-    var lastSendMs: Int?
     /// Ids of the activities `wait` has returned, to drop repeats.
     var seen = RecentIDs()
 
@@ -43,13 +41,13 @@ struct ConversationState: Sendable {
 /// A progress callback and how many transfers are using it.
 final class ProgressBinding: Sendable {
     let reporter: ProgressReporter?
-    private let users = Mutex(0)
+    private let users = Atomic(0)
 
     init(_ reporter: ProgressReporter?) { self.reporter = reporter }
 
-    func pin() { users.withLock { $0 += 1 } }
-    func unpin() { users.withLock { $0 -= 1 } }
-    var inUse: Bool { users.withLock { $0 > 0 } }
+    func pin() { users.wrappingAdd(1, ordering: .acquiring) }
+    func unpin() { users.wrappingSubtract(1, ordering: .releasing) }
+    var inUse: Bool { users.load(ordering: .acquiring) > 0 }
 }
 
 /// One conversation: its id, its token and the watermark of what was read.
@@ -99,9 +97,11 @@ final class Conversation: Sendable {
     }
 
     /// The current progress binding, pinned under the conversation's lock so
-    /// that a replacement waits for the caller's `unpin()` before returning.
-    func pinProgress() -> ProgressBinding {
+    /// that a replacement waits for the caller's `unpin()` before returning;
+    /// nil when there is no callback (nothing to protect, nothing to pin).
+    func pinProgress() -> ProgressBinding? {
         progress.withLock { binding in
+            guard binding.reporter != nil else { return nil }
             binding.pin()
             return binding
         }
@@ -110,9 +110,9 @@ final class Conversation: Sendable {
     /// Sends a POST on this conversation with the progress callback attached.
     private func post(_ request: HTTPRequest) throws(DirectLineError) -> HTTPResponse {
         let binding = pinProgress()
-        defer { binding.unpin() }
+        defer { binding?.unpin() }
         var request = request
-        request.progress = binding.reporter
+        request.progress = binding?.reporter
         return try client.execute(request, operation: .send)
     }
 
@@ -145,19 +145,23 @@ final class Conversation: Sendable {
         state.withLock { ($0.id, $0.token.value, $0.watermark) }
     }
 
-    /// Before a send or upload leaves: who sends it and its correlation id,
-    /// so that a `wait` on another thread already knows it as the caller's.
-    private func noteSending(by userId: String?, clientActivityID: String?) {
+    /// Before a send or upload leaves, in one critical section: records who
+    /// sends it and its correlation id (so that a `wait` on another thread
+    /// already knows it as the caller's), and reads the conversation id and
+    /// token the request needs.
+    private func targetForSending(by userId: String?, clientActivityID: String?) -> (id: String, token: String) {
         state.withLock { state in
             if let userId { state.noteSender(userId) }
             if let clientActivityID { _ = state.sentActivityIDs.insert(clientActivityID) }
+            return (state.id, state.token.value)
         }
     }
 
-    /// After it: when, from which `wait` times its first poll.
+    /// After it: when, from which `wait` times its first poll (0: never).
+    let lastSendMs = Atomic(0)
+
     private func noteSent() {
-        let now = Clock.monotonicMs()
-        state.withLock { $0.lastSendMs = now }
+        lastSendMs.store(Clock.monotonicMs(), ordering: .relaxed)
     }
 
     /// `dl_conversation_info`: never includes the token.
@@ -199,8 +203,7 @@ final class Conversation: Sendable {
     func send(_ activityJSON: JSONValue) throws(DirectLineError) -> JSONValue {
         let outgoing = try OutgoingActivity(activityJSON, version: client.version)
         let body = try outgoing.serializedBody()
-        let current = target
-        noteSending(by: outgoing.sender, clientActivityID: outgoing.clientActivityID)
+        let current = targetForSending(by: outgoing.sender, clientActivityID: outgoing.clientActivityID)
         defer { noteSent() }
         let response = try post(client.requests.send(conversationId: current.id, payload: body, bearer: current.token))
         return try result(of: response, what: "send activity", clientActivityID: outgoing.clientActivityID)
@@ -305,8 +308,7 @@ final class Conversation: Sendable {
     private func upload(userId: String, body: RequestBody, contentType: String, disposition: String?,
                         clientActivityID: String?) throws(DirectLineError) -> JSONValue {
         try checkUploadSize(body.length)
-        let current = target
-        noteSending(by: userId, clientActivityID: clientActivityID)
+        let current = targetForSending(by: userId, clientActivityID: clientActivityID)
         defer { noteSent() }
         let response = try post(client.requests.upload(conversationId: current.id, userId: userId, body: body,
                                                        contentType: contentType, disposition: disposition,

@@ -91,7 +91,8 @@ extension Conversation {
     func wait(_ options: WaitOptions) throws(DirectLineError) -> JSONValue {
         let start = Clock.monotonicMs()
         let deadline = start + options.timeoutMs
-        let lastSend = state.withLock { $0.lastSendMs }
+        let last = lastSendMs.load(ordering: .relaxed)
+        let lastSend = last == 0 ? nil : last
         // A handle that never sent has nothing to give the bot time for.
         var nextPoll = max(start, lastSend.map { $0 + options.afterSendMs } ?? start)
         var found: [JSONValue] = []
