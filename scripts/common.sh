@@ -26,6 +26,10 @@ ensure_dependencies() {
         log "installing pytest"
         python3 -m pip install -q pytest
     fi
+    if ! python3 -m mypy --version >/dev/null 2>&1; then
+        log "installing mypy"
+        python3 -m pip install -q mypy
+    fi
 }
 
 # A release build with the Swift runtime linked in, so the .so loads in

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import directline
 from directline import _native
 from support import BINDINGS, REPO_ROOT, SECRET, python_env
@@ -129,3 +131,25 @@ def test_the_quickstart_example_explains_a_missing_secret():
                             env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "DIRECTLINE_SECRET" in result.stderr
+
+
+EXAMPLES = sorted((REPO_ROOT / "examples" / "python").glob("*.py"))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.name)
+def test_every_python_example_runs_against_the_emulator(emulator, example):
+    result = subprocess.run([sys.executable, str(example)],
+                            env=python_env(DIRECTLINE_ENDPOINT=emulator.url, DIRECTLINE_SECRET=SECRET),
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "bot: echo: " in result.stdout
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_mypy_strict_passes_on_the_package_and_the_examples():
+    # scripts/common.sh installs mypy, so that this runs in CI.
+    result = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
+                             str(BINDINGS / "directline"), *map(str, EXAMPLES)],
+                            env=python_env(MYPYPATH=str(BINDINGS)), cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr

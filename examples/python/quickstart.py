@@ -8,15 +8,18 @@ the public service. Run it from a checkout with
 PYTHONPATH=bindings/python so that `import directline` finds the binding.
 """
 
+from __future__ import annotations
+
 import os
 import sys
+from typing import Any
 
 import directline
 
 USER_ID = "quickstart-user"
 
 
-def print_replies(activities: list) -> bool:
+def print_replies(activities: list[dict[str, Any]]) -> bool:
     """Prints the bot's replies; False if none came."""
     for activity in activities:
         print(f"bot: {activity.get('text')}")
