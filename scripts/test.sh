@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: Swift unit tests, then pytest over the emulator,
-# the build artifacts (exports, header, the C suite and C example) and the
-# Python binding. Installs what a fresh machine lacks.
+# the build artifacts (exports, header, the C suite and C examples, install,
+# pip, the benchmark harness) and the Python binding, then the C suite under
+# ASan/UBSan and valgrind. Installs what a fresh machine lacks.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
@@ -14,3 +15,5 @@ log "Swift unit tests"
 log "emulator, C and Python suites"
 cd "$ROOT"
 python3 -m pytest Tests -q -p no:cacheprovider
+
+"$ROOT/scripts/memcheck.sh"
