@@ -156,3 +156,14 @@ def test_pip_install_puts_the_library_inside_the_package_and_talks_to_the_emulat
     result = run([str(python), str(script), emulator.url], cwd=tmp_path, env=env, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "echo: hello"
+
+
+def test_pip_install_provides_the_directline_command(installed_venv, emulator, tmp_path):
+    python, env = installed_venv
+    command = python.parent / "directline"
+    assert command.is_file(), "pip did not install the directline script"
+    result = run([str(command), "send", "--endpoint", emulator.url, "hi there"], cwd=tmp_path,
+                 env=dict(env, DIRECTLINE_SECRET="emulator-secret"), timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "bot: echo: hi there" in result.stdout
+    assert "emulator-secret" not in result.stdout + result.stderr
