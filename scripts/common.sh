@@ -15,6 +15,7 @@ ensure_dependencies() {
     command -v g++ >/dev/null || packages+=(g++)
     command -v nm >/dev/null || packages+=(binutils)
     command -v make >/dev/null || packages+=(make)
+    command -v openssl >/dev/null || packages+=(openssl)
     if [ "${#packages[@]}" -gt 0 ]; then
         log "installing ${packages[*]}"
         local sudo=""
