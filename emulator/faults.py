@@ -17,7 +17,7 @@ ACTIONS = ("status", "deliver_then_fail", "hang", "close", "close_mid",
            "garbage", "wrong_type", "slow", "delay")
 DEFAULT_SECONDS = {"hang": 3600.0, "slow": 2.0, "delay": 1.0}
 _KEYS = {"method", "path", "count", "action", "status", "code", "message",
-         "retryAfter", "seconds"}
+         "retryAfter", "location", "seconds"}
 
 
 @dataclass
@@ -32,6 +32,7 @@ class Fault:
     message: str | None
     retry_after: str | None
     seconds: float
+    location: str | None = None
 
     def matches(self, method: str, path: str) -> bool:
         if self.count == 0:
@@ -44,7 +45,8 @@ class Fault:
         return {"id": self.id, "action": self.action, "method": self.method,
                 "path": self.path, "count": self.count, "status": self.status,
                 "code": self.code, "message": self.message,
-                "retryAfter": self.retry_after, "seconds": self.seconds}
+                "retryAfter": self.retry_after, "location": self.location,
+                "seconds": self.seconds}
 
 
 def _optional_string(spec: dict, key: str) -> str | None:
@@ -96,18 +98,21 @@ def parse_fault(spec: dict, fault_id: int) -> Fault:
         raise bad_argument("fault retryAfter must be a string")
     if retry_after is not None:
         _header_safe(retry_after, "retryAfter")
+    location = _optional_string(spec, "location")
+    if location is not None:
+        _header_safe(location, "location")
     code = _optional_string(spec, "code")
     message = _optional_string(spec, "message")
     if status is None:
-        if code is not None or message is not None or retry_after is not None:
-            raise bad_argument(f"fault action {action} takes no code, message or retryAfter")
+        if code is not None or message is not None or retry_after is not None or location is not None:
+            raise bad_argument(f"fault action {action} takes no code, message, retryAfter or location")
     else:
         code = code or default_code(status)
         message = message or f"injected fault: HTTP {status}"
     return Fault(id=fault_id, action=action,
                  method=method.upper() if method else None, path=path, count=count,
                  status=status, code=code, message=message,
-                 retry_after=retry_after, seconds=float(seconds))
+                 retry_after=retry_after, seconds=float(seconds), location=location)
 
 
 class FaultBook:

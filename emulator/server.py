@@ -258,6 +258,8 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
 
     def _fault_error(self, fault: Fault, request: Request) -> Response:
         headers = [("Retry-After", fault.retry_after)] if fault.retry_after else []
+        if fault.location:
+            headers.append(("Location", fault.location))
         if fault.status in (204, 304):  # statuses that never carry a body
             return Response(fault.status, headers=headers)
         return error_response(ApiError(fault.status, fault.code, fault.message, headers),

@@ -125,3 +125,19 @@ def test_the_insecure_switch_works_for_its_client_only(serve: Any) -> None:
 def test_a_missing_ca_file_is_a_tls_error_not_a_crash(serve: Any, tmp_path: Path) -> None:
     handle = serve("good")
     refused(handle.url, caFile=str(tmp_path / "missing.pem"))
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_redirects_are_not_followed_and_credentials_never_leave_for_another_origin(status: int) -> None:
+    with start_in_thread(secret=SECRET) as service, start_in_thread(secret="elsewhere") as elsewhere:
+        with directline.Client(service.url, secret=SECRET) as client:
+            conversation = client.start_conversation()
+            with conversation:
+                service.server.emulator.faults.add({
+                    "method": "POST", "path": "/activities$", "count": 1, "action": "status",
+                    "status": status, "location": f"{elsewhere.url}/v3/directline/conversations/x/activities"})
+                with pytest.raises(directline.HTTPError) as caught:
+                    conversation.send_text("user1", "hi")
+        assert caught.value.http_status == status
+        assert SECRET not in str(caught.value)
+        assert elsewhere.server.emulator.log.as_json() == [], "the redirect was followed"
