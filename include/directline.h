@@ -257,7 +257,9 @@ int32_t dl_conversation_free(dl_conversation *conversation);
 /// More than 262,144 bytes serialized is refused with DL_ERR_TOO_LARGE.
 ///
 /// On failure the error JSON's `delivery` says whether the activity may
-/// have reached the bot ("unknown") or provably did not ("not_sent").
+/// have reached the bot ("unknown") or provably did not ("not_sent"), and
+/// on 3.0 it carries the activity's `clientActivityID`: after "unknown",
+/// dl_conversation_confirm() tells whether it arrived.
 ///
 /// Returns DL_OK, DL_ERR_INVALID_ARGUMENT, DL_ERR_INVALID_HANDLE,
 /// DL_ERR_TOO_LARGE, or a network or service status.
@@ -302,6 +304,25 @@ int32_t dl_get_activities(dl_conversation *conversation, char **out_json);
 /// Returns DL_OK, DL_ERR_INVALID_ARGUMENT, DL_ERR_INVALID_HANDLE,
 /// DL_ERR_CANCELLED, or a network or service status.
 int32_t dl_conversation_wait(dl_conversation *conversation, const char *options_json, char **out_json);
+
+/// Reconciles a send whose outcome is unknown (its error said `"delivery":
+/// "unknown"`, e.g. a timeout or a 502): looks for the activity's
+/// `clientActivityID` (in the result of dl_send_activity() and, on 3.0, in
+/// the error JSON of a failed send or upload) in the conversation's
+/// activities, from the start, without moving the handle's watermark.
+/// `options_json` may be NULL or `{"timeoutMs": 0}`: how long to keep
+/// looking (polling every 500 ms) in case the service is still processing it.
+///
+/// `out_json` receives `{"delivered": true, "id": "...", "clientActivityID":
+/// "..."}` or `{"delivered": false, "clientActivityID": "..."}`. Delivered:
+/// do not send it again. Not delivered after the service had time to store
+/// it: sending it again (with the same clientActivityID) is safe. 3.0 only:
+/// 1.1 messages carry no correlation id (DL_ERR_INVALID_ARGUMENT).
+///
+/// Returns DL_OK, DL_ERR_INVALID_ARGUMENT, DL_ERR_INVALID_HANDLE,
+/// DL_ERR_CANCELLED (the handle was freed meanwhile), or a network or
+/// service status.
+int32_t dl_conversation_confirm(dl_conversation *conversation, const char *client_activity_id, const char *options_json, char **out_json);
 
 /// Ends the conversation for `user_id`. 3.0: sends the activity
 /// `{"type": "endOfConversation", "from": {"id": user_id}}` and `out_json`

@@ -259,7 +259,9 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 /// More than 262,144 bytes serialized is refused with DL_ERR_TOO_LARGE.
 ///
 /// On failure the error JSON's `delivery` says whether the activity may
-/// have reached the bot ("unknown") or provably did not ("not_sent").
+/// have reached the bot ("unknown") or provably did not ("not_sent"), and
+/// on 3.0 it carries the activity's `clientActivityID`: after "unknown",
+/// dl_conversation_confirm() tells whether it arrived.
 ///
 /// Returns DL_OK, DL_ERR_INVALID_ARGUMENT, DL_ERR_INVALID_HANDLE,
 /// DL_ERR_TOO_LARGE, or a network or service status.
@@ -326,6 +328,40 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
     Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
         let target = try handles.lookup(conversation, as: Conversation.self)
         return try target.wait(WaitOptions(json: Boundary.json(options_json, name: "options_json")))
+    }
+}
+
+/// Reconciles a send whose outcome is unknown (its error said `"delivery":
+/// "unknown"`, e.g. a timeout or a 502): looks for the activity's
+/// `clientActivityID` (in the result of dl_send_activity() and, on 3.0, in
+/// the error JSON of a failed send or upload) in the conversation's
+/// activities, from the start, without moving the handle's watermark.
+/// `options_json` may be NULL or `{"timeoutMs": 0}`: how long to keep
+/// looking (polling every 500 ms) in case the service is still processing it.
+///
+/// `out_json` receives `{"delivered": true, "id": "...", "clientActivityID":
+/// "..."}` or `{"delivered": false, "clientActivityID": "..."}`. Delivered:
+/// do not send it again. Not delivered after the service had time to store
+/// it: sending it again (with the same clientActivityID) is safe. 3.0 only:
+/// 1.1 messages carry no correlation id (DL_ERR_INVALID_ARGUMENT).
+///
+/// Returns DL_OK, DL_ERR_INVALID_ARGUMENT, DL_ERR_INVALID_HANDLE,
+/// DL_ERR_CANCELLED (the handle was freed meanwhile), or a network or
+/// service status.
+@c public func dl_conversation_confirm(_ conversation: OpaquePointer?, _ client_activity_id: UnsafePointer<CChar>?,
+                                       _ options_json: UnsafePointer<CChar>?,
+                                       _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
+        let target = try handles.lookup(conversation, as: Conversation.self)
+        let id = try Boundary.requiredString(client_activity_id, name: "client_activity_id")
+        try Validation.identifier(id, name: "client_activity_id")
+        var timeoutMs = 0
+        if let options = try Boundary.json(options_json, name: "options_json") {
+            let reader = try JSONReader(options, context: "options")
+            try reader.rejectUnknownKeys(["timeoutMs"])
+            timeoutMs = Int(try reader.integer("timeoutMs", in: 0...3_600_000) ?? 0)
+        }
+        return try target.confirm(clientActivityID: id, timeoutMs: timeoutMs)
     }
 }
 

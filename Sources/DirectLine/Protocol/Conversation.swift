@@ -107,13 +107,20 @@ final class Conversation: Sendable {
         }
     }
 
-    /// Sends a POST on this conversation with the progress callback attached.
-    private func post(_ request: HTTPRequest) throws(DirectLineError) -> HTTPResponse {
+    /// Sends a POST on this conversation with the progress callback attached;
+    /// a failure carries the activity's clientActivityID.
+    private func post(_ request: HTTPRequest, clientActivityID: String?) throws(DirectLineError) -> HTTPResponse {
         let binding = pinProgress()
         defer { binding?.unpin() }
         var request = request
         request.progress = binding?.reporter
-        return try client.execute(request, operation: .send)
+        do {
+            return try client.execute(request, operation: .send)
+        } catch {
+            var error = error
+            error.clientActivityID = clientActivityID
+            throw error
+        }
     }
 
     /// From the service's answer to "start conversation" or "reconnect",
@@ -141,7 +148,7 @@ final class Conversation: Sendable {
     var snapshot: ConversationState { state.withLock { $0 } }
 
     /// What a request needs, read under the lock without copying the rest.
-    private var target: (id: String, token: String, watermark: String?) {
+    var target: (id: String, token: String, watermark: String?) {
         state.withLock { ($0.id, $0.token.value, $0.watermark) }
     }
 
@@ -205,7 +212,8 @@ final class Conversation: Sendable {
         let body = try outgoing.serializedBody()
         let current = targetForSending(by: outgoing.sender, clientActivityID: outgoing.clientActivityID)
         defer { noteSent() }
-        let response = try post(client.requests.send(conversationId: current.id, payload: body, bearer: current.token))
+        let response = try post(client.requests.send(conversationId: current.id, payload: body, bearer: current.token),
+                                clientActivityID: outgoing.clientActivityID)
         return try result(of: response, what: "send activity", clientActivityID: outgoing.clientActivityID)
     }
 
@@ -312,7 +320,8 @@ final class Conversation: Sendable {
         defer { noteSent() }
         let response = try post(client.requests.upload(conversationId: current.id, userId: userId, body: body,
                                                        contentType: contentType, disposition: disposition,
-                                                       bearer: current.token))
+                                                       bearer: current.token),
+                                clientActivityID: clientActivityID)
         return try result(of: response, what: "upload", clientActivityID: clientActivityID)
     }
 
@@ -320,18 +329,21 @@ final class Conversation: Sendable {
     /// watermark advances unless the service answers a null or missing one.
     func receive() throws(DirectLineError) -> JSONValue {
         let current = target
+        let (answer, watermark) = try page(after: current.watermark, id: current.id, token: current.token)
+        if let watermark { state.withLock { $0.watermark = watermark } }
+        return answer
+    }
+
+    /// One GET of the activities after `watermark`: the service's answer and
+    /// the watermark it gave (nil when null or missing). Stores nothing.
+    func page(after watermark: String?, id: String, token: String) throws(DirectLineError) -> (JSONValue, String?) {
         let response = try client.execute(
-            client.requests.receive(conversationId: current.id, watermark: current.watermark, bearer: current.token),
-            operation: .other)
+            client.requests.receive(conversationId: id, watermark: watermark, bearer: token), operation: .other)
         let answer = try Responses.json(response, what: "get activities")
-        let listKey = client.version == .v3 ? "activities" : "messages"
         guard let object = answer.objectValue, object[listKey]?.arrayValue != nil else {
             throw Responses.protocolError("the service's answer has no \"\(listKey)\" array", response)
         }
-        if let watermark = object["watermark"]?.stringValue {
-            state.withLock { $0.watermark = watermark }
-        }
-        return answer
+        return (answer, object["watermark"]?.stringValue)
     }
 }
 

@@ -16,6 +16,9 @@ struct DirectLineError: Error, Sendable {
     var retryAfterMs: Int?
     var attempts: Int = 0
     var delivery: Delivery = .notSent
+    /// 3.0 sends and uploads: the activity's correlation id, so that an
+    /// unknown outcome can be reconciled with `dl_conversation_confirm`.
+    var clientActivityID: String?
     /// Internal: the failure proves the request was not processed, so the
     /// transport may send it again.
     var retryable = false
@@ -46,6 +49,7 @@ struct DirectLineError: Error, Sendable {
         error["retryAfterMs"] = retryAfterMs.map { .integer($0) } ?? .null
         error["attempts"] = .integer(attempts)
         error["delivery"] = .string(delivery.rawValue)
+        if let clientActivityID { error["clientActivityID"] = .string(clientActivityID) }
         return .object(JSONObject([("error", .object(error))]))
     }
 }

@@ -116,6 +116,47 @@ extension Conversation {
         }
     }
 
+    // MARK: reconciling an unknown outcome
+
+    /// `dl_conversation_confirm`: after a send whose outcome is unknown,
+    /// looks for its clientActivityID in the conversation, from the start,
+    /// without moving the handle's watermark. Polls until found or the
+    /// timeout passes (the service may still be processing it).
+    func confirm(clientActivityID: String, timeoutMs: Int) throws(DirectLineError) -> JSONValue {
+        guard client.version == .v3 else {
+            throw .invalidArgument("Direct Line 1.1 messages carry no clientActivityID: there is nothing to look up")
+        }
+        let deadline = Clock.monotonicMs() + timeoutMs
+        let current = target
+        var watermark: String?
+        while true {
+            // Page from where the last look ended: an activity stored later
+            // still appears after that watermark.
+            for _ in 0..<10_000 {
+                let (answer, next) = try page(after: watermark, id: current.id, token: current.token)
+                let activities = answer.objectValue?[listKey]?.arrayValue ?? []
+                if let found = activities.first(where: {
+                    $0.objectValue?["channelData"]?.objectValue?["clientActivityID"]?.stringValue == clientActivityID
+                }) {
+                    var result = JSONObject()
+                    result["delivered"] = .bool(true)
+                    result["id"] = found.objectValue?["id"] ?? .null
+                    result["clientActivityID"] = .string(clientActivityID)
+                    return .object(result)
+                }
+                guard !activities.isEmpty, let next, next != watermark else { break }
+                watermark = next
+            }
+            if Clock.monotonicMs() >= deadline {
+                var result = JSONObject()
+                result["delivered"] = .bool(false)
+                result["clientActivityID"] = .string(clientActivityID)
+                return .object(result)
+            }
+            try sleep(until: min(deadline, Clock.monotonicMs() + 500))
+        }
+    }
+
     var listKey: String { client.version == .v3 ? "activities" : "messages" }
 
     /// Sleeps in short slices so that freeing the handle stops a wait.

@@ -143,6 +143,9 @@ _DECLARATIONS: tuple[tuple[str, Any, tuple[Any, ...]], ...] = (
     # int32_t dl_conversation_wait(dl_conversation *conversation, const char *options_json,
     #                              char **out_json);
     ("dl_conversation_wait", c_int32, (_Handle, c_char_p, _JSONOut)),
+    # int32_t dl_conversation_confirm(dl_conversation *conversation, const char *client_activity_id,
+    #                                 const char *options_json, char **out_json);
+    ("dl_conversation_confirm", c_int32, (_Handle, c_char_p, c_char_p, _JSONOut)),
     # int32_t dl_conversation_end(dl_conversation *conversation, const char *user_id,
     #                             char **out_json);
     ("dl_conversation_end", c_int32, (_Handle, c_char_p, _JSONOut)),

@@ -744,6 +744,39 @@ class Conversation(_NativeObject):
             raise
         return result
 
+    def confirm(self, client_activity_id: str, timeout: float = 0.0) -> dict[str, Any]:
+        """Tells whether a send whose outcome is unknown reached the conversation (3.0).
+
+        After a ``DirectLineError`` whose ``delivery`` is ``"unknown"`` (a
+        timeout, a 502...), look its ``detail["clientActivityID"]`` up
+        instead of guessing: the bot must not get the message twice, and it
+        must not be lost silently. Reads the conversation from the start
+        without moving this handle's watermark.
+
+        Args:
+            client_activity_id: the activity's ``channelData.clientActivityID``
+                (in ``send_activity``'s result, and in the error's ``detail``).
+            timeout: seconds to keep looking, in case the service is still
+                processing it (0: one look).
+
+        Returns:
+            ``{"delivered": True, "id": ..., "clientActivityID": ...}`` or
+            ``{"delivered": False, "clientActivityID": ...}``. Not delivered
+            after the service had time to store it: sending it again (with
+            the same clientActivityID) is safe.
+
+        Raises:
+            ValueError: the conversation is closed.
+            InvalidArgumentError: a bad id, a bad timeout, or a 1.1
+                conversation (its messages carry no correlation id).
+            DirectLineError: a network or service failure.
+        """
+        identifier = _native.encode_string(client_activity_id, "client_activity_id")
+        options = _native.encode_json({"timeoutMs": _milliseconds(timeout, "timeout")}, "options")
+        with self._borrow() as handle:
+            result: dict[str, Any] = _native.call(lib.dl_conversation_confirm, handle, identifier, options)
+        return result
+
     def end(self, user_id: str) -> dict[str, Any]:
         """Ends the conversation for ``user_id``, and stops refreshing its token.
 
