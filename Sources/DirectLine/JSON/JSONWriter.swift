@@ -50,30 +50,26 @@ extension JSONValue {
             func flush(upTo end: Int) {
                 if end > runStart { output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<end])) }
             }
+            /// Replaces `width` bytes at `index` with `escape`.
+            func substitute(_ escape: some Sequence<UInt8>, width: Int = 1) {
+                flush(upTo: index)
+                output.append(contentsOf: escape)
+                index += width
+                runStart = index
+            }
             while index < bytes.count {
                 let byte = bytes[index]
-                var escape: [UInt8]?
-                var width = 1
                 switch byte {
-                case UInt8(ascii: "\""): escape = Array("\\\"".utf8)
-                case UInt8(ascii: "\\"): escape = Array("\\\\".utf8)
-                case UInt8(ascii: "\n"): escape = Array("\\n".utf8)
-                case UInt8(ascii: "\r"): escape = Array("\\r".utf8)
-                case UInt8(ascii: "\t"): escape = Array("\\t".utf8)
-                case 0x00...0x1F, 0x7F: escape = unicodeEscape(UInt32(byte))
+                case UInt8(ascii: "\""): substitute("\\\"".utf8)
+                case UInt8(ascii: "\\"): substitute("\\\\".utf8)
+                case UInt8(ascii: "\n"): substitute("\\n".utf8)
+                case UInt8(ascii: "\r"): substitute("\\r".utf8)
+                case UInt8(ascii: "\t"): substitute("\\t".utf8)
+                case 0x00...0x1F, 0x7F: substitute(unicodeEscape(UInt32(byte)))
                 case 0xE2 where index + 2 < bytes.count && bytes[index + 1] == 0x80
                     && (bytes[index + 2] == 0xA8 || bytes[index + 2] == 0xA9):
-                    escape = unicodeEscape(bytes[index + 2] == 0xA8 ? 0x2028 : 0x2029)
-                    width = 3
-                default: break
-                }
-                if let escape {
-                    flush(upTo: index)
-                    output.append(contentsOf: escape)
-                    index += width
-                    runStart = index
-                } else {
-                    index += 1
+                    substitute(unicodeEscape(bytes[index + 2] == 0xA8 ? 0x2028 : 0x2029), width: 3)
+                default: index += 1
                 }
             }
             flush(upTo: bytes.count)
@@ -81,9 +77,8 @@ extension JSONValue {
         output.append(UInt8(ascii: "\""))
     }
 
+    /// `\uXXXX` for a code unit that must not appear raw.
     private static func unicodeEscape(_ value: UInt32) -> [UInt8] {
-        var escape = Array("\\u".utf8)
-        for shift in [12, 8, 4, 0] { escape.append(hexDigits[Int((value >> UInt32(shift)) & 0xF)]) }
-        return escape
+        [UInt8(ascii: "\\"), UInt8(ascii: "u")] + [12, 8, 4, 0].map { hexDigits[Int((value >> UInt32($0)) & 0xF)] }
     }
 }
