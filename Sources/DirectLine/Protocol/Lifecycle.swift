@@ -108,7 +108,7 @@ extension Conversation {
             if replied || now >= deadline {
                 var result = JSONObject()
                 result[listKey] = .array(found)
-                result["watermark"] = snapshot.watermark.map(JSONValue.string) ?? .null
+                result["watermark"] = target.watermark.map(JSONValue.string) ?? .null
                 result["timedOut"] = .bool(!replied)
                 return .object(result)
             }
@@ -129,32 +129,40 @@ extension Conversation {
         let deadline = Clock.monotonicMs() + timeoutMs
         let current = target
         var watermark: String?
+        var found: JSONValue?
         while true {
-            // Page from where the last look ended: an activity stored later
-            // still appears after that watermark.
-            for _ in 0..<10_000 {
-                let (answer, next) = try page(after: watermark, id: current.id, token: current.token)
-                let activities = answer.objectValue?[listKey]?.arrayValue ?? []
-                if let found = activities.first(where: {
+            // Page on from where the last look ended: an activity stored
+            // later still appears after that watermark.
+            watermark = try drain(after: watermark, id: current.id, token: current.token) { activities, _ in
+                found = activities.first {
                     $0.objectValue?["channelData"]?.objectValue?["clientActivityID"]?.stringValue == clientActivityID
-                }) {
-                    var result = JSONObject()
-                    result["delivered"] = .bool(true)
-                    result["id"] = found.objectValue?["id"] ?? .null
-                    result["clientActivityID"] = .string(clientActivityID)
-                    return .object(result)
                 }
-                guard !activities.isEmpty, let next, next != watermark else { break }
-                watermark = next
+                return found == nil
             }
-            if Clock.monotonicMs() >= deadline {
-                var result = JSONObject()
-                result["delivered"] = .bool(false)
-                result["clientActivityID"] = .string(clientActivityID)
-                return .object(result)
-            }
+            if found != nil || Clock.monotonicMs() >= deadline { break }
             try sleep(until: min(deadline, Clock.monotonicMs() + 500))
         }
+        var result = JSONObject()
+        result["delivered"] = .bool(found != nil)
+        if let found { result["id"] = found.objectValue?["id"] ?? .null }
+        result["clientActivityID"] = .string(clientActivityID)
+        return .object(result)
+    }
+
+    /// Pages from `watermark` until the service has nothing more (a page
+    /// that is empty, or leaves the watermark missing or where it was), or
+    /// `onPage` returns false; returns the last watermark reached.
+    private func drain(after watermark: String?, id: String, token: String, maxPages: Int = 10_000,
+                       onPage: ([JSONValue], String?) -> Bool) throws(DirectLineError) -> String? {
+        var watermark = watermark
+        for _ in 0..<maxPages {
+            let (answer, next) = try page(after: watermark, id: id, token: token)
+            let activities = answer.objectValue?[listKey]?.arrayValue ?? []
+            guard onPage(activities, next) else { break }
+            guard !activities.isEmpty, let next, next != watermark else { break }
+            watermark = next
+        }
+        return watermark
     }
 
     var listKey: String { client.version == .v3 ? "activities" : "messages" }
@@ -169,18 +177,19 @@ extension Conversation {
         }
     }
 
-    /// Pages from the watermark until the service has nothing more, and
-    /// returns the activities not returned by an earlier wait.
+    /// Pages from the stored watermark until the service has nothing more,
+    /// storing each new watermark, and returns the activities not returned
+    /// by an earlier wait.
     private func receiveNew() throws(DirectLineError) -> [JSONValue] {
+        let current = target
         var fresh: [JSONValue] = []
-        for _ in 0..<64 {
-            let before = snapshot.watermark
-            let page = try receive().objectValue?[listKey]?.arrayValue ?? []
-            let unseen = state.withLock { state in page.filter { state.seen.insert(Self.id(of: $0)) } }
-            fresh += unseen
-            // A page that brought nothing, or left the watermark where it
-            // was, means the service has no more for now.
-            if page.isEmpty || snapshot.watermark == before { break }
+        _ = try drain(after: current.watermark, id: current.id, token: current.token, maxPages: 64) { page, watermark in
+            // A null or missing watermark never overwrites the stored one.
+            state.withLock { state in
+                if let watermark { state.watermark = watermark }
+                fresh += page.filter { state.seen.insert(Self.id(of: $0)) }
+            }
+            return true
         }
         return fresh
     }

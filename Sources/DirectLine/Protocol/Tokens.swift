@@ -89,13 +89,15 @@ extension DirectLineClient {
 
     /// 1.1 token calls answer the token as a bare JSON string.
     static func bareToken(_ answer: JSONValue, _ response: HTTPResponse) throws(DirectLineError) -> String {
-        guard let token = answer.stringValue, !token.isEmpty else {
-            throw Responses.protocolError("the service's token answer is not a JSON string", response)
-        }
-        do {
-            try Validation.headerValue(token, name: "token")
-        } catch {
-            throw Responses.protocolError("the service returned an unusable token", response)
+        try usableToken(answer, response, what: "the service's token answer is not a usable token string")
+    }
+
+    /// A token the service issued, refused unless it is a non-empty string
+    /// that can go into an Authorization header.
+    static func usableToken(_ value: JSONValue?, _ response: HTTPResponse, what: String) throws(DirectLineError) -> String {
+        guard let token = value?.stringValue, !token.isEmpty,
+              (try? Validation.headerValue(token, name: "token")) != nil else {
+            throw Responses.protocolError(what, response)
         }
         return token
     }
@@ -126,11 +128,9 @@ extension DirectLineClient {
         case .v3:
             let response = try execute(requests.refreshToken(bearer: token), operation: .other)
             let answer = try Responses.json(response, what: "refresh token")
-            guard let object = answer.objectValue, let fresh = object["token"]?.stringValue, !fresh.isEmpty,
-                  (try? Validation.headerValue(fresh, name: "token")) != nil else {
-                throw Responses.protocolError("the service's answer to refresh token has no usable \"token\"", response)
-            }
-            let expiresIn = object["expires_in"]?.int64Value.flatMap { Int(exactly: $0) }
+            let fresh = try Self.usableToken(answer.objectValue?["token"], response,
+                                             what: "the service's answer to refresh token has no usable \"token\"")
+            let expiresIn = answer.objectValue?["expires_in"]?.int64Value.flatMap { Int(exactly: $0) }
             return RenewedToken(token: fresh, expiresIn: expiresIn, serviceObject: answer)
         case .v1:
             guard let conversationId else { throw .internal("a 1.1 renewal needs the conversation id") }
