@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 import directline
+from directline import _native
 from support import SECRET
 
 
@@ -85,3 +86,25 @@ def test_an_upload_failure_carries_its_activity_id_too(v3: Any, emulator: Any) -
         v3.upload("user1", [{"data": b"x", "filename": "x.txt", "content_type": "text/plain"}],
                   activity={"text": "with a file"})
     assert v3.confirm(caught.value.detail["clientActivityID"])["delivered"] is True
+
+
+@pytest.mark.parametrize("options", [b'{"timeout": 1}', b'{"timeoutMs": -1}', b'{"timeoutMs": 3600001}',
+                                     b'{"timeoutMs": "5"}', b'[]', b'{'])
+def test_bad_options_are_refused_with_nothing_sent(v3: Any, emulator: Any, options: bytes) -> None:
+    before = len(emulator.requests())
+    with v3._borrow() as handle:
+        with pytest.raises(directline.InvalidArgumentError):
+            _native.call(_native.lib.dl_conversation_confirm, handle, b"dlc-x", options)
+    assert len(emulator.requests()) == before
+
+
+def test_a_null_or_freed_handle_is_an_invalid_handle(emulator: Any) -> None:
+    with pytest.raises(directline.InvalidHandleError):
+        _native.call(_native.lib.dl_conversation_confirm, None, b"dlc-x", None)
+    with directline.Client(emulator.url, secret=SECRET) as client:
+        conversation = client.start_conversation()
+        with conversation._borrow() as handle:
+            stale = handle
+        conversation.close()
+    with pytest.raises(directline.InvalidHandleError):
+        _native.call(_native.lib.dl_conversation_confirm, stale, b"dlc-x", None)
