@@ -41,6 +41,28 @@ typedef struct dl_conversation dl_conversation;
  *  Return 0 to go on, nonzero to cancel (see dl_conversation_set_progress). */
 typedef int32_t (*dl_progress_fn)(void *userdata, uint64_t done, uint64_t total);
 
+/** A log line at `level` (a dl_log_level), one line of UTF-8 without a
+ *  newline, valid only during the call; secrets already redacted
+ *  (see dl_set_log_callback). */
+typedef void (*dl_log_fn)(void *userdata, int32_t level, const char *message);
+
+/// How much `dl_set_log_callback` reports. Each level includes the ones
+/// above it.
+typedef enum dl_log_level {
+    /// Logging off (the default).
+    DL_LOG_OFF = 0,
+    /// Calls that failed: transport failures, refreshes that stopped.
+    DL_LOG_ERROR = 1,
+    /// Retries and their delays, refreshes that will be tried again.
+    DL_LOG_WARN = 2,
+    /// One line per HTTP request: method, URL, status, time, sizes, attempt.
+    DL_LOG_INFO = 3,
+    /// libcurl's own trace of each transfer: connections, request and
+    /// response headers (never bodies). `Authorization` values and `t=`
+    /// query values are replaced with `[redacted]`.
+    DL_LOG_DEBUG = 4,
+} dl_log_level;
+
 /// Status codes returned by every libdirectline operation.
 ///
 /// Codes are only ever appended, never renumbered. `dl_status_name` gives a
@@ -391,6 +413,43 @@ int32_t dl_upload_multipart(dl_conversation *conversation, const char *user_id, 
 ///
 /// Returns DL_OK or DL_ERR_INVALID_HANDLE.
 int32_t dl_conversation_set_progress(dl_conversation *conversation, dl_progress_fn progress, void *userdata);
+
+/// Sets the process-wide log callback: `log(userdata, level, message)` is
+/// called for every event at `level` or more severe (DL_LOG_ERROR is the
+/// most severe; see dl_log_level). `message` is one line of UTF-8 without a
+/// newline, valid only during the call. Levels: DL_LOG_ERROR for failed
+/// transfers and refreshes that stopped, DL_LOG_WARN for retries,
+/// DL_LOG_INFO for one line per HTTP request, DL_LOG_DEBUG adds libcurl's
+/// trace (connections, request and response headers; never bodies).
+///
+/// No secret or token is ever logged: `Authorization` header values and
+/// `t=` query values appear as `[redacted]`.
+///
+/// The callback may be called from any thread, including several at once
+/// and the library's token refresh thread, so it must be thread-safe. It
+/// must not call into the library: such calls return DL_ERR_REENTRANT.
+/// `log` NULL (or `level` DL_LOG_OFF) turns logging off. Replacing or
+/// removing the callback waits until no thread is still inside the
+/// previous one, so its `userdata` may be released as soon as this returns.
+///
+/// Returns DL_OK, or DL_ERR_INVALID_ARGUMENT for an unknown level (the
+/// previous callback stays).
+int32_t dl_set_log_callback(dl_log_fn log, void *userdata, int32_t level, char **out_json);
+
+/// Overrides the client's timeouts for the calls the calling thread makes
+/// from now on, on every client and conversation, until it is called again.
+/// `options_json`: `{"timeoutMs": N, "connectTimeoutMs": N}` (each optional,
+/// 1 to 86400000 ms; a missing or null member means the client's own
+/// value). NULL or `{}` removes the override. Other threads are not affected.
+///
+/// To bound one call, set the override before it and remove it after. Each
+/// HTTP request of the call (including each automatic retry) gets these
+/// limits; the library's token refresh thread keeps the client's.
+///
+/// `out_json` receives the thread's override now in effect, e.g.
+/// `{"timeoutMs": 2000, "connectTimeoutMs": null}`.
+/// Returns DL_OK or DL_ERR_INVALID_ARGUMENT (the previous override stays).
+int32_t dl_set_thread_timeouts(const char *options_json, char **out_json);
 
 #ifdef __cplusplus
 }

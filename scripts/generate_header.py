@@ -25,6 +25,7 @@ HEADER = os.path.join(ROOT, "include", "directline.h")
 # OpaquePointer, callbacks are spelled out), and the type each one gets.
 TYPED_PARAMETERS = {
     "progress": "dl_progress_fn ",
+    "log": "dl_log_fn ",
     "client": "dl_client *",
     "out_client": "dl_client **",
     "conversation": "dl_conversation *",
@@ -230,6 +231,11 @@ typedef struct dl_conversation dl_conversation;
 /** Progress of a send or upload: `done` of `total` body bytes have gone out.
  *  Return 0 to go on, nonzero to cancel (see dl_conversation_set_progress). */
 typedef int32_t (*dl_progress_fn)(void *userdata, uint64_t done, uint64_t total);
+
+/** A log line at `level` (a dl_log_level), one line of UTF-8 without a
+ *  newline, valid only during the call; secrets already redacted
+ *  (see dl_set_log_callback). */
+typedef void (*dl_log_fn)(void *userdata, int32_t level, const char *message);
 """
 
 HEADER_BOTTOM = """\

@@ -10,6 +10,9 @@ typedef size_t (*dl_curl_data_fn)(char *buffer, size_t size, size_t count, void 
 typedef int (*dl_curl_xferinfo_fn)(void *userdata, curl_off_t dltotal, curl_off_t dlnow,
                                    curl_off_t ultotal, curl_off_t ulnow);
 typedef int (*dl_curl_seek_fn)(void *userdata, curl_off_t offset, int origin);
+typedef int (*dl_curl_prereq_fn)(void *userdata, char *primary_ip, char *local_ip, int primary_port,
+                                 int local_port);
+typedef int (*dl_curl_debug_fn)(CURL *handle, curl_infotype type, char *data, size_t size, void *userdata);
 
 static inline CURLcode dl_curl_set_long(CURL *h, CURLoption o, long v) {
     return curl_easy_setopt(h, o, v);
@@ -34,6 +37,22 @@ static inline CURLcode dl_curl_set_xferinfo_fn(CURL *h, dl_curl_xferinfo_fn v) {
 }
 static inline CURLcode dl_curl_set_seek_fn(CURL *h, dl_curl_seek_fn v) {
     return curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, v);
+}
+static inline CURLcode dl_curl_set_debug_fn(CURL *h, dl_curl_debug_fn v) {
+    return curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, v);
+}
+static inline CURLcode dl_curl_set_prereq_fn(CURL *h, dl_curl_prereq_fn v) {
+    return curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, v);
+}
+/* The value of the last `name` header of the final response, or NULL. Valid
+ * until the handle's next transfer. */
+static inline const char *dl_curl_last_header(CURL *h, const char *name) {
+    struct curl_header *first = NULL;
+    if (curl_easy_header(h, name, 0, CURLH_HEADER, -1, &first) != CURLHE_OK || first == NULL) return NULL;
+    struct curl_header *last = first;
+    if (first->amount > 1 &&
+        curl_easy_header(h, name, first->amount - 1, CURLH_HEADER, -1, &last) != CURLHE_OK) return NULL;
+    return last->value;
 }
 static inline CURLcode dl_curl_get_long(CURL *h, CURLINFO i, long *v) {
     return curl_easy_getinfo(h, i, v);

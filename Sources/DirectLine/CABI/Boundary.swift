@@ -13,7 +13,7 @@ enum Boundary {
 
     typealias ResultSlot = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
 
-    static func call(_ out: ResultSlot?, _ body: () throws(DirectLineError) -> JSONValue) -> Int32 {
+    static func call<Result: SerializedResult>(_ out: ResultSlot?, _ body: () throws(DirectLineError) -> Result) -> Int32 {
         out?.pointee = nil
         do throws(DirectLineError) {
             guard !CallbackGuard.isInsideCallback else {
@@ -69,6 +69,11 @@ enum Boundary {
     /// A JSON argument; NULL is nil, the caller decides whether that is allowed.
     static func json(_ pointer: UnsafePointer<CChar>?, name: String) throws(DirectLineError) -> JSONValue? {
         guard let text = try string(pointer, name: name) else { return nil }
+        return try parse(text, name: name)
+    }
+
+    /// Parses a JSON argument already read with `string`.
+    static func parse(_ text: String, name: String) throws(DirectLineError) -> JSONValue {
         do {
             return try JSONParser.parse(text)
         } catch {
@@ -80,6 +85,18 @@ enum Boundary {
         guard let value = try json(pointer, name: name) else { throw .invalidArgument("\(name) must not be NULL") }
         return value
     }
+}
+
+/// What an exported function hands back in `out_json`.
+protocol SerializedResult {
+    var serializedBytes: [UInt8] { get }
+}
+
+extension JSONValue: SerializedResult {}
+
+/// A result already written as JSON bytes (by a path that never built a tree).
+struct SerializedJSON: SerializedResult {
+    let serializedBytes: [UInt8]
 }
 
 /// Marks the threads that are running one of the caller's callbacks, so

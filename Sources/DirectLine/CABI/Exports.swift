@@ -267,9 +267,9 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 /// DL_ERR_TOO_LARGE, or a network or service status.
 @c public func dl_send_activity(_ conversation: OpaquePointer?, _ activity_json: UnsafePointer<CChar>?,
                                 _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
+    Boundary.call(out_json) { () throws(DirectLineError) -> SerializedJSON in
         let target = try handles.lookup(conversation, as: Conversation.self)
-        return try target.send(Boundary.requiredJSON(activity_json, name: "activity_json"))
+        return try target.send(activityText: Boundary.requiredString(activity_json, name: "activity_json"))
     }
 }
 
@@ -487,5 +487,74 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
             ProgressReporter { done, total in CallbackGuard.run { function(userdata, done, total) } == 0 }
         })
         return .null
+    }
+}
+
+/// Sets the process-wide log callback: `log(userdata, level, message)` is
+/// called for every event at `level` or more severe (DL_LOG_ERROR is the
+/// most severe; see dl_log_level). `message` is one line of UTF-8 without a
+/// newline, valid only during the call. Levels: DL_LOG_ERROR for failed
+/// transfers and refreshes that stopped, DL_LOG_WARN for retries,
+/// DL_LOG_INFO for one line per HTTP request, DL_LOG_DEBUG adds libcurl's
+/// trace (connections, request and response headers; never bodies).
+///
+/// No secret or token is ever logged: `Authorization` header values and
+/// `t=` query values appear as `[redacted]`.
+///
+/// The callback may be called from any thread, including several at once
+/// and the library's token refresh thread, so it must be thread-safe. It
+/// must not call into the library: such calls return DL_ERR_REENTRANT.
+/// `log` NULL (or `level` DL_LOG_OFF) turns logging off. Replacing or
+/// removing the callback waits until no thread is still inside the
+/// previous one, so its `userdata` may be released as soon as this returns.
+///
+/// Returns DL_OK, or DL_ERR_INVALID_ARGUMENT for an unknown level (the
+/// previous callback stays).
+@c public func dl_set_log_callback(
+    _ log: (@convention(c) (UnsafeMutableRawPointer?, Int32, UnsafePointer<CChar>?) -> Void)?,
+    _ userdata: UnsafeMutableRawPointer?,
+    _ level: Int32,
+    _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+) -> Int32 {
+    Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
+        guard let known = dl_log_level(rawValue: level) else {
+            throw .invalidArgument("level must be DL_LOG_OFF (0) to DL_LOG_DEBUG (4), not \(level)")
+        }
+        Log.install(known == .DL_LOG_OFF ? nil : log, userdata: userdata, level: known)
+        return .object(JSONObject())
+    }
+}
+
+/// Overrides the client's timeouts for the calls the calling thread makes
+/// from now on, on every client and conversation, until it is called again.
+/// `options_json`: `{"timeoutMs": N, "connectTimeoutMs": N}` (each optional,
+/// 1 to 86400000 ms; a missing or null member means the client's own
+/// value). NULL or `{}` removes the override. Other threads are not affected.
+///
+/// To bound one call, set the override before it and remove it after. Each
+/// HTTP request of the call (including each automatic retry) gets these
+/// limits; the library's token refresh thread keeps the client's.
+///
+/// `out_json` receives the thread's override now in effect, e.g.
+/// `{"timeoutMs": 2000, "connectTimeoutMs": null}`.
+/// Returns DL_OK or DL_ERR_INVALID_ARGUMENT (the previous override stays).
+@c public func dl_set_thread_timeouts(
+    _ options_json: UnsafePointer<CChar>?,
+    _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+) -> Int32 {
+    Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
+        var total: Int?
+        var connect: Int?
+        if let options = try Boundary.json(options_json, name: "options_json") {
+            let reader = try JSONReader(options, context: "options_json")
+            try reader.rejectUnknownKeys(["timeoutMs", "connectTimeoutMs"])
+            total = try reader.integer("timeoutMs", in: 1...86_400_000).map { Int($0) }
+            connect = try reader.integer("connectTimeoutMs", in: 1...86_400_000).map { Int($0) }
+        }
+        guard ThreadTimeouts.set(total: total, connect: connect) else {
+            throw .internal("the thread's timeouts could not be stored")
+        }
+        return .object(JSONObject([("timeoutMs", total.map { .integer($0) } ?? .null),
+                                   ("connectTimeoutMs", connect.map { .integer($0) } ?? .null)]))
     }
 }

@@ -77,16 +77,28 @@ struct JSONParser {
             depth -= 1
             return .object(object)
         }
+        // Small objects look keys up in order; past a few members a set keeps
+        // a hostile object with many keys from costing quadratic time.
+        var seen: Set<String>?
         while true {
             skipWhitespace()
             guard current == UInt8(ascii: "\"") else { throw error("expected a string key") }
             let key = try parseString()
-            guard !object.contains(key) else { throw error("duplicate key \"\(key)\"") }
+            let duplicate: Bool
+            if var keys = seen {
+                seen = nil
+                duplicate = !keys.insert(key).inserted
+                seen = keys
+            } else {
+                duplicate = object.contains(key)
+                if object.count == 16 { seen = Set(object.keys + [key]) }
+            }
+            guard !duplicate else { throw error("duplicate key \"\(key)\"") }
             skipWhitespace()
             guard current == UInt8(ascii: ":") else { throw error("expected ':'") }
             position += 1
             skipWhitespace()
-            object[key] = try parseValue()
+            object.appendUnique(key, try parseValue())
             skipWhitespace()
             switch current {
             case UInt8(ascii: ","): position += 1
@@ -151,28 +163,38 @@ struct JSONParser {
         while let byte = current, isDigit(byte) { position += 1 }
     }
 
+    /// Strings without escapes (nearly all of them) become a String straight
+    /// from their bytes; only escapes take the buffered path.
     private mutating func parseString() throws(JSONParseError) -> String {
         position += 1
-        var scalars = String.UnicodeScalarView()
-        var runStart = position
-        func flushRun(_ end: Int) {
-            if end > runStart { scalars.append(contentsOf: String(decoding: bytes[runStart..<end], as: UTF8.self).unicodeScalars) }
+        let start = position
+        while position < bytes.count {
+            let byte = bytes[position]
+            if byte == UInt8(ascii: "\"") {
+                position += 1
+                return String(decoding: bytes[start..<(position - 1)], as: UTF8.self)
+            }
+            if byte == UInt8(ascii: "\\") { break }
+            guard byte >= 0x20 else { throw error("control character in string") }
+            position += 1
         }
+        guard position < bytes.count else { throw error("unterminated string") }
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(position - start + 16)
+        buffer.append(contentsOf: bytes[start..<position])
         while true {
             guard let byte = current else { throw error("unterminated string") }
             switch byte {
             case UInt8(ascii: "\""):
-                flushRun(position)
                 position += 1
-                return String(scalars)
+                return String(decoding: buffer, as: UTF8.self)
             case UInt8(ascii: "\\"):
-                flushRun(position)
                 position += 1
-                scalars.append(try parseEscape())
-                runStart = position
+                UTF8.encode(try parseEscape()) { buffer.append($0) }
             case 0x00..<0x20:
                 throw error("control character in string")
             default:
+                buffer.append(byte)
                 position += 1
             }
         }

@@ -72,6 +72,12 @@ struct JSONObject: Equatable, Sendable {
 
     var keys: [String] { members.map(\.key) }
     var isEmpty: Bool { members.isEmpty }
+    var count: Int { members.count }
+
+    /// Appends a member whose key the caller knows is not present yet.
+    mutating func appendUnique(_ key: String, _ value: JSONValue) {
+        members.append((key, value))
+    }
 
     /// Reads a member; assigning nil removes it, assigning a new key appends it.
     subscript(key: String) -> JSONValue? {

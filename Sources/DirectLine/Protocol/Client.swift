@@ -26,17 +26,17 @@ final class DirectLineClient: Sendable {
     /// Sends a request and returns a success response; any other status
     /// becomes the matching error. `secrets` are redacted from service text.
     func execute(_ request: HTTPRequest, operation: Operation) throws(DirectLineError) -> HTTPResponse {
-        let secrets = [config.credential.value, request.bearer]
         let response: HTTPResponse
         do {
             response = try transport.send(request)
         } catch {
             var error = error
-            error.message = Responses.redact(error.message, secrets)
+            error.message = Responses.redact(error.message, [config.credential.value, request.bearer])
             throw error
         }
         guard response.isSuccess else {
-            throw Responses.failure(response, operation: operation, version: version, secrets: secrets)
+            throw Responses.failure(response, operation: operation, version: version,
+                                    secrets: [config.credential.value, request.bearer])
         }
         return response
     }
@@ -128,6 +128,13 @@ enum Clock {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
         return Int(now.tv_sec) * 1000 + Int(now.tv_nsec) / 1_000_000
+    }
+
+    /// Nanoseconds on the same clock (for log lines' timings).
+    static func monotonicNs() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
 }
 

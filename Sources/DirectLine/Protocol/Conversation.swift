@@ -57,8 +57,15 @@ final class Conversation: Sendable {
     let state: Mutex<ConversationState>
     private let progress = Mutex(ProgressBinding(nil))
 
+    /// Where sends go: the id never changes, so the path is built once.
+    let sendPath: String
+    /// The conversation id (it never changes).
+    let conversationID: String
+
     init(client: DirectLineClient, state: ConversationState) {
         self.client = client
+        sendPath = client.requests.sendPath(conversationId: state.id)
+        conversationID = state.id
         self.state = Mutex(state)
         client.conversations.add(self)
         scheduleRefresh()
@@ -156,11 +163,11 @@ final class Conversation: Sendable {
     /// sends it and its correlation id (so that a `wait` on another thread
     /// already knows it as the caller's), and reads the conversation id and
     /// token the request needs.
-    private func targetForSending(by userId: String?, clientActivityID: String?) -> (id: String, token: String) {
+    private func targetForSending(by userId: String?, clientActivityID: String?) -> String {
         state.withLock { state in
             if let userId { state.noteSender(userId) }
             if let clientActivityID { _ = state.sentActivityIDs.insert(clientActivityID) }
-            return (state.id, state.token.value)
+            return state.token.value
         }
     }
 
@@ -209,12 +216,61 @@ final class Conversation: Sendable {
     /// `dl_send_activity`.
     func send(_ activityJSON: JSONValue) throws(DirectLineError) -> JSONValue {
         let outgoing = try OutgoingActivity(activityJSON, version: client.version)
-        let body = try outgoing.serializedBody()
-        let current = targetForSending(by: outgoing.sender, clientActivityID: outgoing.clientActivityID)
-        defer { noteSent() }
-        let response = try post(client.requests.send(conversationId: current.id, payload: body, bearer: current.token),
-                                clientActivityID: outgoing.clientActivityID)
+        let response = try post(body: outgoing.serializedBody(), clientActivityID: outgoing.clientActivityID,
+                                sender: outgoing.sender)
         return try result(of: response, what: "send activity", clientActivityID: outgoing.clientActivityID)
+    }
+
+    /// `dl_send_activity` with the caller's JSON text: an activity the
+    /// scanner accepts goes out as it is, with its clientActivityID spliced
+    /// in, and the result is written without building a tree; any other text
+    /// is parsed and written out again.
+    func send(activityText text: String) throws(DirectLineError) -> SerializedJSON {
+        var text = text
+        guard let scanned = OutgoingActivity.scannedBody(&text, version: client.version) else {
+            return SerializedJSON(serializedBytes: try send(Boundary.parse(text, name: "activity_json")).serializedBytes)
+        }
+        let response = try post(body: scanned.body, clientActivityID: scanned.clientActivityID, sender: scanned.sender)
+        if let clientActivityID = scanned.clientActivityID, let bytes = Self.scannedResult(response, clientActivityID) {
+            return SerializedJSON(serializedBytes: bytes)
+        }
+        return SerializedJSON(serializedBytes: try result(of: response, what: "send activity",
+                                                          clientActivityID: scanned.clientActivityID).serializedBytes)
+    }
+
+    private func post(body: [UInt8], clientActivityID: String?, sender: String?) throws(DirectLineError) -> HTTPResponse {
+        let token = targetForSending(by: sender, clientActivityID: clientActivityID)
+        defer { noteSent() }
+        return try post(client.requests.send(path: sendPath, payload: body, bearer: token),
+                        clientActivityID: clientActivityID)
+    }
+
+    /// The 3.0 send result `{"id": ..., "clientActivityID": ...}` written
+    /// straight from the service's answer when the scanner accepts it and
+    /// its id is a plain ASCII string or null: the bytes `result(of:)`
+    /// would give. nil sends the answer down that path instead.
+    static func scannedResult(_ response: HTTPResponse, _ clientActivityID: String) -> [UInt8]? {
+        var output: [UInt8] = []
+        output.reserveCapacity(64 + clientActivityID.utf8.count)
+        output.append(contentsOf: #"{"id":"#.utf8)
+        if response.status == 204 || response.body.isEmpty {
+            output.append(contentsOf: "null".utf8)
+        } else {
+            let found: Bool = response.body.withUnsafeBufferPointer { bytes in
+                guard let (members, _) = JSONScanner.object(in: bytes, range: 0..<bytes.count),
+                      let id = members.first(where: { JSONScanner.key($0, in: bytes, is: "id") }) else { return false }
+                let value = UnsafeBufferPointer(rebasing: bytes[id.value])
+                let plain = value.first == UInt8(ascii: "n")
+                    || (value.first == UInt8(ascii: "\"") && !value.contains { $0 >= 0x80 || $0 == UInt8(ascii: "\\") })
+                if plain { output.append(contentsOf: value) }
+                return plain
+            }
+            guard found else { return nil }
+        }
+        output.append(contentsOf: #","clientActivityID":"#.utf8)
+        JSONValue.writeString(clientActivityID, to: &output)
+        output.append(UInt8(ascii: "}"))
+        return output
     }
 
     /// 3.0 answers `{"id"}` (or 204); 1.1 answers 204. The result adds the
@@ -316,11 +372,11 @@ final class Conversation: Sendable {
     private func upload(userId: String, body: RequestBody, contentType: String, disposition: String?,
                         clientActivityID: String?) throws(DirectLineError) -> JSONValue {
         try checkUploadSize(body.length)
-        let current = targetForSending(by: userId, clientActivityID: clientActivityID)
+        let token = targetForSending(by: userId, clientActivityID: clientActivityID)
         defer { noteSent() }
-        let response = try post(client.requests.upload(conversationId: current.id, userId: userId, body: body,
+        let response = try post(client.requests.upload(conversationId: conversationID, userId: userId, body: body,
                                                        contentType: contentType, disposition: disposition,
-                                                       bearer: current.token),
+                                                       bearer: token),
                                 clientActivityID: clientActivityID)
         return try result(of: response, what: "upload", clientActivityID: clientActivityID)
     }

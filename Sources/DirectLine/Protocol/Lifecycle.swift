@@ -53,7 +53,12 @@ extension Conversation {
                 guard Self.mayPass(error.status), let expires = state.token.expiresAtMs, expires - now > 200 else { return nil }
                 return now + max(100, (expires - now) / 2)
             }
-            if let retryAt { scheduleRefresh(atMs: retryAt) }
+            if let retryAt {
+                Log.emit(.warn, "automatic token refresh failed (\(error.message)); it will be tried again in \(retryAt - Clock.monotonicMs()) ms")
+                scheduleRefresh(atMs: retryAt)
+            } else {
+                Log.emit(.error, "automatic token refresh stopped: \(error.message)")
+            }
         }
     }
 
@@ -253,25 +258,36 @@ struct WaitOptions {
 struct RecentIDs: Sendable {
     static let defaultCapacity = 4096
     let capacity: Int
-    private var members: Set<String> = []
-    private var order: [String] = []
+    /// 64-bit fingerprints of the ids, not the ids: a send records one per
+    /// activity, and hashing 8 bytes is far cheaper than a 36-byte string.
+    /// Two ids share a fingerprint with odds of about 2^-52 among 4096.
+    private var members: Set<UInt64> = []
+    private var order: [UInt64] = []
     private var oldest = 0
 
     init(capacity: Int = defaultCapacity) { self.capacity = max(1, capacity) }
 
-    func contains(_ id: String) -> Bool { members.contains(id) }
+    func contains(_ id: String) -> Bool { members.contains(Self.fingerprint(id)) }
 
     /// False when `id` was seen already; an activity without an id is always new.
     mutating func insert(_ id: String?) -> Bool {
         guard let id else { return true }
-        guard members.insert(id).inserted else { return false }
+        let print = Self.fingerprint(id)
+        guard members.insert(print).inserted else { return false }
         if order.count < capacity {
-            order.append(id)
+            order.append(print)
         } else {
             members.remove(order[oldest])
-            order[oldest] = id
+            order[oldest] = print
             oldest = (oldest + 1) % capacity
         }
         return true
+    }
+
+    /// FNV-1a over the UTF-8 bytes, finished with a bit mixer.
+    static func fingerprint(_ id: String) -> UInt64 {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in id.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+        return ClientActivityID.mix(hash)
     }
 }

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// The Direct Line requests, for both protocol versions. Pure functions:
 /// they build `HTTPRequest`s and never touch the network.
 struct DirectLineRequests: Sendable {
@@ -7,6 +9,11 @@ struct DirectLineRequests: Sendable {
     static let maxActivityBytes = 262_144
 
     private var root: String { version == .v3 ? "/v3/directline" : "/api" }
+
+    /// The path sends to a conversation go to; a conversation computes it once.
+    func sendPath(conversationId: String) -> String {
+        "\(conversationPath(conversationId))/\(version == .v3 ? "activities" : "messages")"
+    }
 
     private func conversationPath(_ id: String) -> String {
         "\(root)/conversations/\(Validation.percentEncoded(id))"
@@ -54,8 +61,11 @@ struct DirectLineRequests: Sendable {
 
     /// 3.0 `POST conversations/{id}/activities`; 1.1 `POST conversations/{id}/messages`.
     func send(conversationId: String, payload: [UInt8], bearer: String) -> HTTPRequest {
-        let leaf = version == .v3 ? "activities" : "messages"
-        var request = HTTPRequest(method: .post, path: "\(conversationPath(conversationId))/\(leaf)", bearer: bearer)
+        send(path: sendPath(conversationId: conversationId), payload: payload, bearer: bearer)
+    }
+
+    func send(path: String, payload: [UInt8], bearer: String) -> HTTPRequest {
+        var request = HTTPRequest(method: .post, path: path, bearer: bearer)
         request.contentType = "application/json"
         request.body = RequestBody(payload)
         return request
@@ -125,6 +135,83 @@ struct OutgoingActivity {
         payload = object
     }
 
+    /// The body for the caller's activity text as it is, with the
+    /// clientActivityID spliced in where the tree path would add it, checked
+    /// by `JSONScanner` instead of being parsed into a tree and written out
+    /// again. nil when the scanner declines the text or anything is not
+    /// plainly valid; the tree path then gives the exact result or error.
+    static func scannedBody(_ text: inout String, version: ProtocolVersion)
+        -> (body: [UInt8], clientActivityID: String?, sender: String?)? {
+        text.withUTF8 { bytes -> (body: [UInt8], clientActivityID: String?, sender: String?)? in
+            guard let (members, close) = JSONScanner.object(in: bytes, range: 0..<bytes.count) else { return nil }
+            func member(_ name: StaticString, of list: [JSONScanner.Member]) -> JSONScanner.Member? {
+                list.first { JSONScanner.key($0, in: bytes, is: name) }
+            }
+            func startsWith(_ range: Range<Int>, _ ascii: Unicode.Scalar) -> Bool { bytes[range.lowerBound] == UInt8(ascii: ascii) }
+            /// A string value without escapes, decoded.
+            func plainString(_ range: Range<Int>) -> String? {
+                guard startsWith(range, "\"") else { return nil }
+                let inner = (range.lowerBound + 1)..<(range.upperBound - 1)
+                guard !bytes[inner].contains(UInt8(ascii: "\\")) else { return nil }
+                return String(decoding: UnsafeBufferPointer(rebasing: bytes[inner]), as: UTF8.self)
+            }
+            func identifier(_ range: Range<Int>) -> String? {
+                guard let id = plainString(range), (try? Validation.identifier(id, name: "id")) != nil else { return nil }
+                return id
+            }
+            guard bytes.count <= DirectLineRequests.maxActivityBytes else { return nil }
+            let fromMember = member("from", of: members)
+            let channelData = member("channelData", of: members)
+            switch version {
+            case .v1:
+                var sender: String?
+                if let fromMember, !startsWith(fromMember.value, "n") {
+                    guard let id = identifier(fromMember.value) else { return nil }
+                    sender = id
+                }
+                if let channelData, !startsWith(channelData.value, "{") && !startsWith(channelData.value, "n") { return nil }
+                return (Array(bytes), nil, sender)
+            case .v3:
+                guard let type = member("type", of: members), startsWith(type.value, "\""),
+                      let fromMember, startsWith(fromMember.value, "{"),
+                      let idValue = JSONScanner.value(of: "id", inObject: fromMember.value, of: bytes),
+                      let sender = identifier(idValue) else { return nil }
+                let insertAt: Int
+                let opening: StaticString
+                let closing: StaticString
+                let generated = ClientActivityID.generate()
+                if let channelData {
+                    guard startsWith(channelData.value, "{") else { return nil }
+                    if let existing = JSONScanner.value(of: "clientActivityID", inObject: channelData.value, of: bytes) {
+                        guard let id = plainString(existing) else { return nil }
+                        return (Array(bytes), id, sender)
+                    }
+                    // The last non-blank byte before the closing brace says
+                    // whether the object has members.
+                    var last = channelData.value.upperBound - 2
+                    while last > channelData.value.lowerBound, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[last]) { last -= 1 }
+                    let empty = last == channelData.value.lowerBound
+                    insertAt = channelData.value.upperBound - 1
+                    opening = empty ? "\"clientActivityID\":\"" : ",\"clientActivityID\":\""
+                    closing = "\""
+                } else {
+                    insertAt = close
+                    opening = ",\"channelData\":{\"clientActivityID\":\""
+                    closing = "\"}"
+                }
+                var body: [UInt8] = []
+                body.reserveCapacity(bytes.count + 64)
+                body.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[..<insertAt]))
+                opening.withUTF8Buffer { body.append(contentsOf: $0) }
+                body.append(contentsOf: generated.utf8)
+                closing.withUTF8Buffer { body.append(contentsOf: $0) }
+                body.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[insertAt...]))
+                guard body.count <= DirectLineRequests.maxActivityBytes else { return nil }
+                return (body, generated, sender)
+            }
+        }
+    }
+
     /// The serialized body, refused when over the service's limit.
     func serializedBody() throws(DirectLineError) -> [UInt8] {
         let body = JSONValue.object(payload).serializedBytes
@@ -151,10 +238,36 @@ struct OutgoingActivity {
 enum ClientActivityID {
     private static let digits = Array("0123456789abcdef".utf8)
 
-    /// A fresh correlation id with 128 random bits from the system's secure generator.
-    static func generate() -> String {
+    /// 64 random bits drawn once per process from the system's secure generator.
+    private static let processKey: UInt64 = {
         var generator = SystemRandomNumberGenerator()
-        return "dlc-" + hex(generator.next()) + hex(generator.next())
+        return generator.next()
+    }()
+    private static let counter = Atomic<UInt64>(0)
+
+    /// A fresh correlation id: the process's random key and a counter,
+    /// mixed so consecutive ids share no visible pattern. Unique within the
+    /// process (the mixing is a bijection of the counter) and, with 64
+    /// random bits per process, across processes; no system call per id.
+    static func generate() -> String {
+        let count = counter.wrappingAdd(1, ordering: .relaxed).newValue
+        let halves = (processKey, mix(count ^ processKey))
+        return String(unsafeUninitializedCapacity: 36) { output in
+            for (index, byte) in "dlc-".utf8.enumerated() { output[index] = byte }
+            for index in 0..<16 {
+                output[4 + index] = digits[Int((halves.0 >> UInt64(60 - 4 * index)) & 0xF)]
+                output[20 + index] = digits[Int((halves.1 >> UInt64(60 - 4 * index)) & 0xF)]
+            }
+            return 36
+        }
+    }
+
+    /// splitmix64's finaliser: a bijection on 64 bits.
+    static func mix(_ value: UInt64) -> UInt64 {
+        var z = value &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 
     /// 16 lowercase hex digits.

@@ -40,17 +40,25 @@ final class CurlTransport: Sendable {
                 outcome = .failure(error)
             }
             let retryAfterMs: Int?
+            let reason: String
             switch outcome {
             case .success(let response):
                 guard response.status == 429 || response.status == 503, attempt < policy.maxAttempts else {
                     return response
                 }
                 retryAfterMs = response.retryAfterMs
+                reason = "HTTP \(response.status)"
             case .failure(let error):
-                guard error.retryable, attempt < policy.maxAttempts else { throw error }
+                guard error.retryable, attempt < policy.maxAttempts else {
+                    Log.emit(.error, "\(request.method.rawValue) \(Log.redactedURL(request.path)) failed: \(error.message)")
+                    throw error
+                }
                 retryAfterMs = nil
+                reason = error.message
             }
-            sleepMilliseconds(Backoff.delay(attempt: attempt, retryAfterMs: retryAfterMs, policy: policy))
+            let delay = Backoff.delay(attempt: attempt, retryAfterMs: retryAfterMs, policy: policy)
+            Log.emit(.warn, "\(request.method.rawValue) \(Log.redactedURL(request.path)): \(reason); attempt \(attempt + 1) of \(policy.maxAttempts) in \(delay) ms")
+            sleepMilliseconds(delay)
             attempt += 1
         }
     }
@@ -59,12 +67,15 @@ final class CurlTransport: Sendable {
         guard curlGlobalInit == CURLE_OK else { throw .internal("libcurl could not be initialised") }
         let handle = try checkOut()
         defer { checkIn(handle) }
-        return try handle.perform(request, config: config, attempt: attempt)
+        let overrides = ThreadTimeouts.current
+        let timeouts = Timeouts(total: overrides.total ?? config.timeoutMs,
+                                connect: overrides.connect ?? config.connectTimeoutMs)
+        return try handle.perform(request, config: config, timeouts: timeouts, attempt: attempt)
     }
 
     private func checkOut() throws(DirectLineError) -> EasyHandle {
         if let handle = idleHandles.withLock({ $0.popLast() }) { return handle }
-        guard let handle = EasyHandle() else { throw .internal("libcurl could not create a handle") }
+        guard let handle = EasyHandle(config: config) else { throw .internal("libcurl could not create a handle") }
         return handle
     }
 
@@ -106,44 +117,38 @@ func sleepMilliseconds(_ milliseconds: Int) {
     while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
 }
 
-/// One libcurl easy handle with the buffers a transfer writes into.
-/// Used by one thread at a time (the pool guarantees it).
+/// One libcurl easy handle, configured once for its client.
+///
+/// Options that never change for the client (protocols, TLS, proxy, user
+/// agent, callbacks, the response sink) are set when the handle is made;
+/// a request sets only what differs from the previous one on this handle.
+/// The URL and the header list are kept and reused when the next request
+/// has the same ones, as a conversation's sends do, so libcurl does not
+/// parse them again. Used by one thread at a time (the pool guarantees it).
 private final class EasyHandle: @unchecked Sendable {
     let curl: UnsafeMutableRawPointer
+    private let sink = ResponseSink(limit: CurlTransport.maxResponseBytes)
+    /// What the URL and the header list libcurl currently holds were made from.
+    private var currentPath = ""
+    private var currentURLIsPath = false
+    private var currentBearer = ""
+    private var currentContentType: String?
+    private var currentExtraHeaders: [(name: String, value: String)] = []
+    private var headerList: UnsafeMutablePointer<curl_slist>?
+    private var progressOn = false
+    private var traceOn = false
+    private var largeUploadBuffer = false
+    private var currentTimeouts = (total: -1, connect: -1)
 
-    init?() {
+    init?(config: TransportConfig) {
         guard let curl = curl_easy_init() else { return nil }
         self.curl = curl
-    }
-
-    deinit { curl_easy_cleanup(curl) }
-
-    func perform(_ request: HTTPRequest, config: TransportConfig, attempt: Int) throws(DirectLineError) -> HTTPResponse {
-        curl_easy_reset(curl)
-        let sink = ResponseSink(limit: CurlTransport.maxResponseBytes)
-        var headers: UnsafeMutablePointer<curl_slist>?
-        defer { curl_slist_free_all(headers) }
         let sinkPointer = Unmanaged.passUnretained(sink).toOpaque()
-
-        var url = config.baseURL + request.path
-        for (index, item) in request.query.enumerated() {
-            url += (index == 0 ? "?" : "&") + Validation.percentEncoded(item.name) + "=" + Validation.percentEncoded(item.value)
-        }
-        // "Expect:" and a bare "Content-Type:" remove libcurl's defaults
-        // (100-continue, and a form content type on bodiless POSTs).
-        let headerLines: [String] = ["Authorization: Bearer \(request.bearer)", "Accept: application/json", "Expect:",
-                           "Content-Type: \(request.contentType ?? "")"]
-            + request.headers.map { "\($0.name): \($0.value)" }
-        for line in headerLines { headers = curl_slist_append(headers, line) }
-
         var failed = false
         func set(_ result: CURLcode) { if result != CURLE_OK { failed = true } }
-        set(dl_curl_set_string(curl, CURLOPT_URL, url))
         set(dl_curl_set_string(curl, CURLOPT_PROTOCOLS_STR, "http,https"))
         set(dl_curl_set_long(curl, CURLOPT_NOSIGNAL, 1))
         set(dl_curl_set_long(curl, CURLOPT_FOLLOWLOCATION, 0))
-        set(dl_curl_set_long(curl, CURLOPT_TIMEOUT_MS, config.timeoutMs))
-        set(dl_curl_set_long(curl, CURLOPT_CONNECTTIMEOUT_MS, config.connectTimeoutMs))
         set(dl_curl_set_string(curl, CURLOPT_USERAGENT, config.userAgent))
         // An empty proxy string turns off libcurl's reading of *_proxy
         // environment variables: proxies are used only when configured.
@@ -151,49 +156,151 @@ private final class EasyHandle: @unchecked Sendable {
         if let caFile = config.caFile { set(dl_curl_set_string(curl, CURLOPT_CAINFO, caFile)) }
         set(dl_curl_set_long(curl, CURLOPT_SSL_VERIFYPEER, config.insecureSkipTlsVerify ? 0 : 1))
         set(dl_curl_set_long(curl, CURLOPT_SSL_VERIFYHOST, config.insecureSkipTlsVerify ? 0 : 2))
-        set(dl_curl_set_slist(curl, CURLOPT_HTTPHEADER, headers))
         set(dl_curl_set_data_fn(curl, CURLOPT_WRITEFUNCTION, writeCallback))
         set(dl_curl_set_pointer(curl, CURLOPT_WRITEDATA, sinkPointer))
-        set(dl_curl_set_data_fn(curl, CURLOPT_HEADERFUNCTION, headerCallback))
-        set(dl_curl_set_pointer(curl, CURLOPT_HEADERDATA, sinkPointer))
-        guard !failed else { throw .internal("libcurl refused a transfer option") }
+        set(dl_curl_set_data_fn(curl, CURLOPT_READFUNCTION, readCallback))
+        set(dl_curl_set_seek_fn(curl, seekCallback))
+        set(dl_curl_set_xferinfo_fn(curl, progressCallback))
+        set(dl_curl_set_long(curl, CURLOPT_NOPROGRESS, 1))
+        set(dl_curl_set_prereq_fn(curl, prereqCallback))
+        guard !failed else {
+            curl_easy_cleanup(curl)
+            return nil
+        }
+    }
 
-        let transfer = TransferState(source: BodySource(request.body), progress: request.progress)
+    deinit {
+        curl_easy_cleanup(curl)
+        curl_slist_free_all(headerList)
+    }
+
+    /// Bodies up to this size are sent from memory together with the headers.
+    static let maxInlineBody = 1 << 20
+
+    func perform(_ request: HTTPRequest, config: TransportConfig, timeouts: Timeouts,
+                 attempt: Int) throws(DirectLineError) -> HTTPResponse {
+        sink.reset()
+        var failed = false
+        func set(_ result: CURLcode) { if result != CURLE_OK { failed = true } }
+
+        // The URL and headers libcurl holds are compared with the request's
+        // parts first, so a conversation's repeated sends build neither.
+        if request.query.isEmpty ? request.path != currentPath || !currentURLIsPath : true {
+            var url = config.baseURL + request.path
+            for (index, item) in request.query.enumerated() {
+                url += (index == 0 ? "?" : "&") + Validation.percentEncoded(item.name) + "=" + Validation.percentEncoded(item.value)
+            }
+            set(dl_curl_set_string(curl, CURLOPT_URL, url))
+            currentPath = request.path
+            currentURLIsPath = request.query.isEmpty && !failed
+        }
+        let headersMatch = headerList != nil && request.bearer == currentBearer
+            && request.contentType == currentContentType && request.headers.elementsEqual(currentExtraHeaders, by: ==)
+        if !headersMatch {
+            // "Expect:" and a bare "Content-Type:" remove libcurl's defaults
+            // (100-continue, and a form content type on bodiless POSTs).
+            var headerLines = ["Authorization: Bearer \(request.bearer)", "Accept: application/json", "Expect:",
+                               "Content-Type: \(request.contentType ?? "")"]
+            for header in request.headers { headerLines.append("\(header.name): \(header.value)") }
+            var list: UnsafeMutablePointer<curl_slist>?
+            for line in headerLines {
+                guard let longer = curl_slist_append(list, line) else {
+                    curl_slist_free_all(list)
+                    throw .internal("libcurl could not build the request headers")
+                }
+                list = longer
+            }
+            set(dl_curl_set_slist(curl, CURLOPT_HTTPHEADER, list))
+            curl_slist_free_all(headerList)
+            headerList = list
+            currentBearer = request.bearer
+            currentContentType = request.contentType
+            currentExtraHeaders = request.headers
+        }
+        if timeouts.total != currentTimeouts.total || timeouts.connect != currentTimeouts.connect {
+            set(dl_curl_set_long(curl, CURLOPT_TIMEOUT_MS, timeouts.total))
+            set(dl_curl_set_long(curl, CURLOPT_CONNECTTIMEOUT_MS, timeouts.connect))
+            currentTimeouts = failed ? (-1, -1) : (timeouts.total, timeouts.connect)
+        }
+
+        // A body held in memory goes out with the request's headers, in one
+        // write (CURLOPT_POSTFIELDS); files and large bodies are streamed
+        // through the read callback. Either way libcurl must not send a POST
+        // twice on its own: see `prereqCallback` and `BodySource`.
+        let inMemory: [UInt8]? = switch request.body.segments.count {
+        case 0: []
+        case 1: if case .bytes(let bytes) = request.body.segments[0], bytes.count <= Self.maxInlineBody { bytes } else { nil }
+        default: nil
+        }
+        let transfer = TransferState(source: BodySource(request.body), progress: request.progress,
+                                     refusesResend: request.method == .post)
         let transferPointer = Unmanaged.passUnretained(transfer).toOpaque()
+        set(dl_curl_set_pointer(curl, CURLOPT_PREREQDATA, transferPointer))
         switch request.method {
         case .get:
             set(dl_curl_set_long(curl, CURLOPT_HTTPGET, 1))
         case .post:
-            // The body goes through a read callback, not POSTFIELDS, so that
-            // libcurl cannot silently send it twice (see BodySource).
             set(dl_curl_set_long(curl, CURLOPT_POST, 1))
+            if inMemory == nil {
+                set(dl_curl_set_pointer(curl, CURLOPT_POSTFIELDS, nil))
+                set(dl_curl_set_pointer(curl, CURLOPT_READDATA, transferPointer))
+                set(dl_curl_set_pointer(curl, CURLOPT_SEEKDATA, transferPointer))
+            }
             set(dl_curl_set_off(curl, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.length)))
-            set(dl_curl_set_data_fn(curl, CURLOPT_READFUNCTION, readCallback))
-            set(dl_curl_set_pointer(curl, CURLOPT_READDATA, transferPointer))
-            set(dl_curl_set_seek_fn(curl, seekCallback))
-            set(dl_curl_set_pointer(curl, CURLOPT_SEEKDATA, transferPointer))
-            if request.body.length > 65_536 {
-                set(dl_curl_set_long(curl, CURLOPT_UPLOAD_BUFFERSIZE, 512 * 1024))
+            let large = request.body.length > 65_536
+            if large != largeUploadBuffer {
+                set(dl_curl_set_long(curl, CURLOPT_UPLOAD_BUFFERSIZE, large ? 512 * 1024 : 65_536))
+                largeUploadBuffer = large
             }
         }
-        if request.progress != nil {
-            set(dl_curl_set_long(curl, CURLOPT_NOPROGRESS, 0))
-            set(dl_curl_set_xferinfo_fn(curl, progressCallback))
-            set(dl_curl_set_pointer(curl, CURLOPT_XFERINFODATA, transferPointer))
+        let tracing = Log.wants(.debug)
+        if tracing != traceOn {
+            set(dl_curl_set_long(curl, CURLOPT_VERBOSE, tracing ? 1 : 0))
+            set(dl_curl_set_debug_fn(curl, tracing ? debugCallback : nil))
+            traceOn = tracing
+        }
+        let wantsProgress = request.progress != nil
+        if wantsProgress { set(dl_curl_set_pointer(curl, CURLOPT_XFERINFODATA, transferPointer)) }
+        if wantsProgress != progressOn {
+            set(dl_curl_set_long(curl, CURLOPT_NOPROGRESS, wantsProgress ? 0 : 1))
+            progressOn = wantsProgress
         }
         guard !failed else { throw .internal("libcurl refused a transfer option") }
-        let code = curl_easy_perform(curl)
+        let started = Log.wants(.info) ? Clock.monotonicNs() : 0
+        let code: CURLcode
+        if request.method == .post, let inMemory {
+            // libcurl reads the bytes in place; they stay alive and unmoved
+            // for the whole transfer.
+            code = inMemory.withUnsafeBytes { bytes in
+                let base = bytes.baseAddress.map { UnsafeMutableRawPointer(mutating: $0) }
+                guard dl_curl_set_pointer(curl, CURLOPT_POSTFIELDS, base ?? emptyBody) == CURLE_OK else {
+                    return CURLE_FAILED_INIT
+                }
+                defer { _ = dl_curl_set_pointer(curl, CURLOPT_POSTFIELDS, nil) }
+                return curl_easy_perform(curl)
+            }
+        } else {
+            code = curl_easy_perform(curl)
+        }
         withExtendedLifetime(transfer) {}
-        withExtendedLifetime(sink) {}
 
         guard code == CURLE_OK else {
             var requestBytes = 0
             _ = dl_curl_get_long(curl, CURLINFO_REQUEST_SIZE, &requestBytes)
             // A body cut short cannot be processed by the service.
-            let bodyComplete = transfer.source.bytesHandedOut >= request.body.length
+            let bodyComplete: Bool
+            if inMemory != nil {
+                var uploaded: curl_off_t = 0
+                _ = dl_curl_get_off(curl, CURLINFO_SIZE_UPLOAD_T, &uploaded)
+                bodyComplete = requestBytes > 0 && Int64(uploaded) >= request.body.length
+            } else {
+                bodyComplete = transfer.source.bytesHandedOut >= request.body.length
+            }
             var error: DirectLineError
             if let fileError = transfer.source.fileError {
                 error = DirectLineError(.DL_ERR_IO, fileError)
+            } else if transfer.resendRefused {
+                error = Self.error(for: CURLE_SEND_FAIL_REWIND, requestSent: true, responseOverflow: false)
             } else if transfer.cancelled {
                 error = DirectLineError(.DL_ERR_CANCELLED, "the progress callback cancelled the transfer",
                                         delivery: bodyComplete ? .unknown : .notSent)
@@ -201,11 +308,24 @@ private final class EasyHandle: @unchecked Sendable {
                 error = Self.error(for: code, requestSent: requestBytes > 0, responseOverflow: sink.overflow)
             }
             error.attempts = attempt
+            if started != 0 {
+                Log.emit(.info, "\(request.method.rawValue) \(Log.redactedURL(config.baseURL + request.path)) failed after \(Log.elapsed(since: started)) (attempt \(attempt)): \(error.message)")
+            }
             throw error
         }
         var status = 0
         _ = dl_curl_get_long(curl, CURLINFO_RESPONSE_CODE, &status)
-        return HTTPResponse(status: status, headers: sink.headers, body: sink.body, attempts: attempt)
+        if started != 0 {
+            Log.emit(.info, "\(request.method.rawValue) \(Log.redactedURL(config.baseURL + request.path)) -> \(status) in \(Log.elapsed(since: started)) (attempt \(attempt), \(request.body.length) bytes sent, \(sink.body.count) received)")
+        }
+        // The only header the library reads is Retry-After, and only on a
+        // failure; libcurl keeps the headers, so nothing is collected as
+        // they arrive.
+        var headers: [UInt8] = []
+        if !(200..<300).contains(status), let value = dl_curl_last_header(curl, "Retry-After") {
+            headers = Array("Retry-After: ".utf8) + Array(String(cString: value).utf8) + [0x0D, 0x0A]
+        }
+        return HTTPResponse(status: status, rawHeaders: headers, body: sink.takeBody(), attempts: attempt)
     }
 
     /// Maps a libcurl failure to a status and says whether the request may
@@ -247,12 +367,29 @@ private final class EasyHandle: @unchecked Sendable {
 private final class TransferState {
     let source: BodySource
     let progress: ProgressReporter?
+    /// A POST: libcurl may not start it over by itself.
+    let refusesResend: Bool
     private(set) var cancelled = false
+    /// libcurl tried to send the request a second time, and was stopped.
+    private(set) var resendRefused = false
+    private var starts = 0
     private var lastReported: UInt64?
 
-    init(source: BodySource, progress: ProgressReporter?) {
+    init(source: BodySource, progress: ProgressReporter?, refusesResend: Bool) {
         self.source = source
         self.progress = progress
+        self.refusesResend = refusesResend
+    }
+
+    /// Called as each attempt's request is about to go out; false stops a
+    /// second one. libcurl starts a request over on its own when a reused
+    /// connection closes without an answer, and by then the first copy of
+    /// the POST may have been processed: the bot would get it twice.
+    func mayStart() -> Bool {
+        starts += 1
+        guard starts > 1, refusesResend else { return true }
+        resendRefused = true
+        return false
     }
 
     /// Tells the caller how much of the body left; false cancels.
@@ -267,15 +404,35 @@ private final class TransferState {
     }
 }
 
-/// Collects one transfer's response headers and body.
+/// Collects one transfer's response body. A handle keeps its sink for its
+/// whole life; each request starts it empty.
 private final class ResponseSink {
     let limit: Int
     var body: [UInt8] = []
-    var headers: [(name: String, value: String)] = []
     var overflow = false
 
     init(limit: Int) { self.limit = limit }
+
+    func reset() {
+        body = []
+        overflow = false
+    }
+
+    /// The body, leaving the sink without one (no copy).
+    func takeBody() -> [UInt8] {
+        defer { body = [] }
+        return body
+    }
 }
+
+private let prereqCallback: dl_curl_prereq_fn = { userdata, _, _, _, _ in
+    guard let userdata else { return Int32(CURL_PREREQFUNC_OK) }
+    let transfer = Unmanaged<TransferState>.fromOpaque(userdata).takeUnretainedValue()
+    return transfer.mayStart() ? Int32(CURL_PREREQFUNC_OK) : Int32(CURL_PREREQFUNC_ABORT)
+}
+
+/// What CURLOPT_POSTFIELDS points at for an empty body (never read).
+private nonisolated(unsafe) let emptyBody = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1)
 
 private let readCallback: dl_curl_data_fn = { buffer, size, count, userdata in
     guard let buffer, let userdata else { return Int(CURL_READFUNC_ABORT) }
@@ -311,26 +468,21 @@ private let writeCallback: dl_curl_data_fn = { buffer, size, count, userdata in
     return total
 }
 
-private let headerCallback: dl_curl_data_fn = { buffer, size, count, userdata in
-    guard let buffer, let userdata else { return 0 }
-    let sink = Unmanaged<ResponseSink>.fromOpaque(userdata).takeUnretainedValue()
-    let (total, overflow) = size.multipliedReportingOverflow(by: count)
-    guard !overflow else { return 0 }
-    // Works on the bytes: this runs for every header line of every response.
-    let line = UnsafeRawBufferPointer(start: buffer, count: total)
-    if total >= 5 && memcmp(buffer, "HTTP/", 5) == 0 {
-        // A new response begins (after a 1xx, or a proxy's CONNECT answer).
-        sink.headers.removeAll()
-    } else if let found = memchr(buffer, Int32(UInt8(ascii: ":")), total) {
-        guard sink.headers.count < 200 else { return total }
-        let colon = UnsafeRawPointer(found) - UnsafeRawPointer(buffer)
-        func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 || byte == 0x0D || byte == 0x0A }
-        var start = colon + 1
-        var end = total
-        while start < end && isSpace(line[start]) { start += 1 }
-        while end > start && isSpace(line[end - 1]) { end -= 1 }
-        sink.headers.append((String(decoding: UnsafeRawBufferPointer(rebasing: line[..<colon]), as: UTF8.self),
-                             String(decoding: UnsafeRawBufferPointer(rebasing: line[start..<end]), as: UTF8.self)))
+/// libcurl's trace at DL_LOG_DEBUG: informational text and headers, one
+/// log call per line, redacted by `Log.emit`. Bodies are never logged.
+private let debugCallback: dl_curl_debug_fn = { _, type, data, size, _ in
+    guard let data else { return 0 }
+    let prefix: String
+    switch type {
+    case CURLINFO_TEXT: prefix = "* "
+    case CURLINFO_HEADER_IN: prefix = "< "
+    case CURLINFO_HEADER_OUT: prefix = "> "
+    default: return 0
     }
-    return total
+    let text = String(decoding: UnsafeRawBufferPointer(start: data, count: size), as: UTF8.self)
+    for line in text.split(whereSeparator: { $0 == "\r" || $0 == "\n" || $0 == "\r\n" }) where !line.isEmpty {
+        Log.emit(.debug, prefix + line)
+    }
+    return 0
 }
+

@@ -1,0 +1,307 @@
+/// Checks JSON text against the same rules as `JSONParser` without building
+/// any value, and says where an object's members are.
+///
+/// A caller's activity that passes can be sent as it is, with members
+/// spliced in, instead of being parsed into a tree and written out again.
+/// The scanner never accepts what the parser refuses; it may decline text
+/// the parser accepts (keys with escapes, whose duplicates only decoding
+/// can see, and objects with very many members). Declined text, valid or
+/// not, takes the tree path, which gives the exact result or error.
+///
+/// The text must be valid UTF-8 (the C boundary checks it first).
+struct JSONScanner {
+    /// A member of a scanned object: the key's bytes inside its quotes and
+    /// the value's bytes.
+    struct Member {
+        var key: Range<Int>
+        var value: Range<Int>
+    }
+
+    /// Objects with more members than this are left to the parser, whose
+    /// duplicate-key check scales.
+    static let maximumMembers = 32
+
+    private let bytes: UnsafeBufferPointer<UInt8>
+    private var position: Int
+    private var depth = 0
+    /// The keys of the objects being scanned, innermost last.
+    private var keys: [Range<Int>] = []
+    /// The members of the outermost object.
+    private var members: [Member] = []
+
+    private init(_ bytes: UnsafeBufferPointer<UInt8>, at position: Int, end: Int) {
+        self.bytes = UnsafeBufferPointer(rebasing: bytes[..<end])
+        self.position = position
+    }
+
+    /// The members of the object that `range` holds (white space around it
+    /// allowed) and the offset of its closing brace, or nil when the scanner
+    /// declines the text.
+    static func object(in bytes: UnsafeBufferPointer<UInt8>, range: Range<Int>) -> (members: [Member], close: Int)? {
+        guard range.lowerBound >= 0, range.upperBound <= bytes.count else { return nil }
+        var scanner = JSONScanner(bytes, at: range.lowerBound, end: range.upperBound)
+        scanner.skipWhitespace()
+        guard scanner.current == UInt8(ascii: "{") else { return nil }
+        scanner.keys.reserveCapacity(16)
+        scanner.members.reserveCapacity(8)
+        guard scanner.object() else { return nil }
+        let close = scanner.position - 1
+        scanner.skipWhitespace()
+        guard scanner.position == range.upperBound else { return nil }
+        return (scanner.members, close)
+    }
+
+    /// The value of member `name` of an object the scanner has already
+    /// accepted (as part of a larger text), found without checking again
+    /// and without allocating.
+    static func value(of name: StaticString, inObject range: Range<Int>,
+                      of bytes: UnsafeBufferPointer<UInt8>) -> Range<Int>? {
+        var walker = JSONScanner(bytes, at: range.lowerBound, end: range.upperBound)
+        walker.position += 1
+        while true {
+            walker.skipWhitespace()
+            guard walker.current == UInt8(ascii: "\"") else { return nil }
+            let keyStart = walker.position + 1
+            guard walker.string() else { return nil }
+            let key = Member(key: keyStart..<(walker.position - 1), value: 0..<0)
+            walker.skipWhitespace()
+            walker.position += 1
+            walker.skipWhitespace()
+            let valueStart = walker.position
+            guard walker.skipAccepted() else { return nil }
+            if Self.key(key, in: bytes, is: name) { return valueStart..<walker.position }
+            walker.skipWhitespace()
+            guard walker.current == UInt8(ascii: ",") else { return nil }
+            walker.position += 1
+        }
+    }
+
+    /// Whether a member's key (without escapes, as the scanner requires) is `name`.
+    static func key(_ member: Member, in bytes: UnsafeBufferPointer<UInt8>, is name: StaticString) -> Bool {
+        let count = name.utf8CodeUnitCount
+        guard member.key.count == count else { return false }
+        return name.withUTF8Buffer { expected in
+            memcmp(bytes.baseAddress! + member.key.lowerBound, expected.baseAddress!, count) == 0
+        }
+    }
+
+    /// Steps over a value already accepted: strings to their closing quote,
+    /// objects and arrays to their matching bracket, anything else to the
+    /// next delimiter.
+    private mutating func skipAccepted() -> Bool {
+        guard let first = current else { return false }
+        switch first {
+        case UInt8(ascii: "\""): return string()
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            var open = 0
+            while let byte = current {
+                switch byte {
+                case UInt8(ascii: "\""):
+                    guard string() else { return false }
+                    continue
+                case UInt8(ascii: "{"), UInt8(ascii: "["): open += 1
+                case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                    open -= 1
+                    if open == 0 {
+                        position += 1
+                        return true
+                    }
+                default: break
+                }
+                position += 1
+            }
+            return false
+        default:
+            while let byte = current, byte != UInt8(ascii: ","), byte != UInt8(ascii: "}"), byte != UInt8(ascii: "]"),
+                  byte != 0x20, byte != 0x09, byte != 0x0A, byte != 0x0D {
+                position += 1
+            }
+            return true
+        }
+    }
+
+    private var current: UInt8? { position < bytes.count ? bytes[position] : nil }
+
+    private mutating func skipWhitespace() {
+        while let byte = current, byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D {
+            position += 1
+        }
+    }
+
+    private mutating func value() -> Bool {
+        guard let byte = current else { return false }
+        switch byte {
+        case UInt8(ascii: "{"): return object()
+        case UInt8(ascii: "["): return array()
+        case UInt8(ascii: "\""): return string()
+        case UInt8(ascii: "t"): return literal("true")
+        case UInt8(ascii: "f"): return literal("false")
+        case UInt8(ascii: "n"): return literal("null")
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return number()
+        default: return false
+        }
+    }
+
+    private mutating func object() -> Bool {
+        depth += 1
+        guard depth <= JSONParser.maximumDepth else { return false }
+        position += 1
+        let firstKey = keys.count
+        defer { keys.removeSubrange(firstKey...) }
+        skipWhitespace()
+        if current == UInt8(ascii: "}") {
+            position += 1
+            depth -= 1
+            return true
+        }
+        while true {
+            skipWhitespace()
+            let keyStart = position + 1
+            guard current == UInt8(ascii: "\""), string() else { return false }
+            let key = keyStart..<(position - 1)
+            guard keys.count - firstKey < Self.maximumMembers,
+                  !bytes[key].contains(UInt8(ascii: "\\")) else { return false }
+            for other in keys[firstKey...] where other.count == key.count
+                && memcmp(bytes.baseAddress! + other.lowerBound, bytes.baseAddress! + key.lowerBound, key.count) == 0 {
+                return false
+            }
+            keys.append(key)
+            skipWhitespace()
+            guard current == UInt8(ascii: ":") else { return false }
+            position += 1
+            skipWhitespace()
+            let valueStart = position
+            guard value() else { return false }
+            if depth == 1 { members.append(Member(key: key, value: valueStart..<position)) }
+            skipWhitespace()
+            switch current {
+            case UInt8(ascii: ","): position += 1
+            case UInt8(ascii: "}"):
+                position += 1
+                depth -= 1
+                return true
+            default: return false
+            }
+        }
+    }
+
+    private mutating func array() -> Bool {
+        depth += 1
+        guard depth <= JSONParser.maximumDepth else { return false }
+        position += 1
+        skipWhitespace()
+        if current == UInt8(ascii: "]") {
+            position += 1
+            depth -= 1
+            return true
+        }
+        while true {
+            skipWhitespace()
+            guard value() else { return false }
+            skipWhitespace()
+            switch current {
+            case UInt8(ascii: ","): position += 1
+            case UInt8(ascii: "]"):
+                position += 1
+                depth -= 1
+                return true
+            default: return false
+            }
+        }
+    }
+
+    /// A string as the parser accepts it: no raw control characters, only
+    /// JSON's escapes, and `\u` escapes that pair their surrogates.
+    private mutating func string() -> Bool {
+        position += 1
+        while let byte = current {
+            switch byte {
+            case UInt8(ascii: "\""):
+                position += 1
+                return true
+            case UInt8(ascii: "\\"):
+                position += 1
+                guard let escaped = current else { return false }
+                position += 1
+                switch escaped {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+                     UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    break
+                case UInt8(ascii: "u"):
+                    guard let unit = hex4() else { return false }
+                    if (0xD800...0xDBFF).contains(unit) {
+                        guard bytes.count - position >= 6, bytes[position] == UInt8(ascii: "\\"),
+                              bytes[position + 1] == UInt8(ascii: "u") else { return false }
+                        position += 2
+                        guard let low = hex4(), (0xDC00...0xDFFF).contains(low) else { return false }
+                    } else if (0xDC00...0xDFFF).contains(unit) {
+                        return false
+                    }
+                default: return false
+                }
+            case 0x00..<0x20: return false
+            default: position += 1
+            }
+        }
+        return false
+    }
+
+    private mutating func hex4() -> UInt32? {
+        guard bytes.count - position >= 4 else { return nil }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            let byte = bytes[position]
+            let digit: UInt8
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
+            default: return nil
+            }
+            value = value << 4 | UInt32(digit)
+            position += 1
+        }
+        return value
+    }
+
+    private mutating func literal(_ text: StaticString) -> Bool {
+        let count = text.utf8CodeUnitCount
+        guard bytes.count - position >= count else { return false }
+        let matches = text.withUTF8Buffer { expected in
+            memcmp(bytes.baseAddress! + position, expected.baseAddress!, count) == 0
+        }
+        position += count
+        return matches
+    }
+
+    /// The JSON number grammar, as the parser checks it.
+    private mutating func number() -> Bool {
+        if current == UInt8(ascii: "-") { position += 1 }
+        guard let first = current, isDigit(first) else { return false }
+        position += 1
+        if first == UInt8(ascii: "0"), let next = current, isDigit(next) { return false }
+        skipDigits()
+        if current == UInt8(ascii: ".") {
+            position += 1
+            guard let digit = current, isDigit(digit) else { return false }
+            skipDigits()
+        }
+        if current == UInt8(ascii: "e") || current == UInt8(ascii: "E") {
+            position += 1
+            if current == UInt8(ascii: "+") || current == UInt8(ascii: "-") { position += 1 }
+            guard let digit = current, isDigit(digit) else { return false }
+            skipDigits()
+        }
+        return true
+    }
+
+    private func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
+
+    private mutating func skipDigits() {
+        while let byte = current, isDigit(byte) { position += 1 }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

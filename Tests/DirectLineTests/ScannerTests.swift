@@ -1,0 +1,154 @@
+import Testing
+@testable import DirectLine
+
+/// The send fast path (JSONScanner + splicing) must never accept what the
+/// parser refuses, and must produce what the tree path produces.
+@Suite("JSON scanner and the send fast path")
+struct ScannerTests {
+    static func scan(_ text: String) -> [String]? {
+        var text = text
+        return text.withUTF8 { bytes in
+            JSONScanner.object(in: bytes, range: 0..<bytes.count).map { found in
+                found.members.map { String(decoding: UnsafeBufferPointer(rebasing: bytes[$0.key]), as: UTF8.self) }
+            }
+        }
+    }
+
+    static let seeds = [
+        #"{"type":"message","from":{"id":"u1","name":"A"},"text":"hi","channelData":{"x":[1,2.5e3,-0,true,null]}}"#,
+        #" { "type" : "message" , "from" : { "id" : "u" } , "text" : "a\"b\\c\n\u00e9\ud83d\ude00\/" } "#,
+        #"{"a":{"b":{"c":[[],{}]}},"d":"","e":-12.5E+7}"#,
+        #"{"type":"message","from":{"id":"u"},"channelData":{}}"#,
+    ]
+
+    @Test("every object the scanner accepts, the parser accepts with the same top-level keys")
+    func agreesWithParser() throws {
+        // Each seed, and every prefix, suffix and single-byte change of it.
+        var texts: [String] = []
+        for seed in Self.seeds {
+            let bytes = Array(seed.utf8)
+            texts.append(seed)
+            for cut in 0..<bytes.count {
+                texts.append(String(decoding: bytes[..<cut], as: UTF8.self))
+                texts.append(String(decoding: bytes[cut...], as: UTF8.self))
+                for replacement in Array(#"{}[]",:\ 0-.eEtfnu"#.utf8) + [0x01, 0x7F] {
+                    var changed = bytes
+                    changed[cut] = replacement
+                    texts.append(String(decoding: changed, as: UTF8.self))
+                }
+            }
+        }
+        var accepted = 0
+        for text in texts {
+            guard let keys = Self.scan(text) else { continue }
+            accepted += 1
+            let parsed = try JSONParser.parse(text)
+            #expect(parsed.objectValue?.keys == keys, "\(text)")
+        }
+        #expect(accepted > Self.seeds.count)
+    }
+
+    @Test("texts the parser refuses are declined", arguments: [
+        #"{"a":1,"a":2}"#, #"{"a":1,}"#, #"{"a" 1}"#, #"{"a":01}"#, #"{"a":"\x"}"#, #"{"a":"\ud800"}"#,
+        #"{"a":"\udc00"}"#, #"{"a":"\ud800\u0041"}"#, "{\"a\":\"\u{01}\"}", #"{"a":1} x"#, #"{"a":tru}"#,
+        #"{"a":[1,]}"#, #"{"a":1.}"#, #"{"a":-}"#, #"{"a":1e}"#,
+    ])
+    func declinesInvalid(text: String) {
+        #expect(Self.scan(text) == nil)
+    }
+
+    @Test("keys with escapes and very large objects are left to the parser")
+    func declinesWhatItCannotCheck() throws {
+        #expect(Self.scan(#"{"a":1,"\u0061":2}"#) == nil)
+        let many = "{" + (0..<100).map { "\"k\($0)\":\($0)" }.joined(separator: ",") + "}"
+        #expect(Self.scan(many) == nil)
+        _ = try JSONParser.parse(many)
+    }
+
+    @Test("nesting past the parser's limit is declined")
+    func depth() {
+        let deep = "{\"a\":" + String(repeating: "[", count: 200) + String(repeating: "]", count: 200) + "}"
+        #expect(Self.scan(deep) == nil)
+    }
+
+    /// The tree path's body for `text`, with the scanned path's generated id.
+    static func treeBody(_ text: String, version: ProtocolVersion, id: String?) throws -> JSONValue {
+        var value = try JSONParser.parse(text)
+        if version == .v3, let id, var object = value.objectValue {
+            var channel = object["channelData"]?.objectValue ?? JSONObject()
+            if channel["clientActivityID"] == nil { channel["clientActivityID"] = .string(id) }
+            object["channelData"] = .object(channel)
+            value = .object(object)
+        }
+        return try JSONParser.parse(bytes: OutgoingActivity(value, version: version).serializedBody())
+    }
+
+    @Test("the spliced body is the tree path's body", arguments: [
+        (#"{"type":"message","from":{"id":"u"},"text":"hi"}"#, ProtocolVersion.v3),
+        (#" {"type": "message", "from": {"id": "u"}, "text": "hi"}  "#, .v3),
+        (#"{"type":"message","from":{"name":"n","id":"u"},"channelData":{}}"#, .v3),
+        (#"{"type":"message","from":{"id":"u"},"channelData":{ }}"#, .v3),
+        (#"{"type":"message","from":{"id":"u"},"channelData":{"a":[{"b":"}"}]}}"#, .v3),
+        (#"{"type":"message","from":{"id":"u"},"channelData":{"clientActivityID":"mine"}}"#, .v3),
+        (#"{"type":"message","from":{"id":"u"},"text":"a\"b\n\u00e9"}"#, .v3),
+        (#"{"from":"u","text":"hi"}"#, .v1),
+        (#"{"from":null,"text":"hi","channelData":null}"#, .v1),
+        (#"{"text":"hi","channelData":{"a":1}}"#, .v1),
+    ])
+    func splicedBody(text: String, version: ProtocolVersion) throws {
+        var copy = text
+        let scanned = try #require(OutgoingActivity.scannedBody(&copy, version: version))
+        let body = try JSONParser.parse(bytes: scanned.body)
+        #expect(body == (try Self.treeBody(text, version: version, id: scanned.clientActivityID)))
+        let tree = try OutgoingActivity(JSONParser.parse(text), version: version)
+        #expect(scanned.sender == tree.sender)
+        if version == .v3 {
+            #expect(scanned.clientActivityID == body.objectValue?["channelData"]?.objectValue?["clientActivityID"]?.stringValue)
+        } else {
+            #expect(scanned.clientActivityID == nil)
+        }
+    }
+
+    @Test("activities the tree path refuses or must rewrite are declined", arguments: [
+        (#"{"from":{"id":"u"}}"#, ProtocolVersion.v3),
+        (#"{"type":null,"from":{"id":"u"}}"#, .v3),
+        (#"{"type":"message","from":{"id":".."}}"#, .v3),
+        (#"{"type":"message","from":{"id":"a\nb"}}"#, .v3),
+        (#"{"type":"message","from":"u"}"#, .v3),
+        (#"{"type":"message","from":{"id":"u"},"channelData":null}"#, .v3),
+        (#"{"type":"message","from":{"id":"u"},"channelData":{"clientActivityID":7}}"#, .v3),
+        (#"{"type":"message","from":{"id":"u"},"channelData":[]}"#, .v3),
+        (#"{"from":{"id":"u"}}"#, .v1),
+        (#"{"from":"u","channelData":"x"}"#, .v1),
+        (#"[1]"#, .v3),
+    ])
+    func declinedActivities(text: String, version: ProtocolVersion) {
+        var copy = text
+        #expect(OutgoingActivity.scannedBody(&copy, version: version) == nil)
+    }
+
+    @Test("generated client activity ids are unique and well formed")
+    func generatedIds() {
+        var seen = Set<String>()
+        for _ in 0..<10_000 { seen.insert(ClientActivityID.generate()) }
+        #expect(seen.count == 10_000)
+        #expect(seen.allSatisfy { $0.hasPrefix("dlc-") && $0.utf8.count == 36 })
+    }
+
+    @Test("send results are written straight from plain answers only", arguments: [
+        (200, #"{"id":"x|0000001"}"#, #"{"id":"x|0000001","clientActivityID":"c\"1"}"#),
+        (200, #" { "id" : null } "#, #"{"id":null,"clientActivityID":"c\"1"}"#),
+        (204, "", #"{"id":null,"clientActivityID":"c\"1"}"#),
+        (200, "", #"{"id":null,"clientActivityID":"c\"1"}"#),
+        (200, #"{"id":"\u0041"}"#, nil),
+        (200, #"{"id":"é"}"#, nil),
+        (200, #"{"id":5}"#, nil),
+        (200, #"{"other":"x"}"#, nil),
+        (200, "<html>", nil),
+    ] as [(Int, String, String?)])
+    func scannedResult(status: Int, body: String, expected: String?) {
+        let response = HTTPResponse(status: status, rawHeaders: [], body: Array(body.utf8), attempts: 1)
+        let bytes = Conversation.scannedResult(response, "c\"1")
+        #expect(bytes.map { String(decoding: $0, as: UTF8.self) } == expected)
+    }
+}
