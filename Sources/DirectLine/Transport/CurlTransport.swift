@@ -174,6 +174,14 @@ private final class EasyHandle: @unchecked Sendable {
         curl_slist_free_all(headerList)
     }
 
+    static func url(of request: HTTPRequest, config: TransportConfig) -> String {
+        var url = config.baseURL + request.path
+        for (index, item) in request.query.enumerated() {
+            url += (index == 0 ? "?" : "&") + Validation.percentEncoded(item.name) + "=" + Validation.percentEncoded(item.value)
+        }
+        return url
+    }
+
     /// Bodies up to this size are sent from memory together with the headers.
     static let maxInlineBody = 1 << 20
 
@@ -186,11 +194,7 @@ private final class EasyHandle: @unchecked Sendable {
         // The URL and headers libcurl holds are compared with the request's
         // parts first, so a conversation's repeated sends build neither.
         if request.query.isEmpty ? request.path != currentPath || !currentURLIsPath : true {
-            var url = config.baseURL + request.path
-            for (index, item) in request.query.enumerated() {
-                url += (index == 0 ? "?" : "&") + Validation.percentEncoded(item.name) + "=" + Validation.percentEncoded(item.value)
-            }
-            set(dl_curl_set_string(curl, CURLOPT_URL, url))
+            set(dl_curl_set_string(curl, CURLOPT_URL, Self.url(of: request, config: config)))
             currentPath = request.path
             currentURLIsPath = request.query.isEmpty && !failed
         }
@@ -309,14 +313,14 @@ private final class EasyHandle: @unchecked Sendable {
             }
             error.attempts = attempt
             if started != 0 {
-                Log.emit(.info, "\(request.method.rawValue) \(Log.redactedURL(config.baseURL + request.path)) failed after \(Log.elapsed(since: started)) (attempt \(attempt)): \(error.message)")
+                Log.emit(.info, "\(request.method.rawValue) \(Log.redactedURL(Self.url(of: request, config: config))) failed after \(Log.elapsed(since: started)) (attempt \(attempt)): \(error.message)")
             }
             throw error
         }
         var status = 0
         _ = dl_curl_get_long(curl, CURLINFO_RESPONSE_CODE, &status)
         if started != 0 {
-            Log.emit(.info, "\(request.method.rawValue) \(Log.redactedURL(config.baseURL + request.path)) -> \(status) in \(Log.elapsed(since: started)) (attempt \(attempt), \(request.body.length) bytes sent, \(sink.body.count) received)")
+            Log.emit(.info, "\(request.method.rawValue) \(Log.redactedURL(Self.url(of: request, config: config))) -> \(status) in \(Log.elapsed(since: started)) (attempt \(attempt), \(request.body.length) bytes sent, \(sink.body.count) received)")
         }
         // The only header the library reads is Retry-After, and only on a
         // failure; libcurl keeps the headers, so nothing is collected as

@@ -17,6 +17,7 @@ names every place it looked.
 
 from ._native import LibraryNotFoundError, version as _library_version
 from .client import Client, Conversation
+from .settings import LogLevel, log_to_logging, set_log_handler, timeouts
 from .errors import (
     BadRequestError,
     BotError,
@@ -48,6 +49,10 @@ __version__: str = _library_version()
 """The loaded C library's version, "MAJOR.MINOR.PATCH"."""
 
 __all__ = [
+    "LogLevel",
+    "log_to_logging",
+    "set_log_handler",
+    "timeouts",
     "BadRequestError",
     "BotError",
     "CancelledError",

@@ -93,6 +93,9 @@ _Handle = c_void_p
 _HandleOut = POINTER(c_void_p)  # dl_client ** / dl_conversation **
 _JSONOut = POINTER(c_void_p)    # char **out_json, read as a raw pointer
 
+LOG_FN = CFUNCTYPE(None, c_void_p, c_int32, c_char_p)
+"""``typedef void (*dl_log_fn)(void *userdata, int32_t level, const char *message);``"""
+
 PROGRESS_FN = CFUNCTYPE(c_int32, c_void_p, c_uint64, c_uint64)
 """``typedef int32_t (*dl_progress_fn)(void *userdata, uint64_t done, uint64_t total);``
 
@@ -162,6 +165,10 @@ _DECLARATIONS: tuple[tuple[str, Any, tuple[Any, ...]], ...] = (
     # int32_t dl_conversation_set_progress(dl_conversation *conversation, dl_progress_fn progress,
     #                                      void *userdata);
     ("dl_conversation_set_progress", c_int32, (_Handle, PROGRESS_FN, c_void_p)),
+    # int32_t dl_set_log_callback(dl_log_fn log, void *userdata, int32_t level, char **out_json);
+    ("dl_set_log_callback", c_int32, (LOG_FN, c_void_p, c_int32, _JSONOut)),
+    # int32_t dl_set_thread_timeouts(const char *options_json, char **out_json);
+    ("dl_set_thread_timeouts", c_int32, (c_char_p, _JSONOut)),
 )
 
 
