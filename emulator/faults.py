@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .errors import bad_argument, default_code
 
-ACTIONS = ("status", "deliver_then_fail", "hang", "close", "close_mid",
+ACTIONS = ("status", "deliver_then_fail", "hang", "close", "close_mid", "short_body",
            "garbage", "wrong_type", "slow", "delay")
 DEFAULT_SECONDS = {"hang": 3600.0, "slow": 2.0, "delay": 1.0}
 _KEYS = {"method", "path", "count", "action", "status", "code", "message",

@@ -280,6 +280,8 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             self._drop()
         elif action == "close_mid":
             self._cut_short(self._process(request), entry)
+        elif action == "short_body":
+            self._cut_short(self._process(request), entry, whole_body=True)
         elif action == "garbage":
             self._respond(Response(200, GARBAGE_BODY, "application/json"), entry)
         elif action == "wrong_type":
@@ -292,8 +294,12 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             else:
                 self._drop()
 
-    def _cut_short(self, response: Response, entry: dict | None) -> None:
-        """Promise the whole body in Content-Length, send half of it, close."""
+    def _cut_short(self, response: Response, entry: dict | None, whole_body: bool = False) -> None:
+        """Promise the whole body in Content-Length, send half of it, close.
+
+        With `whole_body` (the `short_body` fault) every byte of the body is
+        sent but Content-Length promises one more, so only a client that
+        checks the length can tell the answer is incomplete."""
         status, body = response.status, response.body
         content_type = response.content_type
         if not body:
@@ -302,8 +308,11 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             self.server.emulator.log.set_status(entry, status)
         self._log_status(status)
         headers = ([("Content-Type", content_type)] if content_type else []) + response.headers
-        self.wfile.write(self._head(status, headers, len(body), close=True)
-                         + body[:len(body) // 2])
+        if whole_body:
+            self.wfile.write(self._head(status, headers, len(body) + 1, close=True) + body)
+        else:
+            self.wfile.write(self._head(status, headers, len(body), close=True)
+                             + body[:len(body) // 2])
         self._drop()
 
     # -- logging --------------------------------------------------------------

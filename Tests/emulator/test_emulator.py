@@ -639,6 +639,44 @@ def test_fault_close_mid_cuts_the_body_after_processing(client):
     assert texts == ["half", "echo: half"]
 
 
+def test_fault_short_body_sends_everything_but_promises_one_byte_more(client):
+    conversation = client.start()
+    client.fault(action="short_body", method="POST", path=r"/activities$")
+    conn = client.connect()
+    conn.request("POST", f"{V3}/conversations/{conversation['conversationId']}/activities",
+                 body=json.dumps(message("short")),
+                 headers={"Authorization": f"Bearer {conversation['token']}",
+                          "Content-Type": "application/json"})
+    response = conn.getresponse()
+    assert response.status == 200
+    promised = int(response.headers["Content-Length"])
+    with pytest.raises(http.client.IncompleteRead) as caught:
+        response.read()
+    conn.close()
+    assert len(caught.value.partial) == promised - 1
+    assert json.loads(caught.value.partial) == {"id": f"{conversation['conversationId']}|0000000"}
+    texts = [a["text"] for a in client.stored(conversation["conversationId"])["activities"]]
+    assert texts == ["short", "echo: short"]
+    assert client.requests()[-1]["status"] == 200
+
+
+def test_fault_short_body_of_a_204_is_the_placeholder(client):
+    conversation = client.start_v1()
+    client.fault(action="short_body")
+    conn = client.connect()
+    conn.request("POST", f"/api/conversations/{conversation['conversationId']}/messages",
+                 body=json.dumps({"from": "u", "text": "x"}),
+                 headers={"Authorization": f"Bearer {conversation['token']}",
+                          "Content-Type": "application/json"})
+    response = conn.getresponse()
+    assert response.status == 200
+    with pytest.raises(http.client.IncompleteRead) as caught:
+        response.read()
+    conn.close()
+    assert json.loads(caught.value.partial)["note"]
+    assert int(response.headers["Content-Length"]) == len(caught.value.partial) + 1
+
+
 def test_fault_garbage_and_wrong_type(client):
     conversation = client.start()
     client.fault(action="garbage")

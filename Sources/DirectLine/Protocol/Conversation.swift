@@ -276,6 +276,18 @@ final class Conversation: Sendable {
     /// 3.0 answers `{"id"}` (or 204); 1.1 answers 204. The result adds the
     /// activity's clientActivityID on 3.0.
     private func result(of response: HTTPResponse, what: String, clientActivityID: String?) throws(DirectLineError) -> JSONValue {
+        do {
+            return try checkedResult(of: response, what: what, clientActivityID: clientActivityID)
+        } catch {
+            // An answer that is not what the protocol says leaves the
+            // outcome unknown: the caller needs the id to reconcile.
+            var error = error
+            error.clientActivityID = clientActivityID
+            throw error
+        }
+    }
+
+    private func checkedResult(of response: HTTPResponse, what: String, clientActivityID: String?) throws(DirectLineError) -> JSONValue {
         var result = JSONObject()
         guard client.version == .v3 else {
             // 1.1 answers 204. A body that is not JSON (an HTML page from a

@@ -27,6 +27,11 @@ enum Uploads {
             guard !name.unicodeScalars.contains(where: { $0.value == 0 }) else {
                 throw .invalidArgument("the file name contains NUL")
             }
+            // CR and LF are escaped in the header (quotedFilename); any other
+            // control character has no place in a header value.
+            guard !name.unicodeScalars.contains(where: { $0 != "\r" && $0 != "\n" && $0 != "\t" && Validation.isControl($0) }) else {
+                throw .invalidArgument("the file name contains a control character")
+            }
             self.filename = name
             if let contentType {
                 try Uploads.validateContentType(contentType)

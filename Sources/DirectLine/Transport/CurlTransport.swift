@@ -311,7 +311,8 @@ private final class EasyHandle: @unchecked Sendable {
             } else {
                 error = Self.error(for: code, requestSent: requestBytes > 0, responseOverflow: sink.overflow)
             }
-            error.attempts = attempt
+            // libcurl may have sent a GET again by itself on a fresh connection.
+            error.attempts = attempt + max(0, transfer.starts - 1)
             if started != 0 {
                 Log.emit(.info, "\(request.method.rawValue) \(Log.redactedURL(Self.url(of: request, config: config))) failed after \(Log.elapsed(since: started)) (attempt \(attempt)): \(error.message)")
             }
@@ -329,7 +330,8 @@ private final class EasyHandle: @unchecked Sendable {
         if !(200..<300).contains(status), let value = dl_curl_last_header(curl, "Retry-After") {
             headers = Array("Retry-After: ".utf8) + Array(String(cString: value).utf8) + [0x0D, 0x0A]
         }
-        return HTTPResponse(status: status, rawHeaders: headers, body: sink.takeBody(), attempts: attempt)
+        return HTTPResponse(status: status, rawHeaders: headers, body: sink.takeBody(),
+                            attempts: attempt + max(0, transfer.starts - 1))
     }
 
     /// Maps a libcurl failure to a status and says whether the request may
@@ -376,7 +378,9 @@ private final class TransferState {
     private(set) var cancelled = false
     /// libcurl tried to send the request a second time, and was stopped.
     private(set) var resendRefused = false
-    private var starts = 0
+    /// How many times libcurl began sending this request (a refused
+    /// resend not counted).
+    private(set) var starts = 0
     private var lastReported: UInt64?
 
     init(source: BodySource, progress: ProgressReporter?, refusesResend: Bool) {
@@ -390,10 +394,12 @@ private final class TransferState {
     /// connection closes without an answer, and by then the first copy of
     /// the POST may have been processed: the bot would get it twice.
     func mayStart() -> Bool {
+        guard starts == 0 || !refusesResend else {
+            resendRefused = true
+            return false
+        }
         starts += 1
-        guard starts > 1, refusesResend else { return true }
-        resendRefused = true
-        return false
+        return true
     }
 
     /// Tells the caller how much of the body left; false cancels.

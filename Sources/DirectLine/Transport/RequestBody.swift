@@ -13,7 +13,10 @@ final class OpenFile: @unchecked Sendable {
 
     init(path: String) throws(DirectLineError) {
         self.path = path
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO (or a device) for reading must not wait
+        // for a writer; such files are refused just below. Reads of regular
+        // files ignore the flag.
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else {
             throw DirectLineError(.DL_ERR_IO, "cannot open \"\(path)\": \(String(cString: strerror(errno)))")
         }
