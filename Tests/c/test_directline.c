@@ -1639,6 +1639,105 @@ static void test_auto_refresh_in_flight(const char *protocol) {
     reset_emulator_config();
 }
 
+/* --- the log callback and per-thread timeouts ----------------------------- */
+
+struct log_capture {
+    pthread_mutex_t mutex;
+    int lines, info_lines, reentrant;
+    int saw_redacted_authorization, saw_secret, saw_token;
+    char token[256];
+};
+
+static void capture_log(void *userdata, int32_t level, const char *message) {
+    struct log_capture *capture = userdata;
+    /* Calling back in is refused, never a deadlock. */
+    int32_t again = dl_set_thread_timeouts(NULL, NULL);
+    pthread_mutex_lock(&capture->mutex);
+    capture->lines++;
+    if (level == DL_LOG_INFO) capture->info_lines++;
+    if (again == DL_ERR_REENTRANT) capture->reentrant++;
+    if (strncmp(message, "> Authorization: [redacted]", 27) == 0) capture->saw_redacted_authorization = 1;
+    if (strstr(message, "emulator-secret") != NULL) capture->saw_secret = 1;
+    if (capture->token[0] != '\0' && strstr(message, capture->token) != NULL) capture->saw_token = 1;
+    pthread_mutex_unlock(&capture->mutex);
+}
+
+static void test_log_callback(void) {
+    reset_emulator();
+    struct log_capture capture;
+    memset(&capture, 0, sizeof capture);
+    pthread_mutex_init(&capture.mutex, NULL);
+    char *out = NULL, id[128] = "";
+    CHECK(dl_set_log_callback(capture_log, &capture, 9, &out) == DL_ERR_INVALID_ARGUMENT);
+    CHECK(contains(out, "level"));
+    dl_string_free(out);
+
+    /* DEBUG: libcurl's trace, with the credential redacted. */
+    CHECK(dl_set_log_callback(capture_log, &capture, DL_LOG_DEBUG, NULL) == DL_OK);
+    dl_client *client = new_client("3.0", NULL);
+    dl_conversation *conversation = start_conversation(client, id, capture.token);
+    CHECK(send_ok(conversation, "logged"));
+    CHECK(capture.saw_redacted_authorization);
+    CHECK(!capture.saw_secret && !capture.saw_token);
+    CHECK(capture.reentrant == capture.lines && capture.lines > 3);
+
+    /* INFO from eight threads at once: one line per request. */
+    CHECK(dl_set_log_callback(capture_log, &capture, DL_LOG_INFO, NULL) == DL_OK);
+    capture.info_lines = 0;
+    struct worker total = run_workers(conversation, 0);
+    CHECK(total.ok == THREADS * SENDS_PER_THREAD);
+    CHECK(capture.info_lines == 2 * THREADS * SENDS_PER_THREAD); /* a send and a read each */
+    CHECK(!capture.saw_secret && !capture.saw_token);
+
+    /* Off: no more calls, and the userdata may go once this returns. */
+    CHECK(dl_set_log_callback(NULL, NULL, DL_LOG_INFO, NULL) == DL_OK);
+    int before = capture.lines;
+    CHECK(send_ok(conversation, "unlogged"));
+    CHECK(capture.lines == before);
+    dl_conversation_free(conversation);
+    dl_client_free(client);
+    pthread_mutex_destroy(&capture.mutex);
+}
+
+static void test_thread_timeouts(void) {
+    reset_emulator();
+    char *out = NULL, id[128] = "", token[256] = "";
+    dl_client *client = new_client("3.0", "\"timeoutMs\": 20000, \"retry\": {\"maxAttempts\": 1}");
+    dl_conversation *conversation = start_conversation(client, id, token);
+    CHECK(emu_post(base_url, "/_emulator/faults",
+                   "{\"path\": \"/activities$\", \"action\": \"hang\", \"seconds\": 30, \"count\": -1}") == 200);
+    CHECK(dl_set_thread_timeouts("{\"timeoutMs\": 300}", &out) == DL_OK);
+    CHECK(contains(out, "\"timeoutMs\":300") && contains(out, "\"connectTimeoutMs\":null"));
+    dl_string_free(out);
+    double started = now_seconds();
+    CHECK(dl_send_text(conversation, "user1", "bounded", &out) == DL_ERR_TIMEOUT);
+    CHECK(now_seconds() - started < 5.0);
+    CHECK(contains(out, "\"delivery\":\"unknown\""));
+    dl_string_free(out);
+    /* Refused options leave the override as it was. */
+    CHECK(dl_set_thread_timeouts("{\"timeoutMs\": 0}", &out) == DL_ERR_INVALID_ARGUMENT);
+    dl_string_free(out);
+    CHECK(dl_set_thread_timeouts("{\"total\": 5}", NULL) == DL_ERR_INVALID_ARGUMENT);
+    CHECK(dl_set_thread_timeouts("[]", NULL) == DL_ERR_INVALID_ARGUMENT);
+    started = now_seconds();
+    CHECK(dl_send_text(conversation, "user1", "still bounded", NULL) == DL_ERR_TIMEOUT);
+    CHECK(now_seconds() - started < 5.0);
+    /* Cleared: the client's 20 s applies, so a 1 s delay succeeds. */
+    CHECK(dl_set_thread_timeouts(NULL, &out) == DL_OK);
+    CHECK(contains(out, "\"timeoutMs\":null"));
+    dl_string_free(out);
+    reset_emulator();
+    dl_conversation_free(conversation);
+    dl_client_free(client);
+    client = new_client("3.0", "\"timeoutMs\": 20000");
+    conversation = start_conversation(client, id, token);
+    CHECK(emu_post(base_url, "/_emulator/faults",
+                   "{\"path\": \"/activities$\", \"action\": \"delay\", \"seconds\": 1}") == 200);
+    CHECK(send_ok(conversation, "unbounded"));
+    dl_conversation_free(conversation);
+    dl_client_free(client);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s EMULATOR_URL\n", argv[0]);
@@ -1674,6 +1773,8 @@ int main(int argc, char **argv) {
     test_retries();
     test_transport_failures();
     test_threads();
+    test_log_callback();
+    test_thread_timeouts();
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
