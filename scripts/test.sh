@@ -2,7 +2,8 @@
 # The whole test suite: Swift unit tests, then pytest over the emulator,
 # the build artifacts (exports, header, the C suite and C examples, install,
 # pip, the benchmark harness) and the Python binding, then the C suite under
-# ASan/UBSan and valgrind. Installs what a fresh machine lacks.
+# ASan/UBSan and valgrind, then the libFuzzer target for 60 s. Installs what
+# a fresh machine lacks.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
@@ -17,3 +18,5 @@ cd "$ROOT"
 python3 -m pytest Tests -q -p no:cacheprovider
 
 "$ROOT/scripts/memcheck.sh"
+
+"$ROOT/scripts/fuzz.sh" --time 60

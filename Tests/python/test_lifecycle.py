@@ -670,3 +670,21 @@ def test_freeing_the_handle_makes_dl_conversation_wait_return_DL_ERR_CANCELLED(c
     assert outcome["status"] == Status.ERR_CANCELLED
     assert outcome["json"]["error"]["name"] == "DL_ERR_CANCELLED"
     assert outcome["seconds"] < 10
+
+
+@pytest.mark.parametrize("state", [
+    {"conversationId": "abc", "token": "tok", "expires_in": 0},
+    {"conversationId": "abc", "token": "tok", "tokenExpiresAt": "9999-12-31T23:59:59Z"},
+    {"conversationId": "abc", "token": "tok", "tokenExpiresAt": "2001-01-01T00:00:00Z"},
+])
+def test_saved_state_always_reopens(emulator: Any, protocol: str, state: dict) -> None:
+    """Found by the fuzzer: a state saved from an odd expiry must be accepted back."""
+    import directline
+
+    with directline.Client(emulator.url, secret=SECRET, protocol=protocol) as client:
+        with client.resume(state) as first:
+            saved = first.state()
+        lifetime = saved["tokenLifetime"]
+        assert lifetime is None or 1 <= lifetime <= 1 << 31
+        with client.resume(saved) as second:
+            assert second.state() == saved

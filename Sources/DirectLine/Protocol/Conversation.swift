@@ -203,7 +203,11 @@ final class Conversation: Sendable {
         object["watermark"] = current.watermark.map(JSONValue.string) ?? .null
         object["streamUrl"] = current.streamUrl.map(JSONValue.string) ?? .null
         object["tokenExpiresAt"] = current.token.expiresAtEpoch.map { .string(ISO8601.format($0)) } ?? .null
-        object["tokenLifetime"] = current.token.lifetimeMs.map { .number(String($0 / 1000)) } ?? .null
+        // Only a lifetime the service gave, and one dl_conversation_open
+        // takes back (1 s to 2^31 s): a saved state reopens to itself.
+        let lifetime = current.token.lifetimeIsEstimate ? nil
+            : current.token.lifetimeMs.map { $0 / 1000 }.flatMap { (1...(1 << 31)).contains($0) ? $0 : nil }
+        object["tokenLifetime"] = lifetime.map { .number(String($0)) } ?? .null
         return .object(object)
     }
 

@@ -16,7 +16,9 @@ extension Conversation {
         let renewed = try client.renew(token: current.token.value, conversationId: current.id)
         // 1.1 answers the bare token: assume it lives as long as the last one.
         let expiresIn = renewed.expiresIn ?? current.token.lifetimeMs.map { $0 / 1000 } ?? 1800
-        let fresh = TokenState.issued(renewed.token, refreshable: true, expiresIn: expiresIn, issuedAtMs: issuedAt)
+        var fresh = TokenState.issued(renewed.token, refreshable: true, expiresIn: expiresIn, issuedAtMs: issuedAt)
+        fresh.lifetimeIsEstimate = renewed.expiresIn == nil
+            && (current.token.lifetimeIsEstimate || current.token.lifetimeMs == nil)
         state.withLock { state in
             // Two refreshes may race; keep the token that lives longest.
             if (fresh.expiresAtMs ?? .max) >= (state.token.expiresAtMs ?? .min) || state.token.value == current.token.value {

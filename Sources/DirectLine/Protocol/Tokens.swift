@@ -8,6 +8,10 @@ struct TokenState: Sendable {
     var refreshable: Bool
     /// The lifetime the service gave the token (`expires_in`), in ms.
     var lifetimeMs: Int?
+    /// The lifetime is the library's estimate, not the service's word: it
+    /// schedules refreshes but is not saved in `dl_conversation_state`, so a
+    /// saved state reopens to the same saved state.
+    var lifetimeIsEstimate = false
     /// When it expires, on the monotonic clock (ms), and on the wall clock
     /// (seconds since the epoch) for info and saved state.
     var expiresAtMs: Int?
@@ -26,9 +30,11 @@ struct TokenState: Sendable {
     /// does not say how long the new token lives, then errs on the early side.
     static func expiring(_ value: String, refreshable: Bool, atEpoch epoch: Int, lifetimeSeconds: Int?) -> TokenState {
         let remainingMs = max(0, epoch - Clock.now()) * 1000
-        return TokenState(value: value, refreshable: refreshable,
-                          lifetimeMs: lifetimeSeconds.map { $0 * 1000 } ?? max(remainingMs, 1000),
-                          expiresAtMs: Clock.monotonicMs() + remainingMs, expiresAtEpoch: epoch)
+        var state = TokenState(value: value, refreshable: refreshable,
+                               lifetimeMs: lifetimeSeconds.map { $0 * 1000 } ?? min(max(remainingMs, 1000), (1 << 31) * 1000),
+                               expiresAtMs: Clock.monotonicMs() + remainingMs, expiresAtEpoch: epoch)
+        state.lifetimeIsEstimate = lifetimeSeconds == nil
+        return state
     }
 
     /// When the handle should refresh it on its own: at half its remaining
