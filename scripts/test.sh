@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: Swift unit tests, then pytest over the emulator,
 # the build artifacts (exports, header, the C suite and C examples, install,
-# pip, the benchmark harness) and the Python binding, then the C suite under
-# ASan/UBSan and valgrind, then the libFuzzer target for 60 s. Installs what
-# a fresh machine lacks.
+# pip, the benchmark harness) and the Python binding, then the sanitizer
+# passes (the C suite and part of the Python suite under ASan/UBSan and
+# valgrind, the concurrency tests under ThreadSanitizer; docs/testing.md),
+# then the libFuzzer target for 60 s. Installs what a fresh machine lacks.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
@@ -18,5 +19,7 @@ cd "$ROOT"
 python3 -m pytest Tests -q -p no:cacheprovider
 
 "$ROOT/scripts/memcheck.sh"
+
+"$ROOT/scripts/tsan.sh"
 
 "$ROOT/scripts/fuzz.sh" --time 60
