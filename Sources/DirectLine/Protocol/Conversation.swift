@@ -54,8 +54,8 @@ final class ProgressBinding: Sendable {
 /// Thread-safe: state is read under a lock, requests run without it.
 final class Conversation: Sendable {
     let client: DirectLineClient
-    let state: Mutex<ConversationState>
-    private let progress = Mutex(ProgressBinding(nil))
+    let state: Locked<ConversationState>
+    private let progress = Locked(ProgressBinding(nil))
 
     /// Where sends go: the id never changes, so the path is built once.
     let sendPath: String
@@ -66,7 +66,7 @@ final class Conversation: Sendable {
         self.client = client
         sendPath = client.requests.sendPath(conversationId: state.id)
         conversationID = state.id
-        self.state = Mutex(state)
+        self.state = Locked(state)
         client.conversations.add(self)
         scheduleRefresh()
     }

@@ -164,7 +164,7 @@ final class ConversationRegistry: Sendable {
         init(_ conversation: Conversation) { self.conversation = conversation }
     }
 
-    private let entries = Mutex<[ObjectIdentifier: Entry]>([:])
+    private let entries = Locked<[ObjectIdentifier: Entry]>([:])
 
     func add(_ conversation: Conversation) {
         entries.withLock { $0[ObjectIdentifier(conversation)] = Entry(conversation) }

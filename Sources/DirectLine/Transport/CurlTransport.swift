@@ -20,7 +20,7 @@ final class CurlTransport: Sendable {
     static let maxResponseBytes = 64 * 1024 * 1024
 
     private let config: TransportConfig
-    private let idleHandles = Mutex<[EasyHandle]>([])
+    private let idleHandles = Locked<[EasyHandle]>([])
 
     init(config: TransportConfig) {
         self.config = config

@@ -45,7 +45,7 @@ enum Log {
     }
 
     private static let threshold = Atomic<Int32>(0)
-    private static let sink = Mutex<Sink?>(nil)
+    private static let sink = Locked<Sink?>(nil)
 
     static func wants(_ level: dl_log_level) -> Bool {
         threshold.load(ordering: .relaxed) >= level.rawValue
