@@ -63,6 +63,14 @@ struct ScannerTests {
         let many = "{" + (0..<100).map { "\"k\($0)\":\($0)" }.joined(separator: ",") + "}"
         #expect(Self.scan(many) == nil)
         _ = try JSONParser.parse(many)
+        // Keys of open objects beyond the scanner's stack space: declined.
+        func level(_ depth: Int) -> String {
+            let keys = (0..<31).map { "\"k\($0)\":0" }.joined(separator: ",")
+            return depth == 0 ? "{\(keys)}" : "{\(keys),\"next\":\(level(depth - 1))}"
+        }
+        #expect(Self.scan(level(1)) != nil)
+        #expect(Self.scan(level(4)) == nil)
+        _ = try JSONParser.parse(level(4))
     }
 
     @Test("nesting past the parser's limit is declined")

@@ -24,8 +24,11 @@ struct JSONScanner {
     private let bytes: UnsafeBufferPointer<UInt8>
     private var position: Int
     private var depth = 0
-    /// The keys of the objects being scanned, innermost last.
-    private var keys: [Range<Int>] = []
+    /// The keys of the objects being scanned, innermost last, in stack
+    /// memory (`maximumOpenKeys`); more than that and the text is declined.
+    private var keyStore = UnsafeMutableBufferPointer<Range<Int>>(start: nil, count: 0)
+    private var keyCount = 0
+    static let maximumOpenKeys = 96
     /// The members of the outermost object.
     private var members: [Member] = []
 
@@ -39,16 +42,18 @@ struct JSONScanner {
     /// declines the text.
     static func object(in bytes: UnsafeBufferPointer<UInt8>, range: Range<Int>) -> (members: [Member], close: Int)? {
         guard range.lowerBound >= 0, range.upperBound <= bytes.count else { return nil }
-        var scanner = JSONScanner(bytes, at: range.lowerBound, end: range.upperBound)
-        scanner.skipWhitespace()
-        guard scanner.current == UInt8(ascii: "{") else { return nil }
-        scanner.keys.reserveCapacity(16)
-        scanner.members.reserveCapacity(8)
-        guard scanner.object() else { return nil }
-        let close = scanner.position - 1
-        scanner.skipWhitespace()
-        guard scanner.position == range.upperBound else { return nil }
-        return (scanner.members, close)
+        return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: maximumOpenKeys) { keyStore in
+            var scanner = JSONScanner(bytes, at: range.lowerBound, end: range.upperBound)
+            scanner.keyStore = keyStore
+            scanner.skipWhitespace()
+            guard scanner.current == UInt8(ascii: "{") else { return nil }
+            scanner.members.reserveCapacity(8)
+            guard scanner.object() else { return nil }
+            let close = scanner.position - 1
+            scanner.skipWhitespace()
+            guard scanner.position == range.upperBound else { return nil }
+            return (scanner.members, close)
+        }
     }
 
     /// The value of member `name` of an object the scanner has already
@@ -146,8 +151,8 @@ struct JSONScanner {
         depth += 1
         guard depth <= JSONParser.maximumDepth else { return false }
         position += 1
-        let firstKey = keys.count
-        defer { keys.removeSubrange(firstKey...) }
+        let firstKey = keyCount
+        defer { keyCount = firstKey }
         skipWhitespace()
         if current == UInt8(ascii: "}") {
             position += 1
@@ -159,13 +164,18 @@ struct JSONScanner {
             let keyStart = position + 1
             guard current == UInt8(ascii: "\""), string() else { return false }
             let key = keyStart..<(position - 1)
-            guard keys.count - firstKey < Self.maximumMembers,
+            guard keyCount - firstKey < Self.maximumMembers, keyCount < keyStore.count,
                   !bytes[key].contains(UInt8(ascii: "\\")) else { return false }
-            for other in keys[firstKey...] where other.count == key.count
-                && memcmp(bytes.baseAddress! + other.lowerBound, bytes.baseAddress! + key.lowerBound, key.count) == 0 {
-                return false
+            for index in firstKey..<keyCount {
+                let other = keyStore[index]
+                if other.count == key.count
+                    && memcmp(bytes.baseAddress! + other.lowerBound, bytes.baseAddress! + key.lowerBound, key.count) == 0 {
+                    return false
+                }
             }
-            keys.append(key)
+            // Range<Int> is a trivial type: storing into the fresh memory is fine.
+            keyStore[keyCount] = key
+            keyCount += 1
             skipWhitespace()
             guard current == UInt8(ascii: ":") else { return false }
             position += 1

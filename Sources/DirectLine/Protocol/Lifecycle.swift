@@ -289,7 +289,10 @@ struct RecentIDs: Sendable {
     /// FNV-1a over the UTF-8 bytes, finished with a bit mixer.
     static func fingerprint(_ id: String) -> UInt64 {
         var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-        for byte in id.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+        var text = id
+        text.withUTF8 { bytes in
+            for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+        }
         return ClientActivityID.mix(hash)
     }
 }

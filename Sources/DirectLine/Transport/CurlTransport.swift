@@ -236,7 +236,8 @@ private final class EasyHandle: @unchecked Sendable {
         case 1: if case .bytes(let bytes) = request.body.segments[0], bytes.count <= Self.maxInlineBody { bytes } else { nil }
         default: nil
         }
-        let transfer = TransferState(source: BodySource(request.body), progress: request.progress,
+        let transfer = TransferState(source: inMemory == nil ? BodySource(request.body) : nil,
+                                     bodyLength: request.body.length, progress: request.progress,
                                      refusesResend: request.method == .post)
         let transferPointer = Unmanaged.passUnretained(transfer).toOpaque()
         set(dl_curl_set_pointer(curl, CURLOPT_PREREQDATA, transferPointer))
@@ -298,10 +299,10 @@ private final class EasyHandle: @unchecked Sendable {
                 _ = dl_curl_get_off(curl, CURLINFO_SIZE_UPLOAD_T, &uploaded)
                 bodyComplete = requestBytes > 0 && Int64(uploaded) >= request.body.length
             } else {
-                bodyComplete = transfer.source.bytesHandedOut >= request.body.length
+                bodyComplete = (transfer.source?.bytesHandedOut ?? 0) >= request.body.length
             }
             var error: DirectLineError
-            if let fileError = transfer.source.fileError {
+            if let fileError = transfer.source?.fileError {
                 error = DirectLineError(.DL_ERR_IO, fileError)
             } else if transfer.resendRefused {
                 error = Self.error(for: CURLE_SEND_FAIL_REWIND, requestSent: true, responseOverflow: false)
@@ -371,7 +372,9 @@ private final class EasyHandle: @unchecked Sendable {
 /// One transfer's body source and progress reporting, shared with the
 /// libcurl callbacks through their userdata pointer.
 private final class TransferState {
-    let source: BodySource
+    /// The streamed body; nil when libcurl sends it from memory.
+    let source: BodySource?
+    let bodyLength: Int64
     let progress: ProgressReporter?
     /// A POST: libcurl may not start it over by itself.
     let refusesResend: Bool
@@ -383,8 +386,9 @@ private final class TransferState {
     private(set) var starts = 0
     private var lastReported: UInt64?
 
-    init(source: BodySource, progress: ProgressReporter?, refusesResend: Bool) {
+    init(source: BodySource?, bodyLength: Int64, progress: ProgressReporter?, refusesResend: Bool) {
         self.source = source
+        self.bodyLength = bodyLength
         self.progress = progress
         self.refusesResend = refusesResend
     }
@@ -405,7 +409,7 @@ private final class TransferState {
     /// Tells the caller how much of the body left; false cancels.
     func reportProgress(uploaded: UInt64) -> Bool {
         guard let progress, !cancelled else { return !cancelled }
-        let total = UInt64(source.body.length)
+        let total = UInt64(bodyLength)
         let done = min(uploaded, total)
         guard done != lastReported else { return true }
         lastReported = done
@@ -449,14 +453,15 @@ private let readCallback: dl_curl_data_fn = { buffer, size, count, userdata in
     let transfer = Unmanaged<TransferState>.fromOpaque(userdata).takeUnretainedValue()
     let (capacity, overflow) = size.multipliedReportingOverflow(by: count)
     guard !overflow else { return Int(CURL_READFUNC_ABORT) }
-    let read = transfer.source.read(into: UnsafeMutableRawBufferPointer(start: buffer, count: capacity))
+    guard let source = transfer.source else { return Int(CURL_READFUNC_ABORT) }
+    let read = source.read(into: UnsafeMutableRawBufferPointer(start: buffer, count: capacity))
     return read < 0 ? Int(CURL_READFUNC_ABORT) : read
 }
 
 private let seekCallback: dl_curl_seek_fn = { userdata, offset, origin in
     guard let userdata, origin == SEEK_SET else { return CURL_SEEKFUNC_FAIL }
     let transfer = Unmanaged<TransferState>.fromOpaque(userdata).takeUnretainedValue()
-    return transfer.source.rewindAllowed(to: Int64(offset)) ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_FAIL
+    return transfer.source?.rewindAllowed(to: Int64(offset)) == true ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_FAIL
 }
 
 private let progressCallback: dl_curl_xferinfo_fn = { userdata, _, _, _, uploaded in
