@@ -140,7 +140,15 @@ struct ScannerTests {
         var seen = Set<String>()
         for _ in 0..<10_000 { seen.insert(ClientActivityID.generate()) }
         #expect(seen.count == 10_000)
-        #expect(seen.allSatisfy { $0.hasPrefix("dlc-") && $0.utf8.count == 36 })
+        #expect(seen.allSatisfy { $0.hasPrefix("dlc-") && $0.utf8.count == 36 && ClientActivityID.isGenerated($0) })
+        for other in ["mine", "dlc-", "dlc-" + String(repeating: "A", count: 32), "dlc-" + String(repeating: "0", count: 31) + "\"",
+                      "xyz-" + String(repeating: "0", count: 32)] {
+            #expect(!ClientActivityID.isGenerated(other), "\(other)")
+        }
+        let id = ClientActivityID.generate()
+        let response = HTTPResponse(status: 200, rawHeaders: [], body: Array(#"{"id":"a"}"#.utf8), attempts: 1)
+        let written = Conversation.scannedResult(response, id).map { String(decoding: $0, as: UTF8.self) }
+        #expect(written == #"{"id":"a","clientActivityID":""# + id + #""}"#)
     }
 
     @Test("send results are written straight from plain answers only", arguments: [

@@ -128,9 +128,15 @@ struct JSONScanner {
     private var current: UInt8? { position < bytes.count ? bytes[position] : nil }
 
     private mutating func skipWhitespace() {
-        while let byte = current, byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D {
-            position += 1
+        guard let base = bytes.baseAddress else { return }
+        var index = position
+        let end = bytes.count
+        while index < end {
+            let byte = base[index]
+            guard byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D else { break }
+            index += 1
         }
+        position = index
     }
 
     private mutating func value() -> Bool {
@@ -224,6 +230,18 @@ struct JSONScanner {
     /// JSON's escapes, and `\u` escapes that pair their surrogates.
     private mutating func string() -> Bool {
         position += 1
+        // The run up to the next quote, backslash or control byte, in one
+        // tight loop: most strings have nothing else.
+        if let base = bytes.baseAddress {
+            var index = position
+            let end = bytes.count
+            while index < end {
+                let byte = base[index]
+                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 { break }
+                index += 1
+            }
+            position = index
+        }
         while let byte = current {
             switch byte {
             case UInt8(ascii: "\""):

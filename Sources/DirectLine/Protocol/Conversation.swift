@@ -272,7 +272,14 @@ final class Conversation: Sendable {
             guard found else { return nil }
         }
         output.append(contentsOf: #","clientActivityID":"#.utf8)
-        JSONValue.writeString(clientActivityID, to: &output)
+        if ClientActivityID.isGenerated(clientActivityID) {
+            // dlc- and hex digits: nothing to escape.
+            output.append(UInt8(ascii: "\""))
+            output.append(contentsOf: clientActivityID.utf8)
+            output.append(UInt8(ascii: "\""))
+        } else {
+            JSONValue.writeString(clientActivityID, to: &output)
+        }
         output.append(UInt8(ascii: "}"))
         return output
     }

@@ -262,6 +262,16 @@ enum ClientActivityID {
         }
     }
 
+    /// Whether `id` has the form `generate()` gives: "dlc-" and 32 lowercase
+    /// hex digits (so it needs no JSON escaping).
+    static func isGenerated(_ id: String) -> Bool {
+        var text = id
+        return text.withUTF8 { bytes in
+            bytes.count == 36 && bytes.starts(with: "dlc-".utf8)
+                && bytes[4...].allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+        }
+    }
+
     /// splitmix64's finaliser: a bijection on 64 bits.
     static func mix(_ value: UInt64) -> UInt64 {
         var z = value &+ 0x9E37_79B9_7F4A_7C15
