@@ -1,9 +1,11 @@
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "emulator_control.h"
 
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct buffer {
     char *data;
@@ -71,6 +73,31 @@ int count_occurrences(const char *haystack, const char *needle) {
     if (haystack == NULL || step == 0) return 0;
     for (const char *at = strstr(haystack, needle); at != NULL; at = strstr(at + step, needle)) count++;
     return count;
+}
+
+int contains(const char *text, const char *needle) {
+    return text != NULL && strstr(text, needle) != NULL;
+}
+
+double now_seconds(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+}
+
+int json_string(const char *json, const char *key, char *buffer, size_t size) {
+    char pattern[128];
+    buffer[0] = '\0';
+    if (json == NULL) return 0;
+    snprintf(pattern, sizeof pattern, "\"%s\":\"", key);
+    const char *at = strstr(json, pattern);
+    if (at == NULL) return 0;
+    at += strlen(pattern);
+    size_t length = strcspn(at, "\"");
+    if (at[length] != '"' || length + 1 > size) return 0;
+    memcpy(buffer, at, length);
+    buffer[length] = '\0';
+    return 1;
 }
 
 int emu_request_count(const char *base_url) {

@@ -17,5 +17,12 @@ int emu_request_count(const char *base_url);
 int emu_connection_count(const char *base_url);
 /* Occurrences of `needle` in `haystack`. */
 int count_occurrences(const char *haystack, const char *needle);
+/* Whether `text` (may be NULL) contains `needle`. */
+int contains(const char *text, const char *needle);
+/* Seconds on the monotonic clock. */
+double now_seconds(void);
+/* Copies the string value of "key" from compact JSON into `buffer`; 0 when
+ * the key is missing or not a string (then `buffer` is empty). */
+int json_string(const char *json, const char *key, char *buffer, size_t size);
 
 #endif

@@ -52,32 +52,6 @@ static int check(int ok, const char *what, const char *file, int line) {
     return ok;
 }
 
-static int contains(const char *text, const char *needle) {
-    return text != NULL && strstr(text, needle) != NULL;
-}
-
-static double now_seconds(void) {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
-}
-
-/* Copies the string value of "key" from compact JSON; 0 when missing. */
-static int json_string(const char *json, const char *key, char *buffer, size_t size) {
-    char pattern[128];
-    buffer[0] = '\0';
-    if (json == NULL) return 0;
-    snprintf(pattern, sizeof pattern, "\"%s\":\"", key);
-    const char *at = strstr(json, pattern);
-    if (at == NULL) return 0;
-    at += strlen(pattern);
-    size_t length = strcspn(at, "\"");
-    if (at[length] != '"' || length + 1 > size) return 0;
-    memcpy(buffer, at, length);
-    buffer[length] = '\0';
-    return 1;
-}
-
 /* ---- The operations the workers rotate through ---- */
 
 enum op {
