@@ -61,13 +61,8 @@ def J(document: Any) -> bytes:
     return json.dumps(document).encode()
 
 
-def take(slot: c_void_p) -> Optional[str]:
-    if not slot.value:
-        return None
-    try:
-        return ctypes.string_at(slot.value).decode("utf-8")
-    finally:
-        LIB.dl_string_free(slot)
+# Copies and frees a library-owned out string (the binding's own helper).
+take = _native.take_string
 
 
 def new_client(url: str, protocol: str, timeout_ms: int, **retry: int) -> int:

@@ -117,14 +117,8 @@ def huge(size: int = 8 * MiB + 1, fill: bytes = b"a") -> bytes:
     return fill * size
 
 
-def take(slot: c_void_p) -> Optional[str]:
-    """Copies and frees a library-owned out string."""
-    if not slot.value:
-        return None
-    try:
-        return ctypes.string_at(slot.value).decode("utf-8")
-    finally:
-        LIB.dl_string_free(slot)
+# Copies and frees a library-owned out string (the binding's own helper).
+take = _native.take_string
 
 
 def status_name(status: int) -> str:
