@@ -134,7 +134,7 @@ struct ProgressReplacementTests {
         let conversation = try client.openConversation(JSONParser.parse(#"{"conversationId":"c"}"#))
         conversation.setProgress(ProgressReporter { _, _ in true })
         let transfer = try #require(conversation.pinProgress())
-        #expect(transfer.reporter != nil)
+        #expect(transfer.callback.report(1, 2), "the pin holds the installed callback")
 
         let returned = Flag()
         let done = DispatchSemaphore(value: 0)

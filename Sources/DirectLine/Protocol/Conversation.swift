@@ -38,24 +38,12 @@ struct ConversationState: Sendable {
     }
 }
 
-/// A progress callback and how many transfers are using it.
-final class ProgressBinding: Sendable {
-    let reporter: ProgressReporter?
-    private let users = Atomic(0)
-
-    init(_ reporter: ProgressReporter?) { self.reporter = reporter }
-
-    func pin() { users.wrappingAdd(1, ordering: .acquiring) }
-    func unpin() { users.wrappingSubtract(1, ordering: .releasing) }
-    var inUse: Bool { users.load(ordering: .acquiring) > 0 }
-}
-
 /// One conversation: its id, its token and the watermark of what was read.
 /// Thread-safe: state is read under a lock, requests run without it.
 final class Conversation: Sendable {
     let client: DirectLineClient
     let state: Locked<ConversationState>
-    private let progress = Locked(ProgressBinding(nil))
+    private let progress = CallbackSlot<ProgressReporter>()
 
     /// Where sends go: the id never changes, so the path is built once.
     let sendPath: String
@@ -95,32 +83,22 @@ final class Conversation: Sendable {
     /// Returns once no transfer uses the previous callback any more, so the
     /// caller may release that callback's userdata right after.
     func setProgress(_ reporter: ProgressReporter?) {
-        let previous = progress.withLock { binding in
-            let previous = binding
-            binding = ProgressBinding(reporter)
-            return previous
-        }
-        while previous.inUse { sleepMilliseconds(1) }
+        progress.replace(with: reporter)
     }
 
-    /// The current progress binding, pinned under the conversation's lock so
-    /// that a replacement waits for the caller's `unpin()` before returning;
-    /// nil when there is no callback (nothing to protect, nothing to pin).
-    func pinProgress() -> ProgressBinding? {
-        progress.withLock { binding in
-            guard binding.reporter != nil else { return nil }
-            binding.pin()
-            return binding
-        }
+    /// The current progress callback, pinned: a replacement waits for the
+    /// caller's `unpin()` before returning; nil when there is no callback.
+    func pinProgress() -> CallbackSlot<ProgressReporter>.Pin? {
+        progress.pin()
     }
 
     /// Sends a POST on this conversation with the progress callback attached;
     /// a failure carries the activity's clientActivityID.
     private func post(_ request: HTTPRequest, clientActivityID: String?) throws(DirectLineError) -> HTTPResponse {
-        let binding = pinProgress()
-        defer { binding?.unpin() }
+        let pinned = pinProgress()
+        defer { pinned?.unpin() }
         var request = request
-        request.progress = binding?.reporter
+        request.progress = pinned?.callback
         do {
             return try client.execute(request, operation: .send)
         } catch {

@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -36,5 +37,50 @@ final class Locked<Value>: @unchecked Sendable {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body(&value)
+    }
+}
+
+/// A caller's callback that may be replaced while other threads call it.
+///
+/// A thread pins the current callback for as long as it uses it; replacing
+/// the callback returns only once no thread holds the previous one any
+/// more, so the caller may release the old callback's userdata as soon as
+/// the replacement returns. Serves the progress callback of a conversation
+/// and the process's log callback.
+final class CallbackSlot<Callback: Sendable>: Sendable {
+    /// One installed callback and how many threads are using it.
+    final class Pin: Sendable {
+        let callback: Callback
+        fileprivate let users = Atomic(0)
+
+        fileprivate init(_ callback: Callback) { self.callback = callback }
+
+        /// Ends this thread's use of the callback.
+        func unpin() { users.wrappingSubtract(1, ordering: .releasing) }
+    }
+
+    private let current = Locked<Pin?>(nil)
+
+    /// The current callback, pinned (call `unpin()` when done), or nil when
+    /// there is none or `accept` turns it down.
+    func pin(if accept: (Callback) -> Bool = { _ in true }) -> Pin? {
+        current.withLock { pin in
+            guard let pin, accept(pin.callback) else { return nil }
+            pin.users.wrappingAdd(1, ordering: .acquiring)
+            return pin
+        }
+    }
+
+    /// Installs `callback` (nil removes it), running `whileLocked` in the
+    /// same critical section, then waits until the previous callback is no
+    /// longer pinned.
+    func replace(with callback: Callback?, whileLocked: () -> Void = {}) {
+        let previous = current.withLock { pin -> Pin? in
+            defer { pin = callback.map(Pin.init) }
+            whileLocked()
+            return pin
+        }
+        guard let previous else { return }
+        while previous.users.load(ordering: .acquiring) > 0 { sleepMilliseconds(1) }
     }
 }

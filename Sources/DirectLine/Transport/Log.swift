@@ -25,27 +25,15 @@ import Glibc
 enum Log {
     typealias Function = @convention(c) (UnsafeMutableRawPointer?, Int32, UnsafePointer<CChar>?) -> Void
 
-    /// The installed callback; pinned while it runs, so that replacing it
-    /// can wait for calls to the previous one to end.
-    final class Sink: Sendable {
+    /// The installed callback, its userdata and its level.
+    struct Sink: @unchecked Sendable {
         let function: Function
-        nonisolated(unsafe) let userdata: UnsafeMutableRawPointer?
+        let userdata: UnsafeMutableRawPointer?
         let level: Int32
-        private let users = Atomic(0)
-
-        init(function: @escaping Function, userdata: UnsafeMutableRawPointer?, level: Int32) {
-            self.function = function
-            self.userdata = userdata
-            self.level = level
-        }
-
-        func pin() { users.wrappingAdd(1, ordering: .acquiring) }
-        func unpin() { users.wrappingSubtract(1, ordering: .releasing) }
-        var inUse: Bool { users.load(ordering: .acquiring) > 0 }
     }
 
     private static let threshold = Atomic<Int32>(0)
-    private static let sink = Locked<Sink?>(nil)
+    private static let sink = CallbackSlot<Sink>()
 
     static func wants(_ level: dl_log_level) -> Bool {
         threshold.load(ordering: .relaxed) >= level.rawValue
@@ -55,26 +43,17 @@ enum Log {
     /// is still inside the previous one.
     static func install(_ function: Function?, userdata: UnsafeMutableRawPointer?, level: dl_log_level) {
         let next = function.map { Sink(function: $0, userdata: userdata, level: level.rawValue) }
-        let previous = sink.withLock { current in
-            defer { current = next }
-            threshold.store(next.map { $0.level } ?? 0, ordering: .relaxed)
-            return current
+        sink.replace(with: next) {
+            threshold.store(next?.level ?? 0, ordering: .relaxed)
         }
-        guard let previous else { return }
-        while previous.inUse { sleepMilliseconds(1) }
     }
 
     /// Hands a message to the callback, redacted, when its level is wanted.
     static func emit(_ level: dl_log_level, _ message: @autoclosure () -> String) {
-        guard wants(level) else { return }
-        let current = sink.withLock { current -> Sink? in
-            guard let current, current.level >= level.rawValue else { return nil }
-            current.pin()
-            return current
-        }
-        guard let current else { return }
-        defer { current.unpin() }
+        guard wants(level), let pinned = sink.pin(if: { $0.level >= level.rawValue }) else { return }
+        defer { pinned.unpin() }
         let text = redact(message())
+        let current = pinned.callback
         CallbackGuard.run {
             text.withCString { current.function(current.userdata, level.rawValue, $0) }
         }
