@@ -32,6 +32,17 @@ struct JSONTests {
         #expect(throws: JSONParseError.self) { try JSONParser.parse(text) }
     }
 
+    @Test("number and escape errors say what and where", arguments: [
+        ("01", "leading zero in number", 1), ("-", "invalid number", 1), ("1.", "invalid fraction", 2),
+        ("1e+", "invalid exponent", 3), (#""\x""#, "invalid escape", 3), (#""\u12""#, #"invalid \u escape"#, 3),
+        (#""\u12g4""#, #"invalid \u escape"#, 5), (#""\ud800x""#, "lone surrogate in string", 7),
+        (#""\udc00""#, "lone surrogate in string", 7), (#""\ud800\u0041""#, "lone surrogate in string", 13),
+        (#""\ud800\uzzzz""#, #"invalid \u escape"#, 9), ("\"\\", "unterminated escape", 2),
+    ])
+    func numberAndEscapeErrors(text: String, message: String, offset: Int) {
+        #expect(throws: JSONParseError(message: message, offset: offset)) { try JSONParser.parse(text) }
+    }
+
     @Test("surrogate pairs decode to one scalar")
     func surrogates() throws {
         #expect(try JSONParser.parse(#""\ud83d\ude00""#) == .string("😀"))

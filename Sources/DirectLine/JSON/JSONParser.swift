@@ -138,29 +138,13 @@ struct JSONParser {
 
     private mutating func parseNumber() throws(JSONParseError) -> JSONValue {
         let start = position
-        if current == UInt8(ascii: "-") { position += 1 }
-        guard let first = current, isDigit(first) else { throw error("invalid number") }
-        position += 1
-        if first == UInt8(ascii: "0"), let next = current, isDigit(next) { throw error("leading zero in number") }
-        skipDigits()
-        if current == UInt8(ascii: ".") {
-            position += 1
-            guard let digit = current, isDigit(digit) else { throw error("invalid fraction") }
-            skipDigits()
+        switch JSONGrammar.numberEnd(bytes, from: start) {
+        case .success(let end):
+            position = end
+            return .number(String(decoding: bytes[start..<end], as: UTF8.self))
+        case .failure(let failure):
+            throw JSONParseError(message: failure.message, offset: failure.offset)
         }
-        if current == UInt8(ascii: "e") || current == UInt8(ascii: "E") {
-            position += 1
-            if current == UInt8(ascii: "+") || current == UInt8(ascii: "-") { position += 1 }
-            guard let digit = current, isDigit(digit) else { throw error("invalid exponent") }
-            skipDigits()
-        }
-        return .number(String(decoding: bytes[start..<position], as: UTF8.self))
-    }
-
-    private func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
-
-    private mutating func skipDigits() {
-        while let byte = current, isDigit(byte) { position += 1 }
     }
 
     /// Strings without escapes (nearly all of them) become a String straight
@@ -201,52 +185,13 @@ struct JSONParser {
     }
 
     private mutating func parseEscape() throws(JSONParseError) -> Unicode.Scalar {
-        guard let byte = current else { throw error("unterminated escape") }
-        position += 1
-        switch byte {
-        case UInt8(ascii: "\""): return "\""
-        case UInt8(ascii: "\\"): return "\\"
-        case UInt8(ascii: "/"): return "/"
-        case UInt8(ascii: "b"): return "\u{08}"
-        case UInt8(ascii: "f"): return "\u{0C}"
-        case UInt8(ascii: "n"): return "\n"
-        case UInt8(ascii: "r"): return "\r"
-        case UInt8(ascii: "t"): return "\t"
-        case UInt8(ascii: "u"):
-            let unit = try parseHex4()
-            if (0xD800...0xDBFF).contains(unit) {
-                guard bytes.count - position >= 6, bytes[position] == UInt8(ascii: "\\"),
-                      bytes[position + 1] == UInt8(ascii: "u") else { throw error("lone surrogate in string") }
-                position += 2
-                let low = try parseHex4()
-                guard (0xDC00...0xDFFF).contains(low) else { throw error("lone surrogate in string") }
-                let value = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)
-                guard let scalar = Unicode.Scalar(value) else { throw error("invalid escape") }
-                return scalar
-            }
-            guard let scalar = Unicode.Scalar(unit) else { throw error("lone surrogate in string") }
-            return scalar
-        default:
-            throw error("invalid escape")
+        switch JSONGrammar.escape(bytes, from: position) {
+        case .success(let escape):
+            position = escape.end
+            return escape.scalar
+        case .failure(let failure):
+            throw JSONParseError(message: failure.message, offset: failure.offset)
         }
-    }
-
-    private mutating func parseHex4() throws(JSONParseError) -> UInt32 {
-        guard bytes.count - position >= 4 else { throw error("invalid \\u escape") }
-        var value: UInt32 = 0
-        for _ in 0..<4 {
-            let byte = bytes[position]
-            let digit: UInt8
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
-            default: throw error("invalid \\u escape")
-            }
-            value = value << 4 | UInt32(digit)
-            position += 1
-        }
-        return value
     }
 }
 

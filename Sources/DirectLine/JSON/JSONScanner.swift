@@ -248,48 +248,13 @@ struct JSONScanner {
                 position += 1
                 return true
             case UInt8(ascii: "\\"):
-                position += 1
-                guard let escaped = current else { return false }
-                position += 1
-                switch escaped {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
-                     UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
-                    break
-                case UInt8(ascii: "u"):
-                    guard let unit = hex4() else { return false }
-                    if (0xD800...0xDBFF).contains(unit) {
-                        guard bytes.count - position >= 6, bytes[position] == UInt8(ascii: "\\"),
-                              bytes[position + 1] == UInt8(ascii: "u") else { return false }
-                        position += 2
-                        guard let low = hex4(), (0xDC00...0xDFFF).contains(low) else { return false }
-                    } else if (0xDC00...0xDFFF).contains(unit) {
-                        return false
-                    }
-                default: return false
-                }
+                guard case .success(let escape) = JSONGrammar.escape(bytes, from: position + 1) else { return false }
+                position = escape.end
             case 0x00..<0x20: return false
             default: position += 1
             }
         }
         return false
-    }
-
-    private mutating func hex4() -> UInt32? {
-        guard bytes.count - position >= 4 else { return nil }
-        var value: UInt32 = 0
-        for _ in 0..<4 {
-            let byte = bytes[position]
-            let digit: UInt8
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
-            default: return nil
-            }
-            value = value << 4 | UInt32(digit)
-            position += 1
-        }
-        return value
     }
 
     private mutating func literal(_ text: StaticString) -> Bool {
@@ -302,31 +267,10 @@ struct JSONScanner {
         return matches
     }
 
-    /// The JSON number grammar, as the parser checks it.
     private mutating func number() -> Bool {
-        if current == UInt8(ascii: "-") { position += 1 }
-        guard let first = current, isDigit(first) else { return false }
-        position += 1
-        if first == UInt8(ascii: "0"), let next = current, isDigit(next) { return false }
-        skipDigits()
-        if current == UInt8(ascii: ".") {
-            position += 1
-            guard let digit = current, isDigit(digit) else { return false }
-            skipDigits()
-        }
-        if current == UInt8(ascii: "e") || current == UInt8(ascii: "E") {
-            position += 1
-            if current == UInt8(ascii: "+") || current == UInt8(ascii: "-") { position += 1 }
-            guard let digit = current, isDigit(digit) else { return false }
-            skipDigits()
-        }
+        guard case .success(let end) = JSONGrammar.numberEnd(bytes, from: position) else { return false }
+        position = end
         return true
-    }
-
-    private func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
-
-    private mutating func skipDigits() {
-        while let byte = current, isDigit(byte) { position += 1 }
     }
 }
 
