@@ -50,14 +50,14 @@ final class CurlTransport: Sendable {
                 reason = "HTTP \(response.status)"
             case .failure(let error):
                 guard error.retryable, attempt < policy.maxAttempts else {
-                    Log.emit(.error, "\(request.method.rawValue) \(Log.redactedURL(request.path)) failed: \(error.message)")
+                    Log.emit(.error, "\(request.method.rawValue) \(config.url(for: request)) failed: \(error.message)")
                     throw error
                 }
                 retryAfterMs = nil
                 reason = error.message
             }
             let delay = Backoff.delay(attempt: attempt, retryAfterMs: retryAfterMs, policy: policy)
-            Log.emit(.warn, "\(request.method.rawValue) \(Log.redactedURL(request.path)): \(reason); attempt \(attempt + 1) of \(policy.maxAttempts) in \(delay) ms")
+            Log.emit(.warn, "\(request.method.rawValue) \(config.url(for: request)): \(reason); attempt \(attempt + 1) of \(policy.maxAttempts) in \(delay) ms")
             sleepMilliseconds(delay)
             attempt += 1
         }
@@ -83,6 +83,17 @@ final class CurlTransport: Sendable {
         idleHandles.withLock { idle in
             if idle.count < Self.maxIdleHandles { idle.append(handle) }
         }
+    }
+}
+
+extension TransportConfig {
+    /// The request's full URL, its query percent-encoded.
+    func url(for request: HTTPRequest) -> String {
+        var url = baseURL + request.path
+        for (index, item) in request.query.enumerated() {
+            url += (index == 0 ? "?" : "&") + Validation.percentEncoded(item.name) + "=" + Validation.percentEncoded(item.value)
+        }
+        return url
     }
 }
 
@@ -138,7 +149,7 @@ private final class EasyHandle: @unchecked Sendable {
     private var progressOn = false
     private var traceOn = false
     private var largeUploadBuffer = false
-    private var currentTimeouts = (total: -1, connect: -1)
+    private var currentTimeouts: Timeouts?
 
     init?(config: TransportConfig) {
         guard let curl = curl_easy_init() else { return nil }
@@ -174,14 +185,6 @@ private final class EasyHandle: @unchecked Sendable {
         curl_slist_free_all(headerList)
     }
 
-    static func url(of request: HTTPRequest, config: TransportConfig) -> String {
-        var url = config.baseURL + request.path
-        for (index, item) in request.query.enumerated() {
-            url += (index == 0 ? "?" : "&") + Validation.percentEncoded(item.name) + "=" + Validation.percentEncoded(item.value)
-        }
-        return url
-    }
-
     /// Bodies up to this size are sent from memory together with the headers.
     static let maxInlineBody = 1 << 20
 
@@ -194,7 +197,7 @@ private final class EasyHandle: @unchecked Sendable {
         // The URL and headers libcurl holds are compared with the request's
         // parts first, so a conversation's repeated sends build neither.
         if request.query.isEmpty ? request.path != currentPath || !currentURLIsPath : true {
-            set(dl_curl_set_string(curl, CURLOPT_URL, Self.url(of: request, config: config)))
+            set(dl_curl_set_string(curl, CURLOPT_URL, config.url(for: request)))
             currentPath = request.path
             currentURLIsPath = request.query.isEmpty && !failed
         }
@@ -221,10 +224,10 @@ private final class EasyHandle: @unchecked Sendable {
             currentContentType = request.contentType
             currentExtraHeaders = request.headers
         }
-        if timeouts.total != currentTimeouts.total || timeouts.connect != currentTimeouts.connect {
+        if timeouts != currentTimeouts {
             set(dl_curl_set_long(curl, CURLOPT_TIMEOUT_MS, timeouts.total))
             set(dl_curl_set_long(curl, CURLOPT_CONNECTTIMEOUT_MS, timeouts.connect))
-            currentTimeouts = failed ? (-1, -1) : (timeouts.total, timeouts.connect)
+            currentTimeouts = failed ? nil : timeouts
         }
 
         // A body held in memory goes out with the request's headers, in one
@@ -315,14 +318,14 @@ private final class EasyHandle: @unchecked Sendable {
             // libcurl may have sent a GET again by itself on a fresh connection.
             error.attempts = attempt + max(0, transfer.starts - 1)
             if started != 0 {
-                Log.emit(.info, "\(request.method.rawValue) \(Log.redactedURL(Self.url(of: request, config: config))) failed after \(Log.elapsed(since: started)) (attempt \(attempt)): \(error.message)")
+                Log.emit(.info, "\(request.method.rawValue) \(config.url(for: request)) failed after \(Log.elapsed(since: started)) (attempt \(attempt)): \(error.message)")
             }
             throw error
         }
         var status = 0
         _ = dl_curl_get_long(curl, CURLINFO_RESPONSE_CODE, &status)
         if started != 0 {
-            Log.emit(.info, "\(request.method.rawValue) \(Log.redactedURL(Self.url(of: request, config: config))) -> \(status) in \(Log.elapsed(since: started)) (attempt \(attempt), \(request.body.length) bytes sent, \(sink.body.count) received)")
+            Log.emit(.info, "\(request.method.rawValue) \(config.url(for: request)) -> \(status) in \(Log.elapsed(since: started)) (attempt \(attempt), \(request.body.length) bytes sent, \(sink.body.count) received)")
         }
         // The only header the library reads is Retry-After, and only on a
         // failure; libcurl keeps the headers, so nothing is collected as

@@ -111,9 +111,6 @@ enum Log {
         return nil
     }
 
-    /// A URL fit for a log line: the query's `t=` value removed.
-    static func redactedURL(_ url: String) -> String { redact(url) }
-
     static func elapsed(since startNs: UInt64) -> String {
         let micros = (Clock.monotonicNs() &- startNs) / 1000
         return "\(micros / 1000).\(String(micros % 1000 / 100)) ms"
