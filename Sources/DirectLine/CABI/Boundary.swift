@@ -99,13 +99,17 @@ struct SerializedJSON: SerializedResult {
     let serializedBytes: [UInt8]
 }
 
+/// A thread-specific slot holding one pointer-sized word (no destructor);
+/// nil if the process has run out of keys.
+func makeThreadKey() -> pthread_key_t? {
+    var key = pthread_key_t()
+    return pthread_key_create(&key, nil) == 0 ? key : nil
+}
+
 /// Marks the threads that are running one of the caller's callbacks, so
 /// that a call back into the library is refused instead of deadlocking.
 enum CallbackGuard {
-    private static let key: pthread_key_t? = {
-        var key = pthread_key_t()
-        return pthread_key_create(&key, nil) == 0 ? key : nil
-    }()
+    private static let key = makeThreadKey()
 
     static var isInsideCallback: Bool {
         guard let key else { return false }

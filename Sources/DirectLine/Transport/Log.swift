@@ -121,10 +121,7 @@ enum Log {
 /// Both values live in the bits of one thread-specific pointer, so setting
 /// and reading them allocates nothing.
 enum ThreadTimeouts {
-    private static let key: pthread_key_t? = {
-        var key = pthread_key_t()
-        return pthread_key_create(&key, nil) == 0 ? key : nil
-    }()
+    private static let key = makeThreadKey()
 
     /// The calling thread's overrides; nil where the client's value applies.
     static var current: (total: Int?, connect: Int?) {
