@@ -150,6 +150,10 @@ private final class EasyHandle: @unchecked Sendable {
     private var traceOn = false
     private var largeUploadBuffer = false
     private var currentTimeouts: Timeouts?
+    /// The User-Agent header line, when it goes in the header list.
+    private var userAgentLine: String?
+
+    static func proxied(_ config: TransportConfig) -> Bool { !(config.proxy ?? "").isEmpty }
 
     init?(config: TransportConfig) {
         guard let curl = curl_easy_init() else { return nil }
@@ -160,7 +164,15 @@ private final class EasyHandle: @unchecked Sendable {
         set(dl_curl_set_string(curl, CURLOPT_PROTOCOLS_STR, "http,https"))
         set(dl_curl_set_long(curl, CURLOPT_NOSIGNAL, 1))
         set(dl_curl_set_long(curl, CURLOPT_FOLLOWLOCATION, 0))
-        set(dl_curl_set_string(curl, CURLOPT_USERAGENT, config.userAgent))
+        // Without a proxy the user agent is one of the cached header lines:
+        // CURLOPT_USERAGENT would have libcurl format it again for every
+        // request. A proxy's CONNECT carries only CURLOPT_USERAGENT, so
+        // with a proxy that option is used instead.
+        if Self.proxied(config) {
+            set(dl_curl_set_string(curl, CURLOPT_USERAGENT, config.userAgent))
+        } else if !config.userAgent.isEmpty {
+            userAgentLine = "User-Agent: \(config.userAgent)"
+        }
         // An empty proxy string turns off libcurl's reading of *_proxy
         // environment variables: proxies are used only when configured.
         set(dl_curl_set_string(curl, CURLOPT_PROXY, config.proxy ?? ""))
@@ -208,6 +220,7 @@ private final class EasyHandle: @unchecked Sendable {
             // (100-continue, and a form content type on bodiless POSTs).
             var headerLines = ["Authorization: Bearer \(request.bearer)", "Accept: application/json", "Expect:",
                                "Content-Type: \(request.contentType ?? "")"]
+            if let userAgentLine { headerLines.append(userAgentLine) }
             for header in request.headers { headerLines.append("\(header.name): \(header.value)") }
             var list: UnsafeMutablePointer<curl_slist>?
             for line in headerLines {
