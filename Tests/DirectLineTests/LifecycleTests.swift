@@ -103,6 +103,21 @@ struct LifecycleTests {
         #expect(oldestAgain && !newestAgain)
     }
 
+    @Test("sent ids remember the newest sends and forget the oldest beyond capacity")
+    func sentIDs() {
+        var sent = SentIDs(capacity: 4)
+        #expect(!sent.contains("a"))
+        for id in ["a", "b", "c", "d"] { sent.record(id) }
+        #expect(["a", "b", "c", "d"].allSatisfy(sent.contains) && !sent.contains("e"))
+        sent.record("e")
+        sent.record("f")
+        #expect(!sent.contains("a") && !sent.contains("b"))
+        #expect(["c", "d", "e", "f"].allSatisfy(sent.contains))
+        var full = SentIDs()
+        for index in 0...SentIDs.defaultCapacity { full.record("dlc-\(index)") }
+        #expect(!full.contains("dlc-0") && full.contains("dlc-1") && full.contains("dlc-\(SentIDs.defaultCapacity)"))
+    }
+
     @Test("saved state carries the conversation's token, never the client's secret")
     func savedState() throws {
         let client = DirectLineClient(config: try ClientConfig(json: JSONParser.parse(

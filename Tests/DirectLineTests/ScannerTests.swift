@@ -6,12 +6,20 @@ import Testing
 @Suite("JSON scanner and the send fast path")
 struct ScannerTests {
     static func scan(_ text: String) -> [String]? {
-        var text = text
-        return text.withUTF8 { bytes in
-            JSONScanner.object(in: bytes, range: 0..<bytes.count).map { found in
-                found.members.map { String(decoding: UnsafeBufferPointer(rebasing: bytes[$0.key]), as: UTF8.self) }
+        scan(bytes: Array(text.utf8))
+    }
+
+    /// The outermost object's keys, or nil when the scanner declines.
+    static func scan(bytes: [UInt8]) -> [String]? {
+        bytes.withUnsafeBufferPointer { bytes in
+            JSONScanner.withObject(in: bytes, range: 0..<bytes.count) { members, _ in
+                (0..<members.count).map { String(decoding: UnsafeBufferPointer(rebasing: bytes[members[$0].key]), as: UTF8.self) }
             }
         }
+    }
+
+    static func scannedBody(_ text: String, version: ProtocolVersion) -> (body: [UInt8], clientActivityID: String?, sender: String?)? {
+        Array(text.utf8).withUnsafeBufferPointer { OutgoingActivity.scannedBody($0, version: version) }
     }
 
     static let seeds = [
@@ -73,6 +81,37 @@ struct ScannerTests {
         _ = try JSONParser.parse(level(4))
     }
 
+    @Test("the scanner accepts exactly the strings that are valid UTF-8")
+    func utf8() {
+        // Every one- and two-byte tail after each lead byte, and a sample of
+        // longer sequences, inside a string value and inside a key.
+        var samples: [[UInt8]] = []
+        for lead in UInt8(0x80)...UInt8(0xFF) {
+            samples.append([lead])
+            for second in UInt8(0x00)...UInt8(0xFF) where second != UInt8(ascii: "\"") && second != UInt8(ascii: "\\") {
+                samples.append([lead, second])
+            }
+            for tail: [UInt8] in [[0x80, 0x80], [0xBF, 0xBF], [0x9F, 0x80], [0xA0, 0x80], [0x8F, 0x80, 0x80],
+                                  [0x90, 0x80, 0x80], [0xBF, 0xBF, 0xBF], [0x80, 0x41], [0x80, 0x80, 0x41]] {
+                samples.append([lead] + tail)
+            }
+        }
+        var accepted = 0
+        for sample in samples {
+            let valid = String(validating: sample, as: UTF8.self) != nil
+                && !sample.contains { $0 < 0x20 }
+            let inValue = Array(#"{"k":"a"#.utf8) + sample + Array(#"b"}"#.utf8)
+            let inKey = Array(#"{"a"#.utf8) + sample + Array(#"":1}"#.utf8)
+            #expect((Self.scan(bytes: inValue) != nil) == valid, "\(sample)")
+            #expect((Self.scan(bytes: inKey) != nil) == valid, "\(sample)")
+            if valid { accepted += 1 }
+        }
+        #expect(accepted > 1_000)
+        // Non-ASCII bytes outside strings are refused.
+        #expect(Self.scan(bytes: Array(#"{"k":"#.utf8) + [0xC3, 0xA9] + [UInt8(ascii: "}")]) == nil)
+        #expect(Self.scan(bytes: [0xEF, 0xBB, 0xBF] + Array(#"{"k":1}"#.utf8)) == nil)
+    }
+
     @Test("nesting past the parser's limit is declined")
     func depth() {
         let deep = "{\"a\":" + String(repeating: "[", count: 200) + String(repeating: "]", count: 200) + "}"
@@ -104,8 +143,7 @@ struct ScannerTests {
         (#"{"text":"hi","channelData":{"a":1}}"#, .v1),
     ])
     func splicedBody(text: String, version: ProtocolVersion) throws {
-        var copy = text
-        let scanned = try #require(OutgoingActivity.scannedBody(&copy, version: version))
+        let scanned = try #require(Self.scannedBody(text, version: version))
         let body = try JSONParser.parse(bytes: scanned.body)
         #expect(body == (try Self.treeBody(text, version: version, id: scanned.clientActivityID)))
         let tree = try OutgoingActivity(JSONParser.parse(text), version: version)
@@ -131,8 +169,7 @@ struct ScannerTests {
         (#"[1]"#, .v3),
     ])
     func declinedActivities(text: String, version: ProtocolVersion) {
-        var copy = text
-        #expect(OutgoingActivity.scannedBody(&copy, version: version) == nil)
+        #expect(Self.scannedBody(text, version: version) == nil)
     }
 
     @Test("generated client activity ids are unique and well formed")

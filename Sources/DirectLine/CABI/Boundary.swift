@@ -40,23 +40,41 @@ enum Boundary {
         return copy
     }
 
-    /// A required or optional NUL-terminated UTF-8 argument.
-    static func string(_ pointer: UnsafePointer<CChar>?, name: String) throws(DirectLineError) -> String? {
+    /// The bytes of a NUL-terminated argument, not yet checked to be UTF-8;
+    /// NULL is nil.
+    static func bytes(_ pointer: UnsafePointer<CChar>?, name: String) throws(DirectLineError) -> UnsafeBufferPointer<UInt8>? {
         guard let pointer else { return nil }
         let length = strnlen(pointer, maxInputBytes + 1)
         guard length <= maxInputBytes else {
             throw .invalidArgument("\(name) is longer than \(maxInputBytes) bytes")
         }
-        let bytes = UnsafeRawBufferPointer(start: pointer, count: length)
+        return UnsafeRawPointer(pointer).withMemoryRebound(to: UInt8.self, capacity: length) {
+            UnsafeBufferPointer(start: $0, count: length)
+        }
+    }
+
+    static func requiredBytes(_ pointer: UnsafePointer<CChar>?, name: String) throws(DirectLineError) -> UnsafeBufferPointer<UInt8> {
+        guard let bytes = try bytes(pointer, name: name) else { throw .invalidArgument("\(name) must not be NULL") }
+        return bytes
+    }
+
+    /// An argument's bytes as a string, refused unless they are UTF-8.
+    static func text(_ bytes: UnsafeBufferPointer<UInt8>, name: String) throws(DirectLineError) -> String {
         guard let string = String(validating: bytes, as: UTF8.self) else {
             throw .invalidArgument("\(name) is not valid UTF-8")
         }
         return string
     }
 
+    /// A required or optional NUL-terminated UTF-8 argument.
+    static func string(_ pointer: UnsafePointer<CChar>?, name: String) throws(DirectLineError) -> String? {
+        guard let bytes = try bytes(pointer, name: name) else { return nil }
+        return try text(bytes, name: name)
+    }
+
     static func requiredString(_ pointer: UnsafePointer<CChar>?, name: String) throws(DirectLineError) -> String {
-        guard let string = try string(pointer, name: name) else { throw .invalidArgument("\(name) must not be NULL") }
-        return string
+        guard let bytes = try bytes(pointer, name: name) else { throw .invalidArgument("\(name) must not be NULL") }
+        return try text(bytes, name: name)
     }
 
     /// The `user_id` argument of sends and uploads.

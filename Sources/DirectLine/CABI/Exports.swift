@@ -269,7 +269,8 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
                                 _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     Boundary.call(out_json) { () throws(DirectLineError) -> SerializedJSON in
         let target = try handles.lookup(conversation, as: Conversation.self)
-        return try target.send(activityText: Boundary.requiredString(activity_json, name: "activity_json"))
+        return try target.send(activityBytes: Boundary.requiredBytes(activity_json, name: "activity_json"),
+                               name: "activity_json")
     }
 }
 

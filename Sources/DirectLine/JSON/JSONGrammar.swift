@@ -8,6 +8,33 @@ enum JSONGrammar {
         var offset: Int
     }
 
+    /// The end of the UTF-8 sequence that starts with the non-ASCII byte at
+    /// `start`, or nil when it is not valid UTF-8 (RFC 3629: no overlong
+    /// forms, no surrogates, nothing above U+10FFFF, no truncation).
+    static func utf8SequenceEnd(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> Int? {
+        let lead = bytes[start]
+        let length: Int
+        var low: UInt8 = 0x80
+        var high: UInt8 = 0xBF
+        switch lead {
+        case 0xC2...0xDF: length = 2
+        case 0xE0: length = 3; low = 0xA0
+        case 0xE1...0xEC, 0xEE...0xEF: length = 3
+        case 0xED: length = 3; high = 0x9F
+        case 0xF0: length = 4; low = 0x90
+        case 0xF1...0xF3: length = 4
+        case 0xF4: length = 4; high = 0x8F
+        default: return nil
+        }
+        guard bytes.count - start >= length else { return nil }
+        // The second byte has the lead's own bounds; the rest are plain
+        // continuation bytes.
+        let second = bytes[start + 1]
+        guard second >= low && second <= high else { return nil }
+        for offset in 2..<length where bytes[start + offset] & 0xC0 != 0x80 { return nil }
+        return start + length
+    }
+
     static func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
 
     /// The end of the number that starts at `start` (at a `-` or a digit).

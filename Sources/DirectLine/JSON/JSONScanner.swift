@@ -8,7 +8,12 @@
 /// can see, and objects with very many members). Declined text, valid or
 /// not, takes the tree path, which gives the exact result or error.
 ///
-/// The text must be valid UTF-8 (the C boundary checks it first).
+/// The text may be any bytes: strings are checked to be valid UTF-8 as
+/// they are scanned (bytes above 0x7F are invalid anywhere else), so text
+/// the scanner accepts is valid UTF-8 and needs no separate check.
+///
+/// A scan allocates nothing: the keys of the open objects, and the
+/// outermost object's members, live in one stack buffer.
 struct JSONScanner {
     /// A member of a scanned object: the key's bytes inside its quotes and
     /// the value's bytes.
@@ -17,42 +22,76 @@ struct JSONScanner {
         var value: Range<Int>
     }
 
+    /// The outermost object's members, in order; valid only inside
+    /// `withObject`'s closure.
+    struct Members {
+        fileprivate let slots: UnsafeMutableBufferPointer<Slot>
+        fileprivate let bytes: UnsafeBufferPointer<UInt8>
+
+        var count: Int { slots.count }
+
+        subscript(index: Int) -> Member { slots[index].member }
+
+        /// The first member whose key is `name`.
+        func named(_ name: StaticString) -> Member? {
+            for slot in slots {
+                let member = slot.member
+                if JSONScanner.key(member, in: bytes, is: name) { return member }
+            }
+            return nil
+        }
+    }
+
+    /// A key (and, for the outermost object, its value) in the stack buffer.
+    fileprivate struct Slot {
+        var keyStart: Int32
+        var keyEnd: Int32
+        var valueStart: Int32 = 0
+        var valueEnd: Int32 = 0
+
+        var member: Member {
+            Member(key: Int(keyStart)..<Int(keyEnd), value: Int(valueStart)..<Int(valueEnd))
+        }
+    }
+
     /// Objects with more members than this are left to the parser, whose
     /// duplicate-key check scales.
     static let maximumMembers = 32
+    /// The most keys of open objects (the outermost object's count too);
+    /// more than that and the text is declined. 64 slots of 16 bytes is
+    /// the largest buffer Swift keeps on the stack unconditionally.
+    static let maximumOpenKeys = 64
 
     private let bytes: UnsafeBufferPointer<UInt8>
     private var position: Int
     private var depth = 0
-    /// The keys of the objects being scanned, innermost last, in stack
-    /// memory (`maximumOpenKeys`); more than that and the text is declined.
-    private var keyStore = UnsafeMutableBufferPointer<Range<Int>>(start: nil, count: 0)
+    /// The keys of the objects being scanned, innermost last.
+    private var keyStore = UnsafeMutableBufferPointer<Slot>(start: nil, count: 0)
     private var keyCount = 0
-    static let maximumOpenKeys = 96
-    /// The members of the outermost object.
-    private var members: [Member] = []
+    /// How many members of the outermost object `keyStore` starts with.
+    private var outerCount = 0
 
     private init(_ bytes: UnsafeBufferPointer<UInt8>, at position: Int, end: Int) {
         self.bytes = UnsafeBufferPointer(rebasing: bytes[..<end])
         self.position = position
     }
 
-    /// The members of the object that `range` holds (white space around it
-    /// allowed) and the offset of its closing brace, or nil when the scanner
-    /// declines the text.
-    static func object(in bytes: UnsafeBufferPointer<UInt8>, range: Range<Int>) -> (members: [Member], close: Int)? {
-        guard range.lowerBound >= 0, range.upperBound <= bytes.count else { return nil }
-        return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: maximumOpenKeys) { keyStore in
+    /// Scans the object that `range` holds (white space around it allowed)
+    /// and calls `body` with its members and the offset of its closing
+    /// brace; nil when the scanner declines the text.
+    static func withObject<R>(in bytes: UnsafeBufferPointer<UInt8>, range: Range<Int>,
+                              _ body: (Members, Int) -> R?) -> R? {
+        guard range.lowerBound >= 0, range.upperBound <= bytes.count, range.upperBound < Int(Int32.max) else { return nil }
+        return withUnsafeTemporaryAllocation(of: Slot.self, capacity: maximumOpenKeys) { keyStore in
             var scanner = JSONScanner(bytes, at: range.lowerBound, end: range.upperBound)
             scanner.keyStore = keyStore
             scanner.skipWhitespace()
-            guard scanner.current == UInt8(ascii: "{") else { return nil }
-            scanner.members.reserveCapacity(8)
-            guard scanner.object() else { return nil }
+            guard scanner.current == UInt8(ascii: "{"), scanner.object() else { return nil }
             let close = scanner.position - 1
             scanner.skipWhitespace()
             guard scanner.position == range.upperBound else { return nil }
-            return (scanner.members, close)
+            let members = Members(slots: UnsafeMutableBufferPointer(rebasing: keyStore[..<scanner.outerCount]), bytes: bytes)
+            return body(members, close)
         }
     }
 
@@ -165,22 +204,25 @@ struct JSONScanner {
             depth -= 1
             return true
         }
+        guard let base = bytes.baseAddress else { return false }
         while true {
             skipWhitespace()
             let keyStart = position + 1
             guard current == UInt8(ascii: "\""), string() else { return false }
-            let key = keyStart..<(position - 1)
+            let keyEnd = position - 1
+            let keyLength = keyEnd - keyStart
             guard keyCount - firstKey < Self.maximumMembers, keyCount < keyStore.count,
-                  !bytes[key].contains(UInt8(ascii: "\\")) else { return false }
+                  memchr(base + keyStart, Int32(UInt8(ascii: "\\")), keyLength) == nil else { return false }
             for index in firstKey..<keyCount {
                 let other = keyStore[index]
-                if other.count == key.count
-                    && memcmp(bytes.baseAddress! + other.lowerBound, bytes.baseAddress! + key.lowerBound, key.count) == 0 {
+                if Int(other.keyEnd - other.keyStart) == keyLength
+                    && memcmp(base + Int(other.keyStart), base + keyStart, keyLength) == 0 {
                     return false
                 }
             }
-            // Range<Int> is a trivial type: storing into the fresh memory is fine.
-            keyStore[keyCount] = key
+            let slot = keyCount
+            // Slot is a trivial type: storing into the fresh memory is fine.
+            keyStore[slot] = Slot(keyStart: Int32(keyStart), keyEnd: Int32(keyEnd))
             keyCount += 1
             skipWhitespace()
             guard current == UInt8(ascii: ":") else { return false }
@@ -188,7 +230,13 @@ struct JSONScanner {
             skipWhitespace()
             let valueStart = position
             guard value() else { return false }
-            if depth == 1 { members.append(Member(key: key, value: valueStart..<position)) }
+            if depth == 1 {
+                // The outermost object's keys stay at the start of the
+                // buffer: nested objects only use the slots after them.
+                keyStore[slot].valueStart = Int32(valueStart)
+                keyStore[slot].valueEnd = Int32(position)
+                outerCount = keyCount
+            }
             skipWhitespace()
             switch current {
             case UInt8(ascii: ","): position += 1
@@ -226,35 +274,37 @@ struct JSONScanner {
         }
     }
 
-    /// A string as the parser accepts it: no raw control characters, only
-    /// JSON's escapes, and `\u` escapes that pair their surrogates.
+    /// A string as the parser accepts it: valid UTF-8, no raw control
+    /// characters, only JSON's escapes, and `\u` escapes that pair their
+    /// surrogates.
     private mutating func string() -> Bool {
-        position += 1
-        // The run up to the next quote, backslash or control byte, in one
-        // tight loop: most strings have nothing else.
-        if let base = bytes.baseAddress {
-            var index = position
-            let end = bytes.count
+        guard let base = bytes.baseAddress else { return false }
+        let end = bytes.count
+        var index = position + 1
+        while true {
+            // The run of plain ASCII up to the next quote, backslash,
+            // control or non-ASCII byte, in one tight loop: most strings
+            // have nothing else.
             while index < end {
                 let byte = base[index]
-                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 { break }
+                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 || byte >= 0x80 { break }
                 index += 1
             }
-            position = index
-        }
-        while let byte = current {
-            switch byte {
+            guard index < end else { return false }
+            switch base[index] {
             case UInt8(ascii: "\""):
-                position += 1
+                position = index + 1
                 return true
             case UInt8(ascii: "\\"):
-                guard case .success(let escape) = JSONGrammar.escape(bytes, from: position + 1) else { return false }
-                position = escape.end
-            case 0x00..<0x20: return false
-            default: position += 1
+                guard case .success(let escape) = JSONGrammar.escape(bytes, from: index + 1) else { return false }
+                index = escape.end
+            case 0x80...0xFF:
+                guard let next = JSONGrammar.utf8SequenceEnd(bytes, from: index) else { return false }
+                index = next
+            default:
+                return false
             }
         }
-        return false
     }
 
     private mutating func literal(_ text: StaticString) -> Bool {

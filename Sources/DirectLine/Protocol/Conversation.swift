@@ -27,7 +27,7 @@ struct ConversationState: Sendable {
     }
 
     /// The clientActivityIDs of the last activities sent (for `wait`).
-    var sentActivityIDs = RecentIDs(capacity: 256)
+    var sentActivityIDs = SentIDs()
 
     /// Records a user this handle sends as (the 32 most recent).
     mutating func noteSender(_ userId: String) {
@@ -144,7 +144,7 @@ final class Conversation: Sendable {
     private func targetForSending(by userId: String?, clientActivityID: String?) -> String {
         state.withLock { state in
             if let userId { state.noteSender(userId) }
-            if let clientActivityID { _ = state.sentActivityIDs.insert(clientActivityID) }
+            if let clientActivityID { state.sentActivityIDs.record(clientActivityID) }
             return state.token.value
         }
     }
@@ -203,14 +203,14 @@ final class Conversation: Sendable {
         return try result(of: response, what: "send activity", clientActivityID: outgoing.clientActivityID)
     }
 
-    /// `dl_send_activity` with the caller's JSON text: an activity the
-    /// scanner accepts goes out as it is, with its clientActivityID spliced
+    /// `dl_send_activity` with the caller's JSON text (`name` is the
+    /// argument, for errors): an activity the scanner accepts goes out as it is, with its clientActivityID spliced
     /// in, and the result is written without building a tree; any other text
     /// is parsed and written out again.
-    func send(activityText text: String) throws(DirectLineError) -> SerializedJSON {
-        var text = text
-        guard let scanned = OutgoingActivity.scannedBody(&text, version: client.version) else {
-            return SerializedJSON(serializedBytes: try send(Boundary.parse(text, name: "activity_json")).serializedBytes)
+    func send(activityBytes bytes: UnsafeBufferPointer<UInt8>, name: String) throws(DirectLineError) -> SerializedJSON {
+        guard let scanned = OutgoingActivity.scannedBody(bytes, version: client.version) else {
+            let text = try Boundary.text(bytes, name: name)
+            return SerializedJSON(serializedBytes: try send(Boundary.parse(text, name: name)).serializedBytes)
         }
         let response = try post(body: scanned.body, clientActivityID: scanned.clientActivityID, sender: scanned.sender)
         if let clientActivityID = scanned.clientActivityID, let bytes = Self.scannedResult(response, clientActivityID) {
@@ -239,13 +239,14 @@ final class Conversation: Sendable {
             output.append(contentsOf: "null".utf8)
         } else {
             let found: Bool = response.body.withUnsafeBufferPointer { bytes in
-                guard let (members, _) = JSONScanner.object(in: bytes, range: 0..<bytes.count),
-                      let id = members.first(where: { JSONScanner.key($0, in: bytes, is: "id") }) else { return false }
-                let value = UnsafeBufferPointer(rebasing: bytes[id.value])
-                let plain = value.first == UInt8(ascii: "n")
-                    || (value.first == UInt8(ascii: "\"") && !value.contains { $0 >= 0x80 || $0 == UInt8(ascii: "\\") })
-                if plain { output.append(contentsOf: value) }
-                return plain
+                JSONScanner.withObject(in: bytes, range: 0..<bytes.count) { members, _ -> Bool? in
+                    guard let id = members.named("id") else { return false }
+                    let value = UnsafeBufferPointer(rebasing: bytes[id.value])
+                    let plain = value.first == UInt8(ascii: "n")
+                        || (value.first == UInt8(ascii: "\"") && !value.contains { $0 >= 0x80 || $0 == UInt8(ascii: "\\") })
+                    if plain { output.append(contentsOf: value) }
+                    return plain
+                } ?? false
             }
             guard found else { return nil }
         }

@@ -257,6 +257,31 @@ struct WaitOptions {
 
 /// The last `capacity` ids seen, to drop an activity the service delivers
 /// twice, or to recognise the caller's own activities.
+/// The correlation ids of a handle's most recent sends, as fingerprints
+/// (see `RecentIDs.fingerprint`) in a ring. Every send records one, so
+/// recording is a single store; `contains`, asked only for the activities
+/// a `wait` reads, scans the ring.
+struct SentIDs: Sendable {
+    static let defaultCapacity = 256
+    private var ring: [UInt64]
+    private var count = 0
+    private var next = 0
+
+    init(capacity: Int = defaultCapacity) { ring = Array(repeating: 0, count: max(1, capacity)) }
+
+    /// Remembers `id`, forgetting the oldest one when the ring is full.
+    mutating func record(_ id: String) {
+        ring[next] = RecentIDs.fingerprint(id)
+        next = next + 1 == ring.count ? 0 : next + 1
+        count = min(count + 1, ring.count)
+    }
+
+    func contains(_ id: String) -> Bool {
+        let print = RecentIDs.fingerprint(id)
+        return ring[..<count].contains(print)
+    }
+}
+
 struct RecentIDs: Sendable {
     static let defaultCapacity = 4096
     let capacity: Int

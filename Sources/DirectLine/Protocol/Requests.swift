@@ -138,30 +138,27 @@ struct OutgoingActivity {
     /// The body for the caller's activity text as it is, with the
     /// clientActivityID spliced in where the tree path would add it, checked
     /// by `JSONScanner` instead of being parsed into a tree and written out
-    /// again. nil when the scanner declines the text or anything is not
-    /// plainly valid; the tree path then gives the exact result or error.
-    static func scannedBody(_ text: inout String, version: ProtocolVersion)
+    /// again. nil when the scanner declines the text (which includes text
+    /// that is not valid UTF-8) or anything is not plainly valid; the tree
+    /// path then gives the exact result or error.
+    static func scannedBody(_ bytes: UnsafeBufferPointer<UInt8>, version: ProtocolVersion)
         -> (body: [UInt8], clientActivityID: String?, sender: String?)? {
-        text.withUTF8 { bytes -> (body: [UInt8], clientActivityID: String?, sender: String?)? in
-            guard let (members, close) = JSONScanner.object(in: bytes, range: 0..<bytes.count) else { return nil }
-            func member(_ name: StaticString, of list: [JSONScanner.Member]) -> JSONScanner.Member? {
-                list.first { JSONScanner.key($0, in: bytes, is: name) }
-            }
+        guard bytes.count <= DirectLineRequests.maxActivityBytes else { return nil }
+        return JSONScanner.withObject(in: bytes, range: 0..<bytes.count) { members, close in
             func startsWith(_ range: Range<Int>, _ ascii: Unicode.Scalar) -> Bool { bytes[range.lowerBound] == UInt8(ascii: ascii) }
             /// A string value without escapes, decoded.
             func plainString(_ range: Range<Int>) -> String? {
                 guard startsWith(range, "\"") else { return nil }
-                let inner = (range.lowerBound + 1)..<(range.upperBound - 1)
-                guard !bytes[inner].contains(UInt8(ascii: "\\")) else { return nil }
-                return String(decoding: UnsafeBufferPointer(rebasing: bytes[inner]), as: UTF8.self)
+                let inner = UnsafeBufferPointer(rebasing: bytes[(range.lowerBound + 1)..<(range.upperBound - 1)])
+                guard !inner.contains(UInt8(ascii: "\\")) else { return nil }
+                return String(decoding: inner, as: UTF8.self)
             }
             func identifier(_ range: Range<Int>) -> String? {
                 guard let id = plainString(range), (try? Validation.identifier(id, name: "id")) != nil else { return nil }
                 return id
             }
-            guard bytes.count <= DirectLineRequests.maxActivityBytes else { return nil }
-            let fromMember = member("from", of: members)
-            let channelData = member("channelData", of: members)
+            let fromMember = members.named("from")
+            let channelData = members.named("channelData")
             switch version {
             case .v1:
                 var sender: String?
@@ -172,14 +169,13 @@ struct OutgoingActivity {
                 if let channelData, !startsWith(channelData.value, "{") && !startsWith(channelData.value, "n") { return nil }
                 return (Array(bytes), nil, sender)
             case .v3:
-                guard let type = member("type", of: members), startsWith(type.value, "\""),
+                guard let type = members.named("type"), startsWith(type.value, "\""),
                       let fromMember, startsWith(fromMember.value, "{"),
                       let idValue = JSONScanner.value(of: "id", inObject: fromMember.value, of: bytes),
                       let sender = identifier(idValue) else { return nil }
                 let insertAt: Int
                 let opening: StaticString
                 let closing: StaticString
-                let generated = ClientActivityID.generate()
                 if let channelData {
                     guard startsWith(channelData.value, "{") else { return nil }
                     if let existing = JSONScanner.value(of: "clientActivityID", inObject: channelData.value, of: bytes) {
@@ -199,14 +195,23 @@ struct OutgoingActivity {
                     opening = ",\"channelData\":{\"clientActivityID\":\""
                     closing = "\"}"
                 }
-                var body: [UInt8] = []
-                body.reserveCapacity(bytes.count + 64)
-                body.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[..<insertAt]))
-                opening.withUTF8Buffer { body.append(contentsOf: $0) }
-                body.append(contentsOf: generated.utf8)
-                closing.withUTF8Buffer { body.append(contentsOf: $0) }
-                body.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[insertAt...]))
-                guard body.count <= DirectLineRequests.maxActivityBytes else { return nil }
+                var generated = ClientActivityID.generate()
+                let count = bytes.count + opening.utf8CodeUnitCount + generated.utf8.count + closing.utf8CodeUnitCount
+                guard count <= DirectLineRequests.maxActivityBytes else { return nil }
+                let body = [UInt8](unsafeUninitializedCapacity: count) { output, initialized in
+                    var at = output.baseAddress!
+                    func put(_ source: UnsafeBufferPointer<UInt8>) {
+                        guard let base = source.baseAddress, !source.isEmpty else { return }
+                        at.initialize(from: base, count: source.count)
+                        at += source.count
+                    }
+                    put(UnsafeBufferPointer(rebasing: bytes[..<insertAt]))
+                    opening.withUTF8Buffer(put)
+                    generated.withUTF8(put)
+                    closing.withUTF8Buffer(put)
+                    put(UnsafeBufferPointer(rebasing: bytes[insertAt...]))
+                    initialized = count
+                }
                 return (body, generated, sender)
             }
         }
