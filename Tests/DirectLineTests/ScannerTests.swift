@@ -1,4 +1,7 @@
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import DirectLine
 
 /// The send fast path (JSONScanner + splicing) must never accept what the
@@ -16,6 +19,13 @@ struct ScannerTests {
                 (0..<members.count).map { String(decoding: UnsafeBufferPointer(rebasing: bytes[members[$0].key]), as: UTF8.self) }
             }
         }
+    }
+
+    /// `Conversation.scannedResult` as a string (the C string freed).
+    static func scannedResult(_ response: HTTPResponse, _ clientActivityID: String) -> String? {
+        guard let written = Conversation.scannedResult(response, clientActivityID) else { return nil }
+        defer { free(written) }
+        return String(cString: written)
     }
 
     static func scannedBody(_ text: String, version: ProtocolVersion) -> (body: [UInt8], clientActivityID: String?, sender: String?)? {
@@ -184,7 +194,7 @@ struct ScannerTests {
         }
         let id = ClientActivityID.generate()
         let response = HTTPResponse(status: 200, rawHeaders: [], body: Array(#"{"id":"a"}"#.utf8), attempts: 1)
-        let written = Conversation.scannedResult(response, id).map { String(decoding: $0, as: UTF8.self) }
+        let written = Self.scannedResult(response, id)
         #expect(written == #"{"id":"a","clientActivityID":""# + id + #""}"#)
     }
 
@@ -201,7 +211,6 @@ struct ScannerTests {
     ] as [(Int, String, String?)])
     func scannedResult(status: Int, body: String, expected: String?) {
         let response = HTTPResponse(status: status, rawHeaders: [], body: Array(body.utf8), attempts: 1)
-        let bytes = Conversation.scannedResult(response, "c\"1")
-        #expect(bytes.map { String(decoding: $0, as: UTF8.self) } == expected)
+        #expect(Self.scannedResult(response, "c\"1") == expected)
     }
 }

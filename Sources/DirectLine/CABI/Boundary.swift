@@ -21,7 +21,7 @@ enum Boundary {
                                       "libdirectline was called from inside one of its own callbacks")
             }
             let result = try body()
-            if let out { out.pointee = copyToC(result.serializedBytes) }
+            result.handOver(to: out)
             return dl_status.DL_OK.rawValue
         } catch {
             if let out { out.pointee = copyToC(error.json.serializedBytes) }
@@ -108,13 +108,42 @@ enum Boundary {
 /// What an exported function hands back in `out_json`.
 protocol SerializedResult {
     var serializedBytes: [UInt8] { get }
+    /// Stores the result in `out` as a C string the caller frees with
+    /// `dl_string_free` (nothing when `out` is NULL).
+    func handOver(to out: Boundary.ResultSlot?)
+}
+
+extension SerializedResult {
+    func handOver(to out: Boundary.ResultSlot?) {
+        if let out { out.pointee = Boundary.copyToC(serializedBytes) }
+    }
 }
 
 extension JSONValue: SerializedResult {}
 
-/// A result already written as JSON bytes (by a path that never built a tree).
-struct SerializedJSON: SerializedResult {
-    let serializedBytes: [UInt8]
+/// A result already written as JSON (by a path that never built a tree):
+/// as bytes, or as the C string itself, written in place so that it is
+/// not copied again on the way out.
+enum SerializedJSON: SerializedResult {
+    case bytes([UInt8])
+    /// malloc'd and NUL-terminated; owned until handed over.
+    case cString(UnsafeMutablePointer<CChar>)
+
+    var serializedBytes: [UInt8] {
+        switch self {
+        case .bytes(let bytes): bytes
+        case .cString(let pointer): Array(UnsafeRawBufferPointer(start: pointer, count: strlen(pointer)))
+        }
+    }
+
+    func handOver(to out: Boundary.ResultSlot?) {
+        switch self {
+        case .bytes(let bytes):
+            if let out { out.pointee = Boundary.copyToC(bytes) }
+        case .cString(let pointer):
+            if let out { out.pointee = pointer } else { free(pointer) }
+        }
+    }
 }
 
 /// A thread-specific slot holding one pointer-sized word (no destructor);

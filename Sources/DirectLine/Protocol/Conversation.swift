@@ -94,10 +94,9 @@ final class Conversation: Sendable {
 
     /// Sends a POST on this conversation with the progress callback attached;
     /// a failure carries the activity's clientActivityID.
-    private func post(_ request: HTTPRequest, clientActivityID: String?) throws(DirectLineError) -> HTTPResponse {
+    private func post(_ request: consuming HTTPRequest, clientActivityID: String?) throws(DirectLineError) -> HTTPResponse {
         let pinned = pinProgress()
         defer { pinned?.unpin() }
-        var request = request
         request.progress = pinned?.callback
         do {
             return try client.execute(request, operation: .send)
@@ -210,14 +209,13 @@ final class Conversation: Sendable {
     func send(activityBytes bytes: UnsafeBufferPointer<UInt8>, name: String) throws(DirectLineError) -> SerializedJSON {
         guard let scanned = OutgoingActivity.scannedBody(bytes, version: client.version) else {
             let text = try Boundary.text(bytes, name: name)
-            return SerializedJSON(serializedBytes: try send(Boundary.parse(text, name: name)).serializedBytes)
+            return .bytes(try send(Boundary.parse(text, name: name)).serializedBytes)
         }
         let response = try post(body: scanned.body, clientActivityID: scanned.clientActivityID, sender: scanned.sender)
-        if let clientActivityID = scanned.clientActivityID, let bytes = Self.scannedResult(response, clientActivityID) {
-            return SerializedJSON(serializedBytes: bytes)
+        if let clientActivityID = scanned.clientActivityID, let written = Self.scannedResult(response, clientActivityID) {
+            return .cString(written)
         }
-        return SerializedJSON(serializedBytes: try result(of: response, what: "send activity",
-                                                          clientActivityID: scanned.clientActivityID).serializedBytes)
+        return .bytes(try result(of: response, what: "send activity", clientActivityID: scanned.clientActivityID).serializedBytes)
     }
 
     private func post(body: [UInt8], clientActivityID: String?, sender: String?) throws(DirectLineError) -> HTTPResponse {
@@ -228,39 +226,65 @@ final class Conversation: Sendable {
     }
 
     /// The 3.0 send result `{"id": ..., "clientActivityID": ...}` written
-    /// straight from the service's answer when the scanner accepts it and
-    /// its id is a plain ASCII string or null: the bytes `result(of:)`
-    /// would give. nil sends the answer down that path instead.
-    static func scannedResult(_ response: HTTPResponse, _ clientActivityID: String) -> [UInt8]? {
-        var output: [UInt8] = []
-        output.reserveCapacity(64 + clientActivityID.utf8.count)
-        output.append(contentsOf: #"{"id":"#.utf8)
-        if response.status == 204 || response.body.isEmpty {
-            output.append(contentsOf: "null".utf8)
-        } else {
-            let found: Bool = response.body.withUnsafeBufferPointer { bytes in
-                JSONScanner.withObject(in: bytes, range: 0..<bytes.count) { members, _ -> Bool? in
-                    guard let id = members.named("id") else { return false }
-                    let value = UnsafeBufferPointer(rebasing: bytes[id.value])
+    /// straight from the service's answer, as a malloc'd C string, when the
+    /// scanner accepts the answer and its id is a plain ASCII string or
+    /// null: the bytes `result(of:)` would give. nil sends the answer down
+    /// that path instead (and when malloc fails, which that path reports).
+    static func scannedResult(_ response: HTTPResponse, _ clientActivityID: String) -> UnsafeMutablePointer<CChar>? {
+        response.body.withUnsafeBufferPointer { body -> UnsafeMutablePointer<CChar>? in
+            var id: UnsafeBufferPointer<UInt8>?
+            if response.status != 204 && !body.isEmpty {
+                // nil: declined, no "id", or an id that needs decoding.
+                let plainID = JSONScanner.withObject(in: body, range: 0..<body.count) { members, _ -> UnsafeBufferPointer<UInt8>? in
+                    guard let member = members.named("id") else { return nil }
+                    let value = UnsafeBufferPointer(rebasing: body[member.value])
                     let plain = value.first == UInt8(ascii: "n")
                         || (value.first == UInt8(ascii: "\"") && !value.contains { $0 >= 0x80 || $0 == UInt8(ascii: "\\") })
-                    if plain { output.append(contentsOf: value) }
-                    return plain
-                } ?? false
+                    return plain ? value : nil
+                }
+                guard let plainID else { return nil }
+                id = plainID
             }
-            guard found else { return nil }
+            var correlation = clientActivityID
+            return correlation.withUTF8 { correlationBytes -> UnsafeMutablePointer<CChar>? in
+                // A generated id (dlc- and hex digits) needs no escaping.
+                let escaped: [UInt8]? = ClientActivityID.isGenerated(clientActivityID) ? nil : {
+                    var output: [UInt8] = []
+                    JSONValue.writeString(clientActivityID, to: &output)
+                    return output
+                }()
+                let head: StaticString = #"{"id":"#
+                let middle: StaticString = #","clientActivityID":"#
+                let null: StaticString = "null"
+                let idCount = id?.count ?? null.utf8CodeUnitCount
+                let correlationCount = escaped?.count ?? correlationBytes.count + 2
+                let count = head.utf8CodeUnitCount + idCount + middle.utf8CodeUnitCount + correlationCount + 1
+                guard let output = malloc(count + 1)?.assumingMemoryBound(to: UInt8.self) else { return nil }
+                var at = output
+                func put(_ source: UnsafeBufferPointer<UInt8>) {
+                    guard let base = source.baseAddress else { return }
+                    at.update(from: base, count: source.count)
+                    at += source.count
+                }
+                func put(_ byte: UInt8) {
+                    at.pointee = byte
+                    at += 1
+                }
+                head.withUTF8Buffer { put($0) }
+                if let id { put(id) } else { null.withUTF8Buffer { put($0) } }
+                middle.withUTF8Buffer { put($0) }
+                if let escaped {
+                    escaped.withUnsafeBufferPointer { put($0) }
+                } else {
+                    put(UInt8(ascii: "\""))
+                    put(correlationBytes)
+                    put(UInt8(ascii: "\""))
+                }
+                put(UInt8(ascii: "}"))
+                put(0)
+                return UnsafeMutableRawPointer(output).assumingMemoryBound(to: CChar.self)
+            }
         }
-        output.append(contentsOf: #","clientActivityID":"#.utf8)
-        if ClientActivityID.isGenerated(clientActivityID) {
-            // dlc- and hex digits: nothing to escape.
-            output.append(UInt8(ascii: "\""))
-            output.append(contentsOf: clientActivityID.utf8)
-            output.append(UInt8(ascii: "\""))
-        } else {
-            JSONValue.writeString(clientActivityID, to: &output)
-        }
-        output.append(UInt8(ascii: "}"))
-        return output
     }
 
     /// 3.0 answers `{"id"}` (or 204); 1.1 answers 204. The result adds the

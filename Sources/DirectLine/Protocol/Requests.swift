@@ -154,8 +154,10 @@ struct OutgoingActivity {
                 return String(decoding: inner, as: UTF8.self)
             }
             func identifier(_ range: Range<Int>) -> String? {
-                guard let id = plainString(range), (try? Validation.identifier(id, name: "id")) != nil else { return nil }
-                return id
+                guard startsWith(range, "\"") else { return nil }
+                let inner = UnsafeBufferPointer(rebasing: bytes[(range.lowerBound + 1)..<(range.upperBound - 1)])
+                guard !inner.contains(UInt8(ascii: "\\")), Validation.identifierProblem(inner) == nil else { return nil }
+                return String(decoding: inner, as: UTF8.self)
             }
             let fromMember = members.named("from")
             let channelData = members.named("channelData")
@@ -198,20 +200,15 @@ struct OutgoingActivity {
                 var generated = ClientActivityID.generate()
                 let count = bytes.count + opening.utf8CodeUnitCount + generated.utf8.count + closing.utf8CodeUnitCount
                 guard count <= DirectLineRequests.maxActivityBytes else { return nil }
-                let body = [UInt8](unsafeUninitializedCapacity: count) { output, initialized in
-                    var at = output.baseAddress!
-                    func put(_ source: UnsafeBufferPointer<UInt8>) {
-                        guard let base = source.baseAddress, !source.isEmpty else { return }
-                        at.initialize(from: base, count: source.count)
-                        at += source.count
-                    }
-                    put(UnsafeBufferPointer(rebasing: bytes[..<insertAt]))
-                    opening.withUTF8Buffer(put)
-                    generated.withUTF8(put)
-                    closing.withUTF8Buffer(put)
-                    put(UnsafeBufferPointer(rebasing: bytes[insertAt...]))
-                    initialized = count
-                }
+                // Appending buffers to a reserved array: specialized memcpys
+                // (Array(unsafeUninitializedCapacity:) is not specialized).
+                var body: [UInt8] = []
+                body.reserveCapacity(count)
+                body.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[..<insertAt]))
+                opening.withUTF8Buffer { body.append(contentsOf: $0) }
+                generated.withUTF8 { body.append(contentsOf: $0) }
+                closing.withUTF8Buffer { body.append(contentsOf: $0) }
+                body.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[insertAt...]))
                 return (body, generated, sender)
             }
         }
@@ -241,8 +238,6 @@ struct OutgoingActivity {
 }
 
 enum ClientActivityID {
-    private static let digits = Array("0123456789abcdef".utf8)
-
     /// 64 random bits drawn once per process from the system's secure generator.
     private static let processKey: UInt64 = {
         var generator = SystemRandomNumberGenerator()
@@ -258,12 +253,23 @@ enum ClientActivityID {
         let count = counter.wrappingAdd(1, ordering: .relaxed).newValue
         let halves = (processKey, mix(count ^ processKey))
         return String(unsafeUninitializedCapacity: 36) { output in
-            for (index, byte) in "dlc-".utf8.enumerated() { output[index] = byte }
-            for index in 0..<16 {
-                output[4 + index] = digits[Int((halves.0 >> UInt64(60 - 4 * index)) & 0xF)]
-                output[20 + index] = digits[Int((halves.1 >> UInt64(60 - 4 * index)) & 0xF)]
-            }
+            output[0] = UInt8(ascii: "d")
+            output[1] = UInt8(ascii: "l")
+            output[2] = UInt8(ascii: "c")
+            output[3] = UInt8(ascii: "-")
+            writeHex(halves.0, to: UnsafeMutableBufferPointer(rebasing: output[4..<20]))
+            writeHex(halves.1, to: UnsafeMutableBufferPointer(rebasing: output[20..<36]))
             return 36
+        }
+    }
+
+    /// `value` as 16 lowercase hex digits into `output` (16 bytes).
+    private static func writeHex(_ value: UInt64, to output: UnsafeMutableBufferPointer<UInt8>) {
+        var rest = value
+        for index in stride(from: 15, through: 0, by: -1) {
+            let digit = UInt8(truncatingIfNeeded: rest & 0xF)
+            output[index] = digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") - 10 + digit
+            rest >>= 4
         }
     }
 
@@ -272,8 +278,13 @@ enum ClientActivityID {
     static func isGenerated(_ id: String) -> Bool {
         var text = id
         return text.withUTF8 { bytes in
-            bytes.count == 36 && bytes.starts(with: "dlc-".utf8)
-                && bytes[4...].allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+            guard bytes.count == 36, bytes[0] == UInt8(ascii: "d"), bytes[1] == UInt8(ascii: "l"),
+                  bytes[2] == UInt8(ascii: "c"), bytes[3] == UInt8(ascii: "-") else { return false }
+            for index in 4..<36 {
+                let byte = bytes[index]
+                guard (byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x66) else { return false }
+            }
+            return true
         }
     }
 
@@ -288,9 +299,7 @@ enum ClientActivityID {
     /// 16 lowercase hex digits.
     static func hex(_ value: UInt64) -> String {
         String(unsafeUninitializedCapacity: 16) { output in
-            for index in 0..<16 {
-                output[index] = digits[Int((value >> UInt64(60 - 4 * index)) & 0xF)]
-            }
+            writeHex(value, to: output)
             return 16
         }
     }

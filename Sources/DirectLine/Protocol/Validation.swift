@@ -13,12 +13,26 @@ enum Validation {
     /// user id). It is percent-encoded later; here we refuse the values that
     /// no encoding makes safe.
     static func identifier(_ value: String, name: String) throws(DirectLineError) {
-        guard !value.isEmpty else { throw .invalidArgument("\(name) must not be empty") }
-        guard value != ".", value != ".." else { throw .invalidArgument("\(name) must not be \".\" or \"..\"") }
-        guard !value.unicodeScalars.contains(where: isControl) else {
-            throw .invalidArgument("\(name) contains a control character")
+        var value = value
+        if let problem = value.withUTF8(identifierProblem) { throw .invalidArgument("\(name) \(problem)") }
+    }
+
+    /// What makes the UTF-8 bytes of an id unusable, or nil when they are
+    /// fine: empty, "." or "..", a control character (C0, DEL or C1), or
+    /// longer than 1024 bytes.
+    static func identifierProblem(_ bytes: UnsafeBufferPointer<UInt8>) -> String? {
+        guard !bytes.isEmpty else { return "must not be empty" }
+        if bytes.allSatisfy({ $0 == UInt8(ascii: ".") }) && bytes.count <= 2 { return "must not be \".\" or \"..\"" }
+        var previous: UInt8 = 0
+        for byte in bytes {
+            // C1 controls (U+0080 to U+009F) are 0xC2 0x80 to 0xC2 0x9F.
+            if byte < 0x20 || byte == 0x7F || (previous == 0xC2 && byte >= 0x80 && byte <= 0x9F) {
+                return "contains a control character"
+            }
+            previous = byte
         }
-        guard value.utf8.count <= 1024 else { throw .invalidArgument("\(name) is longer than 1024 bytes") }
+        guard bytes.count <= 1024 else { return "is longer than 1024 bytes" }
+        return nil
     }
 
     static func isControl(_ scalar: Unicode.Scalar) -> Bool {

@@ -139,6 +139,8 @@ func sleepMilliseconds(_ milliseconds: Int) {
 private final class EasyHandle: @unchecked Sendable {
     let curl: UnsafeMutableRawPointer
     private let sink = ResponseSink(limit: CurlTransport.maxResponseBytes)
+    /// The running transfer's state, shared with the callbacks.
+    private let transfer = TransferState()
     /// What the URL and the header list libcurl currently holds were made from.
     private var currentPath = ""
     private var currentURLIsPath = false
@@ -186,6 +188,10 @@ private final class EasyHandle: @unchecked Sendable {
         set(dl_curl_set_xferinfo_fn(curl, progressCallback))
         set(dl_curl_set_long(curl, CURLOPT_NOPROGRESS, 1))
         set(dl_curl_set_prereq_fn(curl, prereqCallback))
+        let transferPointer = Unmanaged.passUnretained(transfer).toOpaque()
+        for option in [CURLOPT_PREREQDATA, CURLOPT_READDATA, CURLOPT_SEEKDATA, CURLOPT_XFERINFODATA] {
+            set(dl_curl_set_pointer(curl, option, transferPointer))
+        }
         guard !failed else {
             curl_easy_cleanup(curl)
             return nil
@@ -247,26 +253,18 @@ private final class EasyHandle: @unchecked Sendable {
         // write (CURLOPT_POSTFIELDS); files and large bodies are streamed
         // through the read callback. Either way libcurl must not send a POST
         // twice on its own: see `prereqCallback` and `BodySource`.
-        let inMemory: [UInt8]? = switch request.body.segments.count {
-        case 0: []
-        case 1: if case .bytes(let bytes) = request.body.segments[0], bytes.count <= Self.maxInlineBody { bytes } else { nil }
-        default: nil
-        }
-        let transfer = TransferState(source: inMemory == nil ? BodySource(request.body) : nil,
-                                     bodyLength: request.body.length, progress: request.progress,
-                                     refusesResend: request.method == .post)
-        let transferPointer = Unmanaged.passUnretained(transfer).toOpaque()
-        set(dl_curl_set_pointer(curl, CURLOPT_PREREQDATA, transferPointer))
+        let inMemory = request.body.inMemoryBytes.flatMap { $0.count <= Self.maxInlineBody ? $0 : nil }
+        transfer.start(source: inMemory == nil ? BodySource(request.body) : nil,
+                       bodyLength: request.body.length, progress: request.progress,
+                       refusesResend: request.method == .post)
+        defer { transfer.end() }
         switch request.method {
         case .get:
             set(dl_curl_set_long(curl, CURLOPT_HTTPGET, 1))
         case .post:
             set(dl_curl_set_long(curl, CURLOPT_POST, 1))
-            if inMemory == nil {
-                set(dl_curl_set_pointer(curl, CURLOPT_POSTFIELDS, nil))
-                set(dl_curl_set_pointer(curl, CURLOPT_READDATA, transferPointer))
-                set(dl_curl_set_pointer(curl, CURLOPT_SEEKDATA, transferPointer))
-            }
+            // POSTFIELDS stays NULL unless set just around the perform
+            // below, so a streamed body goes through the read callback.
             set(dl_curl_set_off(curl, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.length)))
             let large = request.body.length > 65_536
             if large != largeUploadBuffer {
@@ -281,7 +279,6 @@ private final class EasyHandle: @unchecked Sendable {
             traceOn = tracing
         }
         let wantsProgress = request.progress != nil
-        if wantsProgress { set(dl_curl_set_pointer(curl, CURLOPT_XFERINFODATA, transferPointer)) }
         if wantsProgress != progressOn {
             set(dl_curl_set_long(curl, CURLOPT_NOPROGRESS, wantsProgress ? 0 : 1))
             progressOn = wantsProgress
@@ -303,7 +300,6 @@ private final class EasyHandle: @unchecked Sendable {
         } else {
             code = curl_easy_perform(curl)
         }
-        withExtendedLifetime(transfer) {}
 
         guard code == CURLE_OK else {
             var requestBytes = 0
@@ -387,13 +383,16 @@ private final class EasyHandle: @unchecked Sendable {
 
 /// One transfer's body source and progress reporting, shared with the
 /// libcurl callbacks through their userdata pointer.
+/// A handle keeps one for its whole life (its address is the callbacks'
+/// userdata, set once); each transfer starts it afresh and ends it, which
+/// lets go of the body source (and so of an uploaded file).
 private final class TransferState {
     /// The streamed body; nil when libcurl sends it from memory.
-    let source: BodySource?
-    let bodyLength: Int64
-    let progress: ProgressReporter?
+    private(set) var source: BodySource?
+    private(set) var bodyLength: Int64 = 0
+    private(set) var progress: ProgressReporter?
     /// A POST: libcurl may not start it over by itself.
-    let refusesResend: Bool
+    private(set) var refusesResend = false
     private(set) var cancelled = false
     /// libcurl tried to send the request a second time, and was stopped.
     private(set) var resendRefused = false
@@ -402,11 +401,21 @@ private final class TransferState {
     private(set) var starts = 0
     private var lastReported: UInt64?
 
-    init(source: BodySource?, bodyLength: Int64, progress: ProgressReporter?, refusesResend: Bool) {
+    func start(source: BodySource?, bodyLength: Int64, progress: ProgressReporter?, refusesResend: Bool) {
         self.source = source
         self.bodyLength = bodyLength
         self.progress = progress
         self.refusesResend = refusesResend
+        cancelled = false
+        resendRefused = false
+        starts = 0
+        lastReported = nil
+    }
+
+    /// Drops what the transfer held; the counters stay readable.
+    func end() {
+        source = nil
+        progress = nil
     }
 
     /// Called as each attempt's request is about to go out; false stops a

@@ -47,13 +47,45 @@ struct RequestBody: Sendable {
         }
     }
 
-    var segments: [Segment] = []
+    /// A body of one in-memory piece (every request but an upload) is
+    /// kept without an array around it.
+    private enum Storage: Sendable {
+        case bytes([UInt8])
+        case segments([Segment])
+    }
 
-    init() {}
-    init(_ bytes: [UInt8]) { segments = bytes.isEmpty ? [] : [.bytes(bytes)] }
-    init(segments: [Segment]) { self.segments = segments }
+    private var storage: Storage
 
-    var length: Int64 { segments.reduce(0) { $0 + $1.length } }
+    init() { storage = .bytes([]) }
+    init(_ bytes: [UInt8]) { storage = .bytes(bytes) }
+    init(segments: [Segment]) { storage = .segments(segments) }
+
+    var segments: [Segment] {
+        switch storage {
+        case .bytes(let bytes): bytes.isEmpty ? [] : [.bytes(bytes)]
+        case .segments(let segments): segments
+        }
+    }
+
+    /// The whole body when it is one piece in memory (or empty).
+    var inMemoryBytes: [UInt8]? {
+        switch storage {
+        case .bytes(let bytes): bytes
+        case .segments(let segments):
+            switch segments.count {
+            case 0: []
+            case 1: if case .bytes(let bytes) = segments[0] { bytes } else { nil }
+            default: nil
+            }
+        }
+    }
+
+    var length: Int64 {
+        switch storage {
+        case .bytes(let bytes): Int64(bytes.count)
+        case .segments(let segments): segments.reduce(0) { $0 + $1.length }
+        }
+    }
     var isEmpty: Bool { length == 0 }
 
     /// The whole body in memory; for tests and small bodies only.
@@ -79,20 +111,20 @@ struct RequestBody: Sendable {
 /// no byte has been handed out, and otherwise fails the transfer
 /// (CURLE_SEND_FAIL_REWIND), which is reported with delivery "unknown".
 final class BodySource {
-    let body: RequestBody
+    private let segments: [RequestBody.Segment]
     private var segmentIndex = 0
     private var segmentOffset: Int64 = 0
     private(set) var bytesHandedOut: Int64 = 0
     /// Set when a file could not be read to its recorded size.
     private(set) var fileError: String?
 
-    init(_ body: RequestBody) { self.body = body }
+    init(_ body: RequestBody) { segments = body.segments }
 
     /// Fills `buffer`; returns the count, 0 at the end, -1 on a file error.
     func read(into buffer: UnsafeMutableRawBufferPointer) -> Int {
         var written = 0
-        while written < buffer.count, segmentIndex < body.segments.count {
-            let segment = body.segments[segmentIndex]
+        while written < buffer.count, segmentIndex < segments.count {
+            let segment = segments[segmentIndex]
             let remaining = segment.length - segmentOffset
             guard remaining > 0 else {
                 segmentIndex += 1
