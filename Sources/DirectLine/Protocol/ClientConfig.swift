@@ -95,8 +95,28 @@ struct ClientConfig: Sendable {
             try Validation.headerValue(value, name: "config.proxy")
             proxy = value
         }
+        if let proxy, endpoint.scheme == "http", !allowInsecureHttp, !Self.proxyIsPrivate(proxy) {
+            throw .invalidArgument("config.proxy is another machine reached without TLS, so a plain http:// endpoint would "
+                                   + "hand it the credential unencrypted; use https://, a loopback or https:// proxy, "
+                                   + "or set \"allowInsecureHttp\": true")
+        }
         insecureSkipTlsVerify = try reader.bool("insecureSkipTlsVerify") ?? false
         if let value = try reader.integer("maxUploadBytes", in: 1...(Int64(1) << 40)) { maxUploadBytes = value }
+    }
+}
+
+extension ClientConfig {
+    /// Whether what goes to `proxy` stays private: an https:// proxy, or
+    /// one on this machine. libcurl takes "host:port" without a scheme as
+    /// an http:// proxy.
+    static func proxyIsPrivate(_ proxy: String) -> Bool {
+        let parts = proxy.split(separator: "://", maxSplits: 1, omittingEmptySubsequences: false)
+        let scheme = parts.count == 2 ? parts[0].lowercased() : "http"
+        if scheme == "https" { return true }
+        var authority = parts.count == 2 ? parts[1] : parts[0]
+        if let slash = authority.firstIndex(of: "/") { authority = authority[..<slash] }
+        if let at = authority.lastIndex(of: "@") { authority = authority[authority.index(after: at)...] }
+        return Endpoint.isLoopback(Endpoint.host(ofAuthority: String(authority)).lowercased())
     }
 }
 
@@ -134,7 +154,7 @@ struct Endpoint: Sendable, Equatable {
         }
     }
 
-    private static func host(ofAuthority authority: String) -> String {
+    static func host(ofAuthority authority: String) -> String {
         if authority.hasPrefix("[") {
             guard let close = authority.firstIndex(of: "]") else { return "" }
             return String(authority[...close])

@@ -178,6 +178,9 @@ private final class EasyHandle: @unchecked Sendable {
         // An empty proxy string turns off libcurl's reading of *_proxy
         // environment variables: proxies are used only when configured.
         set(dl_curl_set_string(curl, CURLOPT_PROXY, config.proxy ?? ""))
+        // An empty no-proxy list: no_proxy in the environment cannot route
+        // requests around the configured proxy either.
+        set(dl_curl_set_string(curl, CURLOPT_NOPROXY, ""))
         if let caFile = config.caFile { set(dl_curl_set_string(curl, CURLOPT_CAINFO, caFile)) }
         set(dl_curl_set_long(curl, CURLOPT_SSL_VERIFYPEER, config.insecureSkipTlsVerify ? 0 : 1))
         set(dl_curl_set_long(curl, CURLOPT_SSL_VERIFYHOST, config.insecureSkipTlsVerify ? 0 : 2))
@@ -318,6 +321,8 @@ private final class EasyHandle: @unchecked Sendable {
                 error = DirectLineError(.DL_ERR_IO, fileError)
             } else if transfer.resendRefused {
                 error = Self.error(for: CURLE_SEND_FAIL_REWIND, requestSent: true, responseOverflow: false)
+            } else if let refusal = tunnelRefusal() {
+                error = refusal
             } else if transfer.cancelled {
                 error = DirectLineError(.DL_ERR_CANCELLED, "the progress callback cancelled the transfer",
                                         delivery: bodyComplete ? .unknown : .notSent)
@@ -345,6 +350,19 @@ private final class EasyHandle: @unchecked Sendable {
         }
         return HTTPResponse(status: status, rawHeaders: headers, body: sink.takeBody(),
                             attempts: attempt + max(0, transfer.starts - 1))
+    }
+
+    /// The failure when a proxy answered CONNECT with anything but 2xx: the
+    /// tunnel never opened, so nothing reached the service (libcurl counts
+    /// the CONNECT in the request size, which would otherwise make the
+    /// delivery "unknown"). A proxy's 5xx may pass and is retried.
+    private func tunnelRefusal() -> DirectLineError? {
+        var code = 0
+        guard dl_curl_get_long(curl, CURLINFO_HTTP_CONNECTCODE, &code) == CURLE_OK,
+              code != 0, !(200..<300).contains(code) else { return nil }
+        var error = DirectLineError(.DL_ERR_NETWORK, "the proxy refused to open a tunnel to the service: HTTP \(code)")
+        error.retryable = code >= 500
+        return error
     }
 
     /// Maps a libcurl failure to a status and says whether the request may
