@@ -28,7 +28,8 @@ struct ScannerTests {
         return String(cString: written)
     }
 
-    static func scannedBody(_ text: String, version: ProtocolVersion) -> (body: [UInt8], clientActivityID: String?, sender: String?)? {
+    static func scannedBody(_ text: String, version: ProtocolVersion)
+        -> (body: [UInt8], clientActivityID: String?, sender: String?, generated: Bool)? {
         Array(text.utf8).withUnsafeBufferPointer { OutgoingActivity.scannedBody($0, version: version) }
     }
 
@@ -122,6 +123,24 @@ struct ScannerTests {
         #expect(Self.scan(bytes: [0xEF, 0xBB, 0xBF] + Array(#"{"k":1}"#.utf8)) == nil)
     }
 
+    @Test("a special byte anywhere in a long string is seen, eight-byte steps or not")
+    func specialBytesAtEveryOffset() {
+        let plain = Array("abcdefghijklmnopqrstuvwxyz0123456789".utf8)
+        let specials: [[UInt8]] = [[0x00], [0x1F], [0x20], [0x21], [0x22], [0x5C], [0x7F], [0x80], [0xC3, 0xA9],
+                                   [0xC3], [0xED, 0xA0, 0x80], [0xF0, 0x9F, 0x98, 0x80], [0xFF]]
+        var accepted = 0
+        for offset in 0...plain.count {
+            for special in specials {
+                let text = Array(#"{"k":""#.utf8) + plain[..<offset] + special + plain[offset...] + Array(#""}"#.utf8)
+                // The parser expects UTF-8 checked beforehand, as the C boundary does.
+                let parsed = String(validating: text, as: UTF8.self) != nil && (try? JSONParser.parse(bytes: text)) != nil
+                #expect((Self.scan(bytes: text) != nil) == parsed, "\(special) at \(offset)")
+                if parsed { accepted += 1 }
+            }
+        }
+        #expect(accepted > 5 * (plain.count + 1))
+    }
+
     @Test("nesting past the parser's limit is declined")
     func depth() {
         let deep = "{\"a\":" + String(repeating: "[", count: 200) + String(repeating: "]", count: 200) + "}"
@@ -160,8 +179,9 @@ struct ScannerTests {
         #expect(scanned.sender == tree.sender)
         if version == .v3 {
             #expect(scanned.clientActivityID == body.objectValue?["channelData"]?.objectValue?["clientActivityID"]?.stringValue)
+            #expect(scanned.generated == !text.contains("clientActivityID"))
         } else {
-            #expect(scanned.clientActivityID == nil)
+            #expect(scanned.clientActivityID == nil && !scanned.generated)
         }
     }
 

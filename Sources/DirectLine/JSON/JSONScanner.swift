@@ -283,8 +283,13 @@ struct JSONScanner {
         var index = position + 1
         while true {
             // The run of plain ASCII up to the next quote, backslash,
-            // control or non-ASCII byte, in one tight loop: most strings
-            // have nothing else.
+            // control or non-ASCII byte: eight bytes at a time while none
+            // of them is one of those, then byte by byte.
+            while end - index >= 8 {
+                let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
+                if Self.hasSpecialByte(word) { break }
+                index += 8
+            }
             while index < end {
                 let byte = base[index]
                 if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 || byte >= 0x80 { break }
@@ -305,6 +310,21 @@ struct JSONScanner {
                 return false
             }
         }
+    }
+
+    /// Whether any byte of `word` is a quote, a backslash, below 0x20 or
+    /// above 0x7F. Each term sets a byte's high bit exactly when that byte
+    /// (for the zero tests, that byte of the XOR) is below the bound,
+    /// provided its own high bit is clear, which the last term covers.
+    private static func hasSpecialByte(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        let quotes = word ^ (ones &* UInt64(UInt8(ascii: "\"")))
+        let backslashes = word ^ (ones &* UInt64(UInt8(ascii: "\\")))
+        let controls = (word &- ones &* 0x20) & ~word
+        let isQuote = (quotes &- ones) & ~quotes
+        let isBackslash = (backslashes &- ones) & ~backslashes
+        return (controls | isQuote | isBackslash | word) & highs != 0
     }
 
     private mutating func literal(_ text: StaticString) -> Bool {

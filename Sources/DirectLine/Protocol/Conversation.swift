@@ -212,7 +212,8 @@ final class Conversation: Sendable {
             return .bytes(try send(Boundary.parse(text, name: name)).serializedBytes)
         }
         let response = try post(body: scanned.body, clientActivityID: scanned.clientActivityID, sender: scanned.sender)
-        if let clientActivityID = scanned.clientActivityID, let written = Self.scannedResult(response, clientActivityID) {
+        if let clientActivityID = scanned.clientActivityID,
+           let written = Self.scannedResult(response, clientActivityID, generated: scanned.generated) {
             return .cString(written)
         }
         return .bytes(try result(of: response, what: "send activity", clientActivityID: scanned.clientActivityID).serializedBytes)
@@ -230,7 +231,9 @@ final class Conversation: Sendable {
     /// scanner accepts the answer and its id is a plain ASCII string or
     /// null: the bytes `result(of:)` would give. nil sends the answer down
     /// that path instead (and when malloc fails, which that path reports).
-    static func scannedResult(_ response: HTTPResponse, _ clientActivityID: String) -> UnsafeMutablePointer<CChar>? {
+    /// `generated`: the id is known to come from `ClientActivityID.generate()`.
+    static func scannedResult(_ response: HTTPResponse, _ clientActivityID: String,
+                              generated: Bool = false) -> UnsafeMutablePointer<CChar>? {
         response.body.withUnsafeBufferPointer { body -> UnsafeMutablePointer<CChar>? in
             var id: UnsafeBufferPointer<UInt8>?
             if response.status != 204 && !body.isEmpty {
@@ -248,7 +251,7 @@ final class Conversation: Sendable {
             var correlation = clientActivityID
             return correlation.withUTF8 { correlationBytes -> UnsafeMutablePointer<CChar>? in
                 // A generated id (dlc- and hex digits) needs no escaping.
-                let escaped: [UInt8]? = ClientActivityID.isGenerated(clientActivityID) ? nil : {
+                let escaped: [UInt8]? = generated || ClientActivityID.isGenerated(clientActivityID) ? nil : {
                     var output: [UInt8] = []
                     JSONValue.writeString(clientActivityID, to: &output)
                     return output
@@ -260,28 +263,19 @@ final class Conversation: Sendable {
                 let correlationCount = escaped?.count ?? correlationBytes.count + 2
                 let count = head.utf8CodeUnitCount + idCount + middle.utf8CodeUnitCount + correlationCount + 1
                 guard let output = malloc(count + 1)?.assumingMemoryBound(to: UInt8.self) else { return nil }
-                var at = output
-                func put(_ source: UnsafeBufferPointer<UInt8>) {
-                    guard let base = source.baseAddress else { return }
-                    at.update(from: base, count: source.count)
-                    at += source.count
-                }
-                func put(_ byte: UInt8) {
-                    at.pointee = byte
-                    at += 1
-                }
-                head.withUTF8Buffer { put($0) }
-                if let id { put(id) } else { null.withUTF8Buffer { put($0) } }
-                middle.withUTF8Buffer { put($0) }
+                var writer = CStringWriter(at: output)
+                head.withUTF8Buffer { writer.put($0) }
+                if let id { writer.put(id) } else { null.withUTF8Buffer { writer.put($0) } }
+                middle.withUTF8Buffer { writer.put($0) }
                 if let escaped {
-                    escaped.withUnsafeBufferPointer { put($0) }
+                    escaped.withUnsafeBufferPointer { writer.put($0) }
                 } else {
-                    put(UInt8(ascii: "\""))
-                    put(correlationBytes)
-                    put(UInt8(ascii: "\""))
+                    writer.put(UInt8(ascii: "\""))
+                    writer.put(correlationBytes)
+                    writer.put(UInt8(ascii: "\""))
                 }
-                put(UInt8(ascii: "}"))
-                put(0)
+                writer.put(UInt8(ascii: "}"))
+                writer.put(0)
                 return UnsafeMutableRawPointer(output).assumingMemoryBound(to: CChar.self)
             }
         }
@@ -441,5 +435,22 @@ enum ISO8601 {
         guard gmtime_r(&time, &parts) != nil else { return "" }
         func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
         return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
+    }
+}
+
+/// Fills memory already sized for what is written (a struct, so the
+/// position needs no dynamic exclusivity check as a captured variable would).
+private struct CStringWriter {
+    var at: UnsafeMutablePointer<UInt8>
+
+    mutating func put(_ source: UnsafeBufferPointer<UInt8>) {
+        guard let base = source.baseAddress else { return }
+        at.update(from: base, count: source.count)
+        at += source.count
+    }
+
+    mutating func put(_ byte: UInt8) {
+        at.pointee = byte
+        at += 1
     }
 }

@@ -65,10 +65,9 @@ struct DirectLineRequests: Sendable {
     }
 
     func send(path: String, payload: [UInt8], bearer: String) -> HTTPRequest {
-        var request = HTTPRequest(method: .post, path: path, bearer: bearer)
-        request.contentType = "application/json"
-        request.body = RequestBody(payload)
-        return request
+        // Built in one initializer call: assigning fields of a `var`
+        // afterwards made Swift copy the whole request once more.
+        HTTPRequest(method: .post, path: path, contentType: "application/json", body: RequestBody(payload), bearer: bearer)
     }
 
     /// `POST conversations/{id}/upload?userId=` (both versions).
@@ -140,9 +139,10 @@ struct OutgoingActivity {
     /// by `JSONScanner` instead of being parsed into a tree and written out
     /// again. nil when the scanner declines the text (which includes text
     /// that is not valid UTF-8) or anything is not plainly valid; the tree
-    /// path then gives the exact result or error.
+    /// path then gives the exact result or error. `generated`: the
+    /// clientActivityID is one `ClientActivityID.generate()` made here.
     static func scannedBody(_ bytes: UnsafeBufferPointer<UInt8>, version: ProtocolVersion)
-        -> (body: [UInt8], clientActivityID: String?, sender: String?)? {
+        -> (body: [UInt8], clientActivityID: String?, sender: String?, generated: Bool)? {
         guard bytes.count <= DirectLineRequests.maxActivityBytes else { return nil }
         return JSONScanner.withObject(in: bytes, range: 0..<bytes.count) { members, close in
             func startsWith(_ range: Range<Int>, _ ascii: Unicode.Scalar) -> Bool { bytes[range.lowerBound] == UInt8(ascii: ascii) }
@@ -169,7 +169,7 @@ struct OutgoingActivity {
                     sender = id
                 }
                 if let channelData, !startsWith(channelData.value, "{") && !startsWith(channelData.value, "n") { return nil }
-                return (Array(bytes), nil, sender)
+                return (Array(bytes), nil, sender, false)
             case .v3:
                 guard let type = members.named("type"), startsWith(type.value, "\""),
                       let fromMember, startsWith(fromMember.value, "{"),
@@ -182,7 +182,7 @@ struct OutgoingActivity {
                     guard startsWith(channelData.value, "{") else { return nil }
                     if let existing = JSONScanner.value(of: "clientActivityID", inObject: channelData.value, of: bytes) {
                         guard let id = plainString(existing) else { return nil }
-                        return (Array(bytes), id, sender)
+                        return (Array(bytes), id, sender, false)
                     }
                     // The last non-blank byte before the closing brace says
                     // whether the object has members.
@@ -209,7 +209,7 @@ struct OutgoingActivity {
                 generated.withUTF8 { body.append(contentsOf: $0) }
                 closing.withUTF8Buffer { body.append(contentsOf: $0) }
                 body.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[insertAt...]))
-                return (body, generated, sender)
+                return (body, generated, sender, true)
             }
         }
     }

@@ -465,8 +465,10 @@ private final class TransferState {
 /// whole life; each request starts it empty.
 private final class ResponseSink {
     let limit: Int
-    var body: [UInt8] = []
-    var overflow = false
+    // One thread at a time uses a handle's sink (the pool sees to it), so
+    // Swift's dynamic exclusivity checks on it would only cost time.
+    @exclusivity(unchecked) var body: [UInt8] = []
+    @exclusivity(unchecked) var overflow = false
 
     init(limit: Int) { self.limit = limit }
 
