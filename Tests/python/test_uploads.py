@@ -183,6 +183,27 @@ def test_upload_file_delivers_the_files_exact_bytes(conversation, protocol, emul
         f"received 1 attachment(s): payload.bin (application/octet-stream, {size} bytes)"]
 
 
+@pytest.mark.parametrize("size", [MIB, MIB + 1, 3 * MIB], ids=["1 MiB", "1 MiB + 1", "3 MiB"])
+@pytest.mark.parametrize("method", ["upload_file", "upload_bytes"])
+def test_no_request_asks_for_100_continue(conversation, emulator, tmp_path, method, size):
+    """libcurl asks for 100-continue before a body over 1 MiB and waits up to a second
+    for it. The library turns that off for streamed bodies and sends bodies up to
+    1 MiB from memory, which never ask, so no request carries `Expect`."""
+    data = pattern(size)
+    path = tmp_path / "payload.bin"
+    path.write_bytes(data)
+
+    conversation.send_text(USER, "before")
+    if method == "upload_file":
+        conversation.upload_file(USER, path)
+    else:
+        conversation.upload_bytes(USER, data)
+    conversation.send_text(USER, "after")
+
+    assert (only_upload(emulator)["bodyLength"], only_upload(emulator)["bodySha256"]) == (size, sha256(data))
+    assert [entry["headers"].get("expect") for entry in emulator.requests()] == [None] * len(emulator.requests())
+
+
 def strided(data: bytes) -> memoryview:
     """A non-contiguous view whose bytes are `data`."""
     spread = bytearray(2 * len(data))

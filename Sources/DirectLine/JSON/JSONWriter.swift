@@ -82,3 +82,21 @@ extension JSONValue {
         [UInt8(ascii: "\\"), UInt8(ascii: "u")] + [12, 8, 4, 0].map { hexDigits[Int((value >> UInt32($0)) & 0xF)] }
     }
 }
+
+/// Fills memory already sized for what is written. A struct, so that the
+/// position needs no dynamic exclusivity check, as a variable captured by
+/// a nested function would.
+struct ByteWriter {
+    var at: UnsafeMutablePointer<UInt8>
+
+    mutating func put(_ source: UnsafeBufferPointer<UInt8>) {
+        guard let base = source.baseAddress else { return }
+        at.update(from: base, count: source.count)
+        at += source.count
+    }
+
+    mutating func put(_ byte: UInt8) {
+        at.pointee = byte
+        at += 1
+    }
+}

@@ -263,7 +263,7 @@ final class Conversation: Sendable {
                 let correlationCount = escaped?.count ?? correlationBytes.count + 2
                 let count = head.utf8CodeUnitCount + idCount + middle.utf8CodeUnitCount + correlationCount + 1
                 guard let output = malloc(count + 1)?.assumingMemoryBound(to: UInt8.self) else { return nil }
-                var writer = CStringWriter(at: output)
+                var writer = ByteWriter(at: output)
                 head.withUTF8Buffer { writer.put($0) }
                 if let id { writer.put(id) } else { null.withUTF8Buffer { writer.put($0) } }
                 middle.withUTF8Buffer { writer.put($0) }
@@ -435,22 +435,5 @@ enum ISO8601 {
         guard gmtime_r(&time, &parts) != nil else { return "" }
         func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
         return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
-    }
-}
-
-/// Fills memory already sized for what is written (a struct, so the
-/// position needs no dynamic exclusivity check as a captured variable would).
-private struct CStringWriter {
-    var at: UnsafeMutablePointer<UInt8>
-
-    mutating func put(_ source: UnsafeBufferPointer<UInt8>) {
-        guard let base = source.baseAddress else { return }
-        at.update(from: base, count: source.count)
-        at += source.count
-    }
-
-    mutating func put(_ byte: UInt8) {
-        at.pointee = byte
-        at += 1
     }
 }

@@ -201,7 +201,9 @@ struct OutgoingActivity {
                 let count = bytes.count + opening.utf8CodeUnitCount + generated.utf8.count + closing.utf8CodeUnitCount
                 guard count <= DirectLineRequests.maxActivityBytes else { return nil }
                 // Appending buffers to a reserved array: specialized memcpys
-                // (Array(unsafeUninitializedCapacity:) is not specialized).
+                // (Array(unsafeUninitializedCapacity:) and
+                // Array(repeating:count:) are not specialized and look up
+                // generic metadata on every call).
                 var body: [UInt8] = []
                 body.reserveCapacity(count)
                 body.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[..<insertAt]))

@@ -147,6 +147,7 @@ private final class EasyHandle: @unchecked Sendable {
     private var currentBearer = ""
     private var currentContentType: String?
     private var currentExtraHeaders: [(name: String, value: String)] = []
+    private var currentStreamed = false
     private var headerList: UnsafeMutablePointer<curl_slist>?
     private var progressOn = false
     private var traceOn = false
@@ -222,13 +223,23 @@ private final class EasyHandle: @unchecked Sendable {
             currentPath = request.path
             currentURLIsPath = request.query.isEmpty && !failed
         }
-        let headersMatch = headerList != nil && request.bearer == currentBearer
+        // A body held in memory goes out with the request's headers, in one
+        // write (CURLOPT_POSTFIELDS); files and large bodies are streamed
+        // through the read callback. Either way libcurl must not send a POST
+        // twice on its own: see `prereqCallback` and `BodySource`.
+        let inMemory = request.body.inMemoryBytes.flatMap { $0.count <= Self.maxInlineBody ? $0 : nil }
+        // libcurl asks for 100-continue only before a streamed body of over
+        // 1 MiB, so "Expect:" (which turns that off) is listed only for
+        // streamed bodies: each header line costs libcurl work per request.
+        let streamed = request.method == .post && inMemory == nil
+        let headersMatch = headerList != nil && request.bearer == currentBearer && streamed == currentStreamed
             && request.contentType == currentContentType && request.headers.elementsEqual(currentExtraHeaders, by: ==)
         if !headersMatch {
-            // "Expect:" and a bare "Content-Type:" remove libcurl's defaults
-            // (100-continue, and a form content type on bodiless POSTs).
-            var headerLines = ["Authorization: Bearer \(request.bearer)", "Accept: application/json", "Expect:",
+            // A bare "Content-Type:" removes libcurl's default form content
+            // type on bodiless POSTs.
+            var headerLines = ["Authorization: Bearer \(request.bearer)", "Accept: application/json",
                                "Content-Type: \(request.contentType ?? "")"]
+            if streamed { headerLines.append("Expect:") }
             if let userAgentLine { headerLines.append(userAgentLine) }
             for header in request.headers { headerLines.append("\(header.name): \(header.value)") }
             var list: UnsafeMutablePointer<curl_slist>?
@@ -245,6 +256,7 @@ private final class EasyHandle: @unchecked Sendable {
             currentBearer = request.bearer
             currentContentType = request.contentType
             currentExtraHeaders = request.headers
+            currentStreamed = streamed
         }
         if timeouts != currentTimeouts {
             set(dl_curl_set_long(curl, CURLOPT_TIMEOUT_MS, timeouts.total))
@@ -252,11 +264,6 @@ private final class EasyHandle: @unchecked Sendable {
             currentTimeouts = failed ? nil : timeouts
         }
 
-        // A body held in memory goes out with the request's headers, in one
-        // write (CURLOPT_POSTFIELDS); files and large bodies are streamed
-        // through the read callback. Either way libcurl must not send a POST
-        // twice on its own: see `prereqCallback` and `BodySource`.
-        let inMemory = request.body.inMemoryBytes.flatMap { $0.count <= Self.maxInlineBody ? $0 : nil }
         transfer.start(source: inMemory == nil ? BodySource(request.body) : nil,
                        bodyLength: request.body.length, progress: request.progress,
                        refusesResend: request.method == .post)
