@@ -105,10 +105,13 @@ let handles = HandleTable()
 /// or one writer.
 final class ReadWriteLocked<Value>: @unchecked Sendable {
     private let lock: UnsafeMutablePointer<pthread_rwlock_t>
-    private var value: Value
+    /// Behind a pointer, as in `Locked`: the lock makes access exclusive,
+    /// and a stored property would add a dynamic exclusivity check.
+    private let value: UnsafeMutablePointer<Value>
 
     init(_ value: Value) {
-        self.value = value
+        self.value = .allocate(capacity: 1)
+        self.value.initialize(to: value)
         lock = .allocate(capacity: 1)
         lock.initialize(to: pthread_rwlock_t())
         pthread_rwlock_init(lock, nil)
@@ -117,17 +120,19 @@ final class ReadWriteLocked<Value>: @unchecked Sendable {
     deinit {
         pthread_rwlock_destroy(lock)
         lock.deallocate()
+        value.deinitialize(count: 1)
+        value.deallocate()
     }
 
     func read<T>(_ body: (Value) -> T) -> T {
         pthread_rwlock_rdlock(lock)
         defer { pthread_rwlock_unlock(lock) }
-        return body(value)
+        return body(value.pointee)
     }
 
     func write<T>(_ body: (inout Value) -> T) -> T {
         pthread_rwlock_wrlock(lock)
         defer { pthread_rwlock_unlock(lock) }
-        return body(&value)
+        return body(&value.pointee)
     }
 }

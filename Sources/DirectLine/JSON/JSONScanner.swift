@@ -70,6 +70,8 @@ struct JSONScanner {
     private var keyCount = 0
     /// How many members of the outermost object `keyStore` starts with.
     private var outerCount = 0
+    /// Whether the last string scanned held a backslash escape.
+    private var stringHadEscape = false
 
     private init(_ bytes: UnsafeBufferPointer<UInt8>, at position: Int, end: Int) {
         self.bytes = UnsafeBufferPointer(rebasing: bytes[..<end])
@@ -211,8 +213,7 @@ struct JSONScanner {
             guard current == UInt8(ascii: "\""), string() else { return false }
             let keyEnd = position - 1
             let keyLength = keyEnd - keyStart
-            guard keyCount - firstKey < Self.maximumMembers, keyCount < keyStore.count,
-                  memchr(base + keyStart, Int32(UInt8(ascii: "\\")), keyLength) == nil else { return false }
+            guard keyCount - firstKey < Self.maximumMembers, keyCount < keyStore.count, !stringHadEscape else { return false }
             for index in firstKey..<keyCount {
                 let other = keyStore[index]
                 if Int(other.keyEnd - other.keyStart) == keyLength
@@ -281,6 +282,7 @@ struct JSONScanner {
         guard let base = bytes.baseAddress else { return false }
         let end = bytes.count
         var index = position + 1
+        stringHadEscape = false
         while true {
             // The run of plain ASCII up to the next quote, backslash,
             // control or non-ASCII byte: eight bytes at a time while none
@@ -303,6 +305,7 @@ struct JSONScanner {
             case UInt8(ascii: "\\"):
                 guard case .success(let escape) = JSONGrammar.escape(bytes, from: index + 1) else { return false }
                 index = escape.end
+                stringHadEscape = true
             case 0x80...0xFF:
                 guard let next = JSONGrammar.utf8SequenceEnd(bytes, from: index) else { return false }
                 index = next

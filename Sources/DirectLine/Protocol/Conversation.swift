@@ -152,7 +152,10 @@ final class Conversation: Sendable {
     let lastSendMs = Atomic(0)
 
     private func noteSent() {
-        lastSendMs.store(Clock.monotonicMs(), ordering: .relaxed)
+        // Stored only when it changed, so threads sending on one
+        // conversation mostly read the cache line instead of fighting for it.
+        let now = Clock.monotonicMs()
+        if lastSendMs.load(ordering: .relaxed) != now { lastSendMs.store(now, ordering: .relaxed) }
     }
 
     /// `dl_conversation_info`: never includes the token.

@@ -66,11 +66,17 @@ final class CallbackSlot<Callback: Sendable>: Sendable {
     }
 
     private let current = Locked<Pin?>(nil)
+    /// Whether a callback is installed, readable without the lock: most
+    /// slots are empty on most calls, and a read leaves the cache line
+    /// shared between threads where taking the lock would not.
+    private let installed = Atomic(false)
 
     /// The current callback, pinned (call `unpin()` when done), or nil when
-    /// there is none or `accept` turns it down.
+    /// there is none or `accept` turns it down. A call that races an
+    /// installation may miss the new callback, as if it had started first.
     func pin(if accept: (Callback) -> Bool = { _ in true }) -> Pin? {
-        current.withLock { pin in
+        guard installed.load(ordering: .acquiring) else { return nil }
+        return current.withLock { pin in
             guard let pin, accept(pin.callback) else { return nil }
             pin.users.wrappingAdd(1, ordering: .acquiring)
             return pin
@@ -82,7 +88,10 @@ final class CallbackSlot<Callback: Sendable>: Sendable {
     /// longer pinned.
     func replace(with callback: Callback?, whileLocked: () -> Void = {}) {
         let previous = current.withLock { pin -> Pin? in
-            defer { pin = callback.map(Pin.init) }
+            defer {
+                pin = callback.map(Pin.init)
+                installed.store(callback != nil, ordering: .releasing)
+            }
             whileLocked()
             return pin
         }
