@@ -176,9 +176,10 @@ class Client(_NativeObject):
     Args:
         endpoint: the service's base URL; defaults to
             ``https://directline.botframework.com``. Plain ``http://`` is
-            allowed only for loopback hosts unless ``allow_insecure_http``,
-            and then only through a ``proxy`` on loopback or ``https://``
-            (proxy environment variables are never read).
+            allowed only for loopback hosts, reached directly or through a
+            ``proxy`` on loopback or ``https://``, unless
+            ``allow_insecure_http`` (proxy environment variables are never
+            read).
         secret: the bot's Direct Line secret. Give exactly one of
             ``secret`` and ``token``.
         token: a Direct Line token instead of the secret.
