@@ -73,8 +73,8 @@ enum Boundary {
     }
 
     static func requiredString(_ pointer: UnsafePointer<CChar>?, name: String) throws(DirectLineError) -> String {
-        guard let bytes = try bytes(pointer, name: name) else { throw .invalidArgument("\(name) must not be NULL") }
-        return try text(bytes, name: name)
+        guard let string = try string(pointer, name: name) else { throw .invalidArgument("\(name) must not be NULL") }
+        return string
     }
 
     /// The `user_id` argument of sends and uploads.

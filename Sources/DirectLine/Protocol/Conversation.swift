@@ -206,9 +206,10 @@ final class Conversation: Sendable {
     }
 
     /// `dl_send_activity` with the caller's JSON text (`name` is the
-    /// argument, for errors): an activity the scanner accepts goes out as it is, with its clientActivityID spliced
-    /// in, and the result is written without building a tree; any other text
-    /// is parsed and written out again.
+    /// argument, for errors): an activity the scanner accepts goes out as
+    /// it is, with its clientActivityID spliced in, and the result is
+    /// written without building a tree; any other text is parsed and
+    /// written out again.
     func send(activityBytes bytes: UnsafeBufferPointer<UInt8>, name: String) throws(DirectLineError) -> SerializedJSON {
         guard let scanned = OutgoingActivity.scannedBody(bytes, version: client.version) else {
             let text = try Boundary.text(bytes, name: name)

@@ -146,17 +146,17 @@ struct OutgoingActivity {
         guard bytes.count <= DirectLineRequests.maxActivityBytes else { return nil }
         return JSONScanner.withObject(in: bytes, range: 0..<bytes.count) { members, close in
             func startsWith(_ range: Range<Int>, _ ascii: Unicode.Scalar) -> Bool { bytes[range.lowerBound] == UInt8(ascii: ascii) }
-            /// A string value without escapes, decoded.
-            func plainString(_ range: Range<Int>) -> String? {
+            /// The bytes inside a string value without escapes.
+            func plainInner(_ range: Range<Int>) -> UnsafeBufferPointer<UInt8>? {
                 guard startsWith(range, "\"") else { return nil }
                 let inner = UnsafeBufferPointer(rebasing: bytes[(range.lowerBound + 1)..<(range.upperBound - 1)])
-                guard !inner.contains(UInt8(ascii: "\\")) else { return nil }
-                return String(decoding: inner, as: UTF8.self)
+                return inner.contains(UInt8(ascii: "\\")) ? nil : inner
+            }
+            func plainString(_ range: Range<Int>) -> String? {
+                plainInner(range).map { String(decoding: $0, as: UTF8.self) }
             }
             func identifier(_ range: Range<Int>) -> String? {
-                guard startsWith(range, "\"") else { return nil }
-                let inner = UnsafeBufferPointer(rebasing: bytes[(range.lowerBound + 1)..<(range.upperBound - 1)])
-                guard !inner.contains(UInt8(ascii: "\\")), Validation.identifierProblem(inner) == nil else { return nil }
+                guard let inner = plainInner(range), Validation.identifierProblem(inner) == nil else { return nil }
                 return String(decoding: inner, as: UTF8.self)
             }
             let fromMember = members.named("from")
