@@ -571,6 +571,41 @@ def test_https_goes_through_a_connect_tunnel_that_carries_the_user_agent(
 
 # ---- a proxy that refuses connections -------------------------------------------------------
 
+def every_call(client: Any, conversation: Any, protocol: str,
+               streamed: Optional[Path] = None) -> dict[str, Callable[[], Any]]:
+    """One call of each kind that goes to the service, by name (with `streamed`, a
+    streamed upload too)."""
+    calls: dict[str, Callable[[], Any]] = {
+        "start": client.start_conversation,
+        "send_text": lambda: conversation.send_text(USER, "hi"),
+        "send_activity": lambda: conversation.send_activity(text_activity(protocol, "hi")),
+        "upload_bytes": lambda: conversation.upload_bytes(USER, SMALL, content_type="text/plain"),
+    }
+    if streamed is not None:
+        calls["upload_file"] = lambda: conversation.upload_file(USER, streamed,
+                                                                content_type="application/octet-stream")
+    calls["get_activities"] = conversation.get_activities
+    return calls
+
+
+def assert_each_fails_unsent(calls: dict[str, Callable[[], Any]], attempts: int,
+                             message: Optional[str] = None) -> None:
+    """Every call is DL_ERR_NETWORK with nothing sent, after `attempts` attempts, its
+    message matching `message` when given, and no secret in the error."""
+    for name, call in calls.items():
+        with pytest.raises(directline.NetworkError) as caught:
+            call()
+        error = caught.value
+        assert (error.status, error.name) == (Status.ERR_NETWORK, "DL_ERR_NETWORK"), name
+        assert error.delivery == "not_sent", name
+        assert error.http_status is None, name
+        assert error.attempts == attempts, name
+        if message is not None:
+            assert re.search(message, error.message), (name, error.message)
+        assert SECRET not in str(error), name
+        assert SECRET not in json.dumps(error.detail), name
+
+
 def test_a_proxy_that_refuses_connections_is_a_network_error_and_nothing_is_sent(
         emulator: Any, protocol: str) -> None:
     with socket.socket() as closed:
@@ -582,22 +617,7 @@ def test_a_proxy_that_refuses_connections_is_a_network_error_and_nothing_is_sent
         with directline.Client(emulator.url, secret=SECRET, protocol=protocol, proxy=refusing,
                                retry={"max_attempts": 2, "base_delay_ms": 0}) as client:
             conversation = client.open_conversation("opened-without-a-request")
-            calls: dict[str, Callable[[], Any]] = {
-                "start": client.start_conversation,
-                "send_text": lambda: conversation.send_text(USER, "hi"),
-                "send_activity": lambda: conversation.send_activity(text_activity(protocol, "hi")),
-                "upload_bytes": lambda: conversation.upload_bytes(USER, SMALL, content_type="text/plain"),
-                "get_activities": conversation.get_activities,
-            }
-            for name, call in calls.items():
-                with pytest.raises(directline.NetworkError) as caught:
-                    call()
-                error = caught.value
-                assert (error.status, error.name) == (Status.ERR_NETWORK, "DL_ERR_NETWORK"), name
-                assert error.delivery == "not_sent", name
-                assert error.http_status is None, name
-                assert error.attempts == 2, name
-                assert SECRET not in str(error), name
+            assert_each_fails_unsent(every_call(client, conversation, protocol), attempts=2)
             conversation.close()
     assert emulator.requests() == [], "nothing may reach the service"
 
@@ -618,26 +638,9 @@ def test_a_proxy_that_refuses_the_tunnel_is_a_network_error_and_nothing_is_sent(
               "retry": TUNNEL_RETRY, "proxy": proxy.url, "caFile": str(certificates / "ca.pem")}
     with directline.Client.from_config(config) as client:
         conversation = client.open_conversation("opened-without-a-request")
-        calls: dict[str, Callable[[], Any]] = {
-            "start": client.start_conversation,
-            "send_text": lambda: conversation.send_text(USER, "hi"),
-            "send_activity": lambda: conversation.send_activity(text_activity(protocol, "hi")),
-            "upload_bytes": lambda: conversation.upload_bytes(USER, SMALL, content_type="text/plain"),
-            "upload_file": lambda: conversation.upload_file(USER, streamed,
-                                                            content_type="application/octet-stream"),
-            "get_activities": conversation.get_activities,
-        }
-        for name, call in calls.items():
-            with pytest.raises(directline.NetworkError) as caught:
-                call()
-            error = caught.value
-            assert (error.status, error.name) == (Status.ERR_NETWORK, "DL_ERR_NETWORK"), name
-            assert error.delivery == "not_sent", name
-            assert error.http_status is None, name
-            assert error.attempts == attempts, name
-            assert re.search(rf"the proxy refused to open a tunnel to the service: HTTP {code}\b",
-                             error.message), (name, error.message)
-            assert SECRET not in json.dumps(error.detail), name
+        calls = every_call(client, conversation, protocol, streamed)
+        assert_each_fails_unsent(calls, attempts,
+                                 rf"the proxy refused to open a tunnel to the service: HTTP {code}\b")
         conversation.close()
 
     # Each attempt is one CONNECT on a connection of its own, and no more.
