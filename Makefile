@@ -13,8 +13,8 @@ INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 DESTDIR    ?=
 
-# The version lives in one place, Sources/DirectLine/Protocol/LibraryVersion.swift.
-version_part = $(shell sed -n 's/^ *static let $(1) = \([0-9][0-9]*\)$$/\1/p' Sources/DirectLine/Protocol/LibraryVersion.swift)
+# The version lives in one place, Sources/DirectLine/Support/LibraryVersion.swift.
+version_part = $(shell sed -n 's/^ *static let $(1) = \([0-9][0-9]*\)$$/\1/p' Sources/DirectLine/Support/LibraryVersion.swift)
 MAJOR   := $(call version_part,major)
 MINOR   := $(call version_part,minor)
 PATCH   := $(call version_part,patch)
