@@ -52,7 +52,7 @@ def emit_raw_header():
 
 
 def library_version():
-    with open(os.path.join(SOURCES, "Protocol", "LibraryVersion.swift"), encoding="utf-8") as f:
+    with open(os.path.join(SOURCES, "Support", "LibraryVersion.swift"), encoding="utf-8") as f:
         text = f.read()
     parts = [int(re.search(rf"static let {name} = (\d+)", text).group(1)) for name in ("major", "minor", "patch")]
     return tuple(parts)

@@ -27,7 +27,7 @@ def run(command, **options):
 
 
 def library_version():
-    text = (ROOT / "Sources" / "DirectLine" / "Protocol" / "LibraryVersion.swift").read_text()
+    text = (ROOT / "Sources" / "DirectLine" / "Support" / "LibraryVersion.swift").read_text()
     parts = [re.search(rf"static let {name} = (\d+)", text).group(1) for name in ("major", "minor", "patch")]
     return ".".join(parts)
 
