@@ -1,52 +1,53 @@
 /* Typed, non-variadic wrappers around libcurl's variadic entry points, so
  * that Swift can call them. Each wrapper fixes the argument type that the
- * option expects. */
+ * option expects. They are the library's private glue, never exported: the
+ * ccurl_ prefix keeps them apart from the public dl_ API. */
 #ifndef DIRECTLINE_CCURL_SHIM_H
 #define DIRECTLINE_CCURL_SHIM_H
 
 #include <curl/curl.h>
 
-typedef size_t (*dl_curl_data_fn)(char *buffer, size_t size, size_t count, void *userdata);
-typedef int (*dl_curl_xferinfo_fn)(void *userdata, curl_off_t dltotal, curl_off_t dlnow,
+typedef size_t (*ccurl_data_fn)(char *buffer, size_t size, size_t count, void *userdata);
+typedef int (*ccurl_xferinfo_fn)(void *userdata, curl_off_t dltotal, curl_off_t dlnow,
                                    curl_off_t ultotal, curl_off_t ulnow);
-typedef int (*dl_curl_seek_fn)(void *userdata, curl_off_t offset, int origin);
-typedef int (*dl_curl_prereq_fn)(void *userdata, char *primary_ip, char *local_ip, int primary_port,
+typedef int (*ccurl_seek_fn)(void *userdata, curl_off_t offset, int origin);
+typedef int (*ccurl_prereq_fn)(void *userdata, char *primary_ip, char *local_ip, int primary_port,
                                  int local_port);
-typedef int (*dl_curl_debug_fn)(CURL *handle, curl_infotype type, char *data, size_t size, void *userdata);
+typedef int (*ccurl_debug_fn)(CURL *handle, curl_infotype type, char *data, size_t size, void *userdata);
 
-static inline CURLcode dl_curl_set_long(CURL *h, CURLoption o, long v) {
+static inline CURLcode ccurl_set_long(CURL *h, CURLoption o, long v) {
     return curl_easy_setopt(h, o, v);
 }
-static inline CURLcode dl_curl_set_off(CURL *h, CURLoption o, curl_off_t v) {
+static inline CURLcode ccurl_set_off(CURL *h, CURLoption o, curl_off_t v) {
     return curl_easy_setopt(h, o, v);
 }
-static inline CURLcode dl_curl_set_string(CURL *h, CURLoption o, const char *v) {
+static inline CURLcode ccurl_set_string(CURL *h, CURLoption o, const char *v) {
     return curl_easy_setopt(h, o, v);
 }
-static inline CURLcode dl_curl_set_pointer(CURL *h, CURLoption o, void *v) {
+static inline CURLcode ccurl_set_pointer(CURL *h, CURLoption o, void *v) {
     return curl_easy_setopt(h, o, v);
 }
-static inline CURLcode dl_curl_set_slist(CURL *h, CURLoption o, struct curl_slist *v) {
+static inline CURLcode ccurl_set_slist(CURL *h, CURLoption o, struct curl_slist *v) {
     return curl_easy_setopt(h, o, v);
 }
-static inline CURLcode dl_curl_set_data_fn(CURL *h, CURLoption o, dl_curl_data_fn v) {
+static inline CURLcode ccurl_set_data_fn(CURL *h, CURLoption o, ccurl_data_fn v) {
     return curl_easy_setopt(h, o, v);
 }
-static inline CURLcode dl_curl_set_xferinfo_fn(CURL *h, dl_curl_xferinfo_fn v) {
+static inline CURLcode ccurl_set_xferinfo_fn(CURL *h, ccurl_xferinfo_fn v) {
     return curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, v);
 }
-static inline CURLcode dl_curl_set_seek_fn(CURL *h, dl_curl_seek_fn v) {
+static inline CURLcode ccurl_set_seek_fn(CURL *h, ccurl_seek_fn v) {
     return curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, v);
 }
-static inline CURLcode dl_curl_set_debug_fn(CURL *h, dl_curl_debug_fn v) {
+static inline CURLcode ccurl_set_debug_fn(CURL *h, ccurl_debug_fn v) {
     return curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, v);
 }
-static inline CURLcode dl_curl_set_prereq_fn(CURL *h, dl_curl_prereq_fn v) {
+static inline CURLcode ccurl_set_prereq_fn(CURL *h, ccurl_prereq_fn v) {
     return curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, v);
 }
 /* The value of the last `name` header of the final response, or NULL. Valid
  * until the handle's next transfer. */
-static inline const char *dl_curl_last_header(CURL *h, const char *name) {
+static inline const char *ccurl_last_header(CURL *h, const char *name) {
     struct curl_header *first = NULL;
     if (curl_easy_header(h, name, 0, CURLH_HEADER, -1, &first) != CURLHE_OK || first == NULL) return NULL;
     struct curl_header *last = first;
@@ -54,10 +55,10 @@ static inline const char *dl_curl_last_header(CURL *h, const char *name) {
         curl_easy_header(h, name, first->amount - 1, CURLH_HEADER, -1, &last) != CURLHE_OK) return NULL;
     return last->value;
 }
-static inline CURLcode dl_curl_get_long(CURL *h, CURLINFO i, long *v) {
+static inline CURLcode ccurl_get_long(CURL *h, CURLINFO i, long *v) {
     return curl_easy_getinfo(h, i, v);
 }
-static inline CURLcode dl_curl_get_off(CURL *h, CURLINFO i, curl_off_t *v) {
+static inline CURLcode ccurl_get_off(CURL *h, CURLINFO i, curl_off_t *v) {
     return curl_easy_getinfo(h, i, v);
 }
 

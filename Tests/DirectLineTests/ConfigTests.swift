@@ -12,7 +12,7 @@ struct ConfigTests {
             _ = try config(text)
             return nil
         } catch let error as DirectLineError {
-            #expect(error.status == .DL_ERR_INVALID_ARGUMENT)
+            #expect(error.status == .invalidArgument)
             return error.message
         } catch {
             return "unexpected \(error)"

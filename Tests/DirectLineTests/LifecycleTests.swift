@@ -87,7 +87,7 @@ struct LifecycleTests {
 
     @Test("recent ids drop repeats and forget the oldest beyond capacity")
     func recentIDs() {
-        var seen = RecentIDs()
+        var seen = ReturnedActivityIDs()
         var results: [Bool] = []
         results.append(seen.insert("a"))
         results.append(seen.insert("a"))
@@ -95,17 +95,17 @@ struct LifecycleTests {
         results.append(seen.insert(nil))
         #expect(results == [true, false, true, true])
         var fresh = 0
-        for index in 0..<RecentIDs.defaultCapacity where seen.insert("id\(index)") { fresh += 1 }
-        #expect(fresh == RecentIDs.defaultCapacity)
+        for index in 0..<ReturnedActivityIDs.defaultCapacity where seen.insert("id\(index)") { fresh += 1 }
+        #expect(fresh == ReturnedActivityIDs.defaultCapacity)
         // "a" was the oldest and has been forgotten; the newest is remembered.
         let oldestAgain = seen.insert("a")
-        let newestAgain = seen.insert("id\(RecentIDs.defaultCapacity - 1)")
+        let newestAgain = seen.insert("id\(ReturnedActivityIDs.defaultCapacity - 1)")
         #expect(oldestAgain && !newestAgain)
     }
 
     @Test("sent ids remember the newest sends and forget the oldest beyond capacity")
     func sentIDs() {
-        var sent = SentIDs(capacity: 4)
+        var sent = SentClientActivityIDs(capacity: 4)
         #expect(!sent.contains("a"))
         for id in ["a", "b", "c", "d"] { sent.record(id) }
         #expect(["a", "b", "c", "d"].allSatisfy(sent.contains) && !sent.contains("e"))
@@ -113,9 +113,9 @@ struct LifecycleTests {
         sent.record("f")
         #expect(!sent.contains("a") && !sent.contains("b"))
         #expect(["c", "d", "e", "f"].allSatisfy(sent.contains))
-        var full = SentIDs()
-        for index in 0...SentIDs.defaultCapacity { full.record("dlc-\(index)") }
-        #expect(!full.contains("dlc-0") && full.contains("dlc-1") && full.contains("dlc-\(SentIDs.defaultCapacity)"))
+        var full = SentClientActivityIDs()
+        for index in 0...SentClientActivityIDs.defaultCapacity { full.record("dlc-\(index)") }
+        #expect(!full.contains("dlc-0") && full.contains("dlc-1") && full.contains("dlc-\(SentClientActivityIDs.defaultCapacity)"))
     }
 
     @Test("saved state carries the conversation's token, never the client's secret")
@@ -161,6 +161,6 @@ struct LifecycleTests {
             #"{"endpoint":"http://127.0.0.1:9","secret":"s3cret","protocol":"1.1"}"#)))
         #expect {
             try client.openConversation(JSONParser.parse(#"{"conversationId":"c","reconnect":true}"#))
-        } throws: { ($0 as? DirectLineError)?.status == .DL_ERR_INVALID_ARGUMENT }
+        } throws: { ($0 as? DirectLineError)?.status == .invalidArgument }
     }
 }

@@ -73,7 +73,7 @@ struct ProtocolTests {
             _ = try activity(textBytes: DirectLineRequests.maxActivityBytes - overhead + 1).serializedBody()
             Issue.record("an activity over the limit was accepted")
         } catch let error as DirectLineError {
-            #expect(error.status == .DL_ERR_TOO_LARGE)
+            #expect(error.status == .tooLarge)
         }
     }
 

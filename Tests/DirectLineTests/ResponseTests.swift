@@ -6,26 +6,26 @@ import Testing
 struct ResponseTests {
     func response(_ status: Int, code: String? = nil, retryAfter: String? = nil) -> HTTPResponse {
         let body = code.map { #"{"error":{"code":"\#($0)","message":"the message"}}"# } ?? ""
-        return HTTPResponse(status: status, headers: retryAfter.map { [("Retry-After", $0)] } ?? [],
-                            body: Array(body.utf8), attempts: 1)
+        return HTTPResponse(status: status, body: Array(body.utf8), attempts: 1,
+                            retryAfterMs: retryAfter.flatMap { RetryAfter.milliseconds($0, now: Clock.now()) })
     }
 
     @Test("every service status maps to its documented code", arguments: [
-        (400, nil, dl_status.DL_ERR_BAD_REQUEST, Delivery.notSent),
-        (401, nil, .DL_ERR_UNAUTHORIZED, .notSent),
-        (403, "Forbidden", .DL_ERR_FORBIDDEN, .notSent),
-        (403, "TokenExpired", .DL_ERR_TOKEN_EXPIRED, .notSent),
-        (404, nil, .DL_ERR_NOT_FOUND, .notSent),
-        (409, nil, .DL_ERR_CONFLICT, .notSent),
-        (413, nil, .DL_ERR_TOO_LARGE, .notSent),
-        (429, nil, .DL_ERR_THROTTLED, .notSent),
-        (500, nil, .DL_ERR_SERVICE, .unknown),
-        (502, "BotError", .DL_ERR_BOT, .unknown),
-        (503, nil, .DL_ERR_SERVICE, .notSent),
-        (504, nil, .DL_ERR_SERVICE, .unknown),
-        (418, nil, .DL_ERR_HTTP, .unknown),
-    ] as [(Int, String?, dl_status, Delivery)])
-    func mapping(status: Int, code: String?, expected: dl_status, delivery: Delivery) {
+        (400, nil, Status.badRequest, Delivery.notSent),
+        (401, nil, .unauthorized, .notSent),
+        (403, "Forbidden", .forbidden, .notSent),
+        (403, "TokenExpired", .tokenExpired, .notSent),
+        (404, nil, .notFound, .notSent),
+        (409, nil, .conflict, .notSent),
+        (413, nil, .tooLarge, .notSent),
+        (429, nil, .throttled, .notSent),
+        (500, nil, .service, .unknown),
+        (502, "BotError", .bot, .unknown),
+        (503, nil, .service, .notSent),
+        (504, nil, .service, .unknown),
+        (418, nil, .http, .unknown),
+    ] as [(Int, String?, Status, Delivery)])
+    func mapping(status: Int, code: String?, expected: Status, delivery: Delivery) {
         for version in [ProtocolVersion.v3, .v1] {
             let error = Responses.failure(response(status, code: code), operation: .other, version: version, secrets: [])
             #expect(error.status == expected)
@@ -37,15 +37,15 @@ struct ResponseTests {
 
     @Test("a 1.1 send answered 500 is the bot failing")
     func botFailureOn11() {
-        #expect(Responses.failure(response(500), operation: .send, version: .v1, secrets: []).status == .DL_ERR_BOT)
-        #expect(Responses.failure(response(500), operation: .send, version: .v3, secrets: []).status == .DL_ERR_SERVICE)
-        #expect(Responses.failure(response(500), operation: .other, version: .v1, secrets: []).status == .DL_ERR_SERVICE)
+        #expect(Responses.failure(response(500), operation: .send, version: .v1, secrets: []).status == .bot)
+        #expect(Responses.failure(response(500), operation: .send, version: .v3, secrets: []).status == .service)
+        #expect(Responses.failure(response(500), operation: .other, version: .v1, secrets: []).status == .service)
     }
 
     @Test("credentials echoed by the service are redacted")
     func redaction() {
         let body = #"{"error":{"code":"BadArgument","message":"token tok-12345 is bad"}}"#
-        let answer = HTTPResponse(status: 400, headers: [], body: Array(body.utf8), attempts: 1)
+        let answer = HTTPResponse(status: 400, body: Array(body.utf8), attempts: 1)
         let error = Responses.failure(answer, operation: .other, version: .v3, secrets: ["tok-12345"])
         #expect(error.serviceMessage == "token [redacted] is bad")
         #expect(!error.json.serialized.contains("tok-12345"))
@@ -124,9 +124,9 @@ struct StatusTests {
     @Test("each status's name matches its declaration in include/directline.h")
     func namesMatchHeader() throws {
         let header = try String(contentsOfFile: #filePath.replacingAll("Tests/DirectLineTests/ResponseTests.swift", with: "include/directline.h"), encoding: .utf8)
-        for status in dl_status.allCases {
+        for status in Status.allCases {
             #expect(header.contains("    \(status.name) = \(status.rawValue),"), "\(status.name)")
         }
-        #expect(Set(dl_status.allCases.map(\.name)).count == dl_status.allCases.count)
+        #expect(Set(Status.allCases.map(\.name)).count == Status.allCases.count)
     }
 }

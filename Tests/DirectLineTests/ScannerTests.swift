@@ -21,11 +21,13 @@ struct ScannerTests {
         }
     }
 
-    /// `Conversation.scannedResult` as a string (the C string freed).
-    static func scannedResult(_ response: HTTPResponse, _ clientActivityID: String) -> String? {
-        guard let written = Conversation.scannedResult(response, clientActivityID) else { return nil }
-        defer { free(written) }
-        return String(cString: written)
+    /// The 3.0 send result for `response` as a string; nil when the answer
+    /// breaks the protocol.
+    static func sendResult(_ response: HTTPResponse, _ clientActivityID: String) -> String? {
+        guard let result = try? SendResult(answer: response, clientActivityID: clientActivityID, what: "send") else {
+            return nil
+        }
+        return String(decoding: result.bytes, as: UTF8.self)
     }
 
     static func scannedBody(_ text: String, version: ProtocolVersion)
@@ -213,24 +215,24 @@ struct ScannerTests {
             #expect(!ClientActivityID.isGenerated(other), "\(other)")
         }
         let id = ClientActivityID.generate()
-        let response = HTTPResponse(status: 200, rawHeaders: [], body: Array(#"{"id":"a"}"#.utf8), attempts: 1)
-        let written = Self.scannedResult(response, id)
+        let response = HTTPResponse(status: 200, body: Array(#"{"id":"a"}"#.utf8), attempts: 1)
+        let written = Self.sendResult(response, id)
         #expect(written == #"{"id":"a","clientActivityID":""# + id + #""}"#)
     }
 
-    @Test("send results are written straight from plain answers only", arguments: [
+    @Test("send results: plain ids kept as written, others parsed and written again, bad answers refused", arguments: [
         (200, #"{"id":"x|0000001"}"#, #"{"id":"x|0000001","clientActivityID":"c\"1"}"#),
         (200, #" { "id" : null } "#, #"{"id":null,"clientActivityID":"c\"1"}"#),
         (204, "", #"{"id":null,"clientActivityID":"c\"1"}"#),
         (200, "", #"{"id":null,"clientActivityID":"c\"1"}"#),
-        (200, #"{"id":"\u0041"}"#, nil),
-        (200, #"{"id":"é"}"#, nil),
+        (200, #"{"id":"\u0041"}"#, #"{"id":"A","clientActivityID":"c\"1"}"#),
+        (200, #"{"id":"é"}"#, #"{"id":"é","clientActivityID":"c\"1"}"#),
         (200, #"{"id":5}"#, nil),
         (200, #"{"other":"x"}"#, nil),
         (200, "<html>", nil),
     ] as [(Int, String, String?)])
-    func scannedResult(status: Int, body: String, expected: String?) {
-        let response = HTTPResponse(status: status, rawHeaders: [], body: Array(body.utf8), attempts: 1)
-        #expect(Self.scannedResult(response, "c\"1") == expected)
+    func sendResult(status: Int, body: String, expected: String?) {
+        let response = HTTPResponse(status: status, body: Array(body.utf8), attempts: 1)
+        #expect(Self.sendResult(response, "c\"1") == expected)
     }
 }

@@ -53,8 +53,8 @@ struct UploadTests {
     @Test("a multipart body follows RFC 2046: delimiters, parts in order, closing boundary")
     func multipartLayout() throws {
         let files = [
-            try Uploads.File(content: .bytes(Array("one".utf8)), contentType: nil, filename: "a.txt", defaultName: "file"),
-            try Uploads.File(content: .bytes([0, 1, 2]), contentType: "image/png", filename: "q\"x", defaultName: "file"),
+            try Uploads.File.inMemory(Array("one".utf8), contentType: nil, filename: "a.txt"),
+            try Uploads.File.inMemory([0, 1, 2], contentType: "image/png", filename: "q\"x"),
         ]
         let (body, contentType) = Uploads.multipart(files: files, activity: Array(#"{"type":"message"}"#.utf8),
                                                     activityType: "application/vnd.microsoft.activity", boundary: "B")
@@ -113,7 +113,7 @@ struct UploadTests {
                 _ = try OpenFile(path: path)
                 Issue.record("\(path) was opened")
             } catch {
-                #expect(error.status == .DL_ERR_IO)
+                #expect(error.status == .io)
             }
         }
     }

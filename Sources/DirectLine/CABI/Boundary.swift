@@ -17,12 +17,12 @@ enum Boundary {
         out?.pointee = nil
         do throws(DirectLineError) {
             guard !CallbackGuard.isInsideCallback else {
-                throw DirectLineError(.DL_ERR_REENTRANT,
+                throw DirectLineError(.reentrant,
                                       "libdirectline was called from inside one of its own callbacks")
             }
             let result = try body()
             result.handOver(to: out)
-            return dl_status.DL_OK.rawValue
+            return Status.ok.rawValue
         } catch {
             if let out { out.pointee = copyToC(error.json.serializedBytes) }
             return error.status.rawValue
@@ -58,18 +58,13 @@ enum Boundary {
         return bytes
     }
 
-    /// An argument's bytes as a string, refused unless they are UTF-8.
-    static func text(_ bytes: UnsafeBufferPointer<UInt8>, name: String) throws(DirectLineError) -> String {
+    /// A required or optional NUL-terminated UTF-8 argument.
+    static func string(_ pointer: UnsafePointer<CChar>?, name: String) throws(DirectLineError) -> String? {
+        guard let bytes = try bytes(pointer, name: name) else { return nil }
         guard let string = String(validating: bytes, as: UTF8.self) else {
             throw .invalidArgument("\(name) is not valid UTF-8")
         }
         return string
-    }
-
-    /// A required or optional NUL-terminated UTF-8 argument.
-    static func string(_ pointer: UnsafePointer<CChar>?, name: String) throws(DirectLineError) -> String? {
-        guard let bytes = try bytes(pointer, name: name) else { return nil }
-        return try text(bytes, name: name)
     }
 
     static func requiredString(_ pointer: UnsafePointer<CChar>?, name: String) throws(DirectLineError) -> String {
@@ -77,26 +72,18 @@ enum Boundary {
         return string
     }
 
-    /// The `user_id` argument of sends and uploads.
-    static func userId(_ pointer: UnsafePointer<CChar>?) throws(DirectLineError) -> String {
-        let user = try requiredString(pointer, name: "user_id")
-        try Validation.identifier(user, name: "user_id")
-        return user
+    /// A required id argument (`user_id`, `client_activity_id`), checked
+    /// by the id rules before anything is sent.
+    static func identifier(_ pointer: UnsafePointer<CChar>?, name: String) throws(DirectLineError) -> String {
+        let id = try requiredString(pointer, name: name)
+        try Validation.identifier(id, name: name)
+        return id
     }
 
     /// A JSON argument; NULL is nil, the caller decides whether that is allowed.
     static func json(_ pointer: UnsafePointer<CChar>?, name: String) throws(DirectLineError) -> JSONValue? {
-        guard let text = try string(pointer, name: name) else { return nil }
-        return try parse(text, name: name)
-    }
-
-    /// Parses a JSON argument already read with `string`.
-    static func parse(_ text: String, name: String) throws(DirectLineError) -> JSONValue {
-        do {
-            return try JSONParser.parse(text)
-        } catch {
-            throw .invalidArgument("\(name) is not valid JSON: \(error.message) at byte \(error.offset)")
-        }
+        guard let bytes = try bytes(pointer, name: name) else { return nil }
+        return try JSONReader.parse(bytes, name: name)
     }
 
     static func requiredJSON(_ pointer: UnsafePointer<CChar>?, name: String) throws(DirectLineError) -> JSONValue {
@@ -121,54 +108,16 @@ extension SerializedResult {
 
 extension JSONValue: SerializedResult {}
 
-/// A result already written as JSON (by a path that never built a tree):
-/// as bytes, or as the C string itself, written in place so that it is
-/// not copied again on the way out.
-enum SerializedJSON: SerializedResult {
-    case bytes([UInt8])
-    /// malloc'd and NUL-terminated; owned until handed over.
-    case cString(UnsafeMutablePointer<CChar>)
-
-    var serializedBytes: [UInt8] {
-        switch self {
-        case .bytes(let bytes): bytes
-        case .cString(let pointer): Array(UnsafeRawBufferPointer(start: pointer, count: strlen(pointer)))
-        }
-    }
+/// A send's result is written straight into the caller's C string.
+extension SendResult: SerializedResult {
+    var serializedBytes: [UInt8] { bytes }
 
     func handOver(to out: Boundary.ResultSlot?) {
-        switch self {
-        case .bytes(let bytes):
-            if let out { out.pointee = Boundary.copyToC(bytes) }
-        case .cString(let pointer):
-            if let out { out.pointee = pointer } else { free(pointer) }
-        }
-    }
-}
-
-/// A thread-specific slot holding one pointer-sized word (no destructor);
-/// nil if the process has run out of keys.
-func makeThreadKey() -> pthread_key_t? {
-    var key = pthread_key_t()
-    return pthread_key_create(&key, nil) == 0 ? key : nil
-}
-
-/// Marks the threads that are running one of the caller's callbacks, so
-/// that a call back into the library is refused instead of deadlocking.
-enum CallbackGuard {
-    private static let key = makeThreadKey()
-
-    static var isInsideCallback: Bool {
-        guard let key else { return false }
-        return pthread_getspecific(key) != nil
-    }
-
-    /// Runs a caller's callback with re-entry refused on this thread.
-    static func run<T>(_ callback: () -> T) -> T {
-        guard let key else { return callback() }
-        let previous = pthread_getspecific(key)
-        pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1))
-        defer { pthread_setspecific(key, previous) }
-        return callback()
+        guard let out else { return }
+        let count = byteCount
+        guard let output = malloc(count + 1)?.assumingMemoryBound(to: UInt8.self) else { return }
+        write(into: output)
+        output[count] = 0
+        out.pointee = UnsafeMutableRawPointer(output).assumingMemoryBound(to: CChar.self)
     }
 }

@@ -8,7 +8,7 @@ import Glibc
 // copied into include/directline.h by scripts/generate_header.py.
 
 private nonisolated(unsafe) let versionCString: UnsafeMutablePointer<CChar>? = strdup(LibraryVersion.string)
-private nonisolated(unsafe) let statusNames: [UnsafeMutablePointer<CChar>?] = dl_status.allCases.map { strdup($0.name) }
+private nonisolated(unsafe) let statusNames: [UnsafeMutablePointer<CChar>?] = Status.allCases.map { strdup($0.name) }
 private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? = strdup("DL_ERR_UNKNOWN")
 
 /// The library's version as "MAJOR.MINOR.PATCH".
@@ -30,7 +30,7 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 ///
 /// Returns a static string: never free it.
 @c public func dl_status_name(_ status: Int32) -> UnsafePointer<CChar>? {
-    guard let known = dl_status(rawValue: status) else { return UnsafePointer(unknownStatusName) }
+    guard let known = Status(rawValue: status) else { return UnsafePointer(unknownStatusName) }
     return UnsafePointer(statusNames[Int(known.rawValue)])
 }
 
@@ -61,7 +61,7 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
         guard let out_client else { throw .invalidArgument("out_client must not be NULL") }
         let config = try ClientConfig(json: Boundary.requiredJSON(config_json, name: "config_json"))
         guard let handle = handles.insert(DirectLineClient(config: config)) else {
-            throw .internal("too many live handles")
+            throw .internalError("too many live handles")
         }
         out_client.pointee = handle
         return .object(JSONObject())
@@ -74,7 +74,7 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 /// Destructor. NULL is a no-op returning DL_OK; a handle already freed
 /// returns DL_ERR_INVALID_HANDLE.
 @c public func dl_client_free(_ client: OpaquePointer?) -> Int32 {
-    guard client != nil else { return dl_status.DL_OK.rawValue }
+    guard client != nil else { return Status.ok.rawValue }
     return Boundary.call(nil) { () throws(DirectLineError) -> JSONValue in
         try handles.remove(client, as: DirectLineClient.self)
         return .null
@@ -146,7 +146,7 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
         guard let out_conversation else { throw .invalidArgument("out_conversation must not be NULL") }
         let request = try Boundary.json(request_json, name: "request_json")
         let (conversation, result) = try owner.startConversation(request)
-        guard let handle = handles.insert(conversation) else { throw .internal("too many live handles") }
+        guard let handle = handles.insert(conversation) else { throw .internalError("too many live handles") }
         out_conversation.pointee = handle
         return result
     }
@@ -180,7 +180,7 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
         let owner = try handles.lookup(client, as: DirectLineClient.self)
         guard let out_conversation else { throw .invalidArgument("out_conversation must not be NULL") }
         let conversation = try owner.openConversation(Boundary.requiredJSON(state_json, name: "state_json"))
-        guard let handle = handles.insert(conversation) else { throw .internal("too many live handles") }
+        guard let handle = handles.insert(conversation) else { throw .internalError("too many live handles") }
         out_conversation.pointee = handle
         return conversation.info()
     }
@@ -229,9 +229,9 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 /// late: start a new conversation), or a network or service status.
 @c public func dl_conversation_refresh(_ conversation: OpaquePointer?, _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
-        let target = try handles.lookup(conversation, as: Conversation.self)
-        try target.refreshToken()
-        return target.info()
+        let conversationHandle = try handles.lookup(conversation, as: Conversation.self)
+        try conversationHandle.refreshToken()
+        return conversationHandle.info()
     }
 }
 
@@ -243,7 +243,7 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 /// Destructor. NULL is a no-op returning DL_OK; a handle already freed
 /// returns DL_ERR_INVALID_HANDLE.
 @c public func dl_conversation_free(_ conversation: OpaquePointer?) -> Int32 {
-    guard conversation != nil else { return dl_status.DL_OK.rawValue }
+    guard conversation != nil else { return Status.ok.rawValue }
     return Boundary.call(nil) { () throws(DirectLineError) -> JSONValue in
         try handles.remove(conversation, as: Conversation.self).close()
         return .null
@@ -267,10 +267,10 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 /// DL_ERR_TOO_LARGE, or a network or service status.
 @c public func dl_send_activity(_ conversation: OpaquePointer?, _ activity_json: UnsafePointer<CChar>?,
                                 _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    Boundary.call(out_json) { () throws(DirectLineError) -> SerializedJSON in
-        let target = try handles.lookup(conversation, as: Conversation.self)
-        return try target.send(activityBytes: Boundary.requiredBytes(activity_json, name: "activity_json"),
-                               name: "activity_json")
+    Boundary.call(out_json) { () throws(DirectLineError) -> SendResult in
+        let conversationHandle = try handles.lookup(conversation, as: Conversation.self)
+        return try conversationHandle.send(activityJSON: Boundary.requiredBytes(activity_json, name: "activity_json"),
+                                           name: "activity_json")
     }
 }
 
@@ -280,11 +280,11 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 /// dl_send_activity().
 @c public func dl_send_text(_ conversation: OpaquePointer?, _ user_id: UnsafePointer<CChar>?,
                             _ text: UnsafePointer<CChar>?, _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
-        let target = try handles.lookup(conversation, as: Conversation.self)
-        let user = try Boundary.userId(user_id)
+    Boundary.call(out_json) { () throws(DirectLineError) -> SendResult in
+        let conversationHandle = try handles.lookup(conversation, as: Conversation.self)
+        let user = try Boundary.identifier(user_id, name: "user_id")
         let message = try Boundary.requiredString(text, name: "text")
-        return try target.send(OutgoingActivity.text(message, from: user, version: target.client.version))
+        return try conversationHandle.send(OutgoingActivity.text(message, from: user, version: conversationHandle.client.version))
     }
 }
 
@@ -327,8 +327,8 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 @c public func dl_conversation_wait(_ conversation: OpaquePointer?, _ options_json: UnsafePointer<CChar>?,
                                     _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
-        let target = try handles.lookup(conversation, as: Conversation.self)
-        return try target.wait(WaitOptions(json: Boundary.json(options_json, name: "options_json")))
+        let conversationHandle = try handles.lookup(conversation, as: Conversation.self)
+        return try conversationHandle.wait(WaitOptions(json: Boundary.json(options_json, name: "options_json")))
     }
 }
 
@@ -353,16 +353,10 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
                                        _ options_json: UnsafePointer<CChar>?,
                                        _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
-        let target = try handles.lookup(conversation, as: Conversation.self)
-        let id = try Boundary.requiredString(client_activity_id, name: "client_activity_id")
-        try Validation.identifier(id, name: "client_activity_id")
-        var timeoutMs = 0
-        if let options = try Boundary.json(options_json, name: "options_json") {
-            let reader = try JSONReader(options, context: "options")
-            try reader.rejectUnknownKeys(["timeoutMs"])
-            timeoutMs = Int(try reader.integer("timeoutMs", in: 0...3_600_000) ?? 0)
-        }
-        return try target.confirm(clientActivityID: id, timeoutMs: timeoutMs)
+        let conversationHandle = try handles.lookup(conversation, as: Conversation.self)
+        let id = try Boundary.identifier(client_activity_id, name: "client_activity_id")
+        return try conversationHandle.confirm(clientActivityID: id,
+                                              options: ConfirmOptions(json: Boundary.json(options_json, name: "options_json")))
     }
 }
 
@@ -377,9 +371,9 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 /// Returns as dl_send_activity().
 @c public func dl_conversation_end(_ conversation: OpaquePointer?, _ user_id: UnsafePointer<CChar>?,
                                    _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
-        let target = try handles.lookup(conversation, as: Conversation.self)
-        return try target.end(userId: Boundary.userId(user_id))
+    Boundary.call(out_json) { () throws(DirectLineError) -> SendResult in
+        let conversationHandle = try handles.lookup(conversation, as: Conversation.self)
+        return try conversationHandle.end(userId: Boundary.identifier(user_id, name: "user_id"))
     }
 }
 
@@ -401,16 +395,13 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
                               _ path: UnsafePointer<CChar>?, _ content_type: UnsafePointer<CChar>?,
                               _ filename: UnsafePointer<CChar>?,
                               _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
-        let target = try handles.lookup(conversation, as: Conversation.self)
-        let user = try Boundary.userId(user_id)
-        let filePath = try Boundary.requiredString(path, name: "path")
-        guard !filePath.isEmpty else { throw .invalidArgument("path must not be empty") }
-        let type = try Boundary.string(content_type, name: "content_type")
-        let name = try Boundary.string(filename, name: "filename")
-        let file = try OpenFile(path: filePath)
-        return try target.upload(userId: user, file: Uploads.File(
-            content: .file(file), contentType: type, filename: name, defaultName: Uploads.lastComponent(of: filePath)))
+    Boundary.call(out_json) { () throws(DirectLineError) -> SendResult in
+        let conversationHandle = try handles.lookup(conversation, as: Conversation.self)
+        let user = try Boundary.identifier(user_id, name: "user_id")
+        let file = try Uploads.File.onDisk(path: Boundary.requiredString(path, name: "path"),
+                                           contentType: Boundary.string(content_type, name: "content_type"),
+                                           filename: Boundary.string(filename, name: "filename"))
+        return try conversationHandle.upload(userId: user, file: file)
     }
 }
 
@@ -421,17 +412,16 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
                                _ data: UnsafeRawPointer?, _ length: UInt, _ content_type: UnsafePointer<CChar>?,
                                _ filename: UnsafePointer<CChar>?,
                                _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
-        let target = try handles.lookup(conversation, as: Conversation.self)
-        let user = try Boundary.userId(user_id)
+    Boundary.call(out_json) { () throws(DirectLineError) -> SendResult in
+        let conversationHandle = try handles.lookup(conversation, as: Conversation.self)
+        let user = try Boundary.identifier(user_id, name: "user_id")
         guard data != nil || length == 0 else { throw .invalidArgument("data must not be NULL when length is not 0") }
         // Checked before the bytes are copied.
-        try target.checkUploadSize(Int64(exactly: length) ?? Int64.max)
+        try conversationHandle.checkUploadSize(Int64(exactly: length) ?? Int64.max)
         let bytes = data.map { Array(UnsafeRawBufferPointer(start: $0, count: Int(length))) } ?? []
-        let type = try Boundary.string(content_type, name: "content_type")
-        let name = try Boundary.string(filename, name: "filename")
-        return try target.upload(userId: user, file: Uploads.File(
-            content: .bytes(bytes), contentType: type, filename: name, defaultName: "file"))
+        let file = try Uploads.File.inMemory(bytes, contentType: Boundary.string(content_type, name: "content_type"),
+                                             filename: Boundary.string(filename, name: "filename"))
+        return try conversationHandle.upload(userId: user, file: file)
     }
 }
 
@@ -455,10 +445,11 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 @c public func dl_upload_multipart(_ conversation: OpaquePointer?, _ user_id: UnsafePointer<CChar>?,
                                    _ upload_json: UnsafePointer<CChar>?,
                                    _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
-        let target = try handles.lookup(conversation, as: Conversation.self)
-        let user = try Boundary.userId(user_id)
-        return try target.uploadMultipart(userId: user, manifest: Boundary.requiredJSON(upload_json, name: "upload_json"))
+    Boundary.call(out_json) { () throws(DirectLineError) -> SendResult in
+        let conversationHandle = try handles.lookup(conversation, as: Conversation.self)
+        let user = try Boundary.identifier(user_id, name: "user_id")
+        return try conversationHandle.upload(userId: user,
+                                             multipart: MultipartUpload(json: Boundary.requiredJSON(upload_json, name: "upload_json")))
     }
 }
 
@@ -483,8 +474,8 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
     _ userdata: UnsafeMutableRawPointer?
 ) -> Int32 {
     Boundary.call(nil) { () throws(DirectLineError) -> JSONValue in
-        let target = try handles.lookup(conversation, as: Conversation.self)
-        target.setProgress(progress.map { function in
+        let conversationHandle = try handles.lookup(conversation, as: Conversation.self)
+        conversationHandle.setProgress(progress.map { function in
             ProgressReporter { done, total in CallbackGuard.run { function(userdata, done, total) } == 0 }
         })
         return .null
@@ -518,10 +509,12 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
     _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
 ) -> Int32 {
     Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
-        guard let known = dl_log_level(rawValue: level) else {
+        guard let known = LogLevel(rawValue: level) else {
             throw .invalidArgument("level must be DL_LOG_OFF (0) to DL_LOG_DEBUG (4), not \(level)")
         }
-        Log.install(known == .DL_LOG_OFF ? nil : log, userdata: userdata, level: known)
+        Log.install(known == .off ? nil : log.map { function in
+            Log.Sink(write: { level, line in line.withCString { function(userdata, level.rawValue, $0) } }, level: known)
+        })
         return .object(JSONObject())
     }
 }
@@ -544,18 +537,8 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
     _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
 ) -> Int32 {
     Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
-        var total: Int?
-        var connect: Int?
-        if let options = try Boundary.json(options_json, name: "options_json") {
-            let reader = try JSONReader(options, context: "options_json")
-            try reader.rejectUnknownKeys(["timeoutMs", "connectTimeoutMs"])
-            total = try reader.integer("timeoutMs", in: 1...86_400_000).map { Int($0) }
-            connect = try reader.integer("connectTimeoutMs", in: 1...86_400_000).map { Int($0) }
-        }
-        guard ThreadTimeouts.set(total: total, connect: connect) else {
-            throw .internal("the thread's timeouts could not be stored")
-        }
-        return .object(JSONObject([("timeoutMs", total.map { .integer($0) } ?? .null),
-                                   ("connectTimeoutMs", connect.map { .integer($0) } ?? .null)]))
+        let options = try ThreadTimeoutOptions(json: Boundary.json(options_json, name: "options_json"))
+        try options.apply()
+        return options.json
     }
 }

@@ -91,9 +91,9 @@ final class HandleTable: @unchecked Sendable {
     private static func invalid<T>(_ handle: OpaquePointer?, _ type: T.Type) -> DirectLineError {
         let kind = type == Conversation.self ? "dl_conversation" : "dl_client"
         guard handle != nil else {
-            return DirectLineError(.DL_ERR_INVALID_HANDLE, "the \(kind) handle is NULL")
+            return DirectLineError(.invalidHandle, "the \(kind) handle is NULL")
         }
-        return DirectLineError(.DL_ERR_INVALID_HANDLE,
+        return DirectLineError(.invalidHandle,
                                "the \(kind) handle is not valid: it was freed, never issued, or is of another kind")
     }
 }
@@ -101,38 +101,3 @@ final class HandleTable: @unchecked Sendable {
 /// Every handle this library has issued, clients and conversations alike.
 let handles = HandleTable()
 
-/// A value guarded by a pthread reader-writer lock: many readers at once,
-/// or one writer.
-final class ReadWriteLocked<Value>: @unchecked Sendable {
-    private let lock: UnsafeMutablePointer<pthread_rwlock_t>
-    /// Behind a pointer, as in `Locked`: the lock makes access exclusive,
-    /// and a stored property would add a dynamic exclusivity check.
-    private let value: UnsafeMutablePointer<Value>
-
-    init(_ value: Value) {
-        self.value = .allocate(capacity: 1)
-        self.value.initialize(to: value)
-        lock = .allocate(capacity: 1)
-        lock.initialize(to: pthread_rwlock_t())
-        pthread_rwlock_init(lock, nil)
-    }
-
-    deinit {
-        pthread_rwlock_destroy(lock)
-        lock.deallocate()
-        value.deinitialize(count: 1)
-        value.deallocate()
-    }
-
-    func read<T>(_ body: (Value) -> T) -> T {
-        pthread_rwlock_rdlock(lock)
-        defer { pthread_rwlock_unlock(lock) }
-        return body(value.pointee)
-    }
-
-    func write<T>(_ body: (inout Value) -> T) -> T {
-        pthread_rwlock_wrlock(lock)
-        defer { pthread_rwlock_unlock(lock) }
-        return body(&value.pointee)
-    }
-}

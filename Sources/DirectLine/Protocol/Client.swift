@@ -119,24 +119,6 @@ final class DirectLineClient: Sendable {
     }
 }
 
-enum Clock {
-    /// Seconds since the epoch.
-    static func now() -> Int { Int(time(nil)) }
-
-    /// Milliseconds on a clock that never jumps (for deadlines and token lifetimes).
-    static func monotonicMs() -> Int {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return Int(now.tv_sec) * 1000 + Int(now.tv_nsec) / 1_000_000
-    }
-
-    /// Nanoseconds on the same clock (for log lines' timings).
-    static func monotonicNs() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
-    }
-}
 
 #if canImport(Glibc)
 import Glibc

@@ -1,43 +1,5 @@
 import Synchronization
 
-/// What a conversation handle remembers; guarded by the conversation's lock.
-struct ConversationState: Sendable {
-    var id: String
-    /// The conversation's own token (the one the service issued for it), or
-    /// the client's credential when the service issued none.
-    var token: TokenState
-    var watermark: String?
-    var streamUrl: String?
-    /// `dl_conversation_end` was called: the token is no longer refreshed.
-    var ended = false
-    /// The handle was freed: waits stop, the token is no longer refreshed.
-    var closed = false
-    /// Why the last automatic refresh failed, if it did.
-    var refreshError: String?
-    /// The user ids this handle sent as, most recent last (for `wait`).
-    var senders: [String] = []
-    /// Ids of the activities `wait` has returned, to drop repeats.
-    var seen = RecentIDs()
-
-    init(id: String, token: TokenState, watermark: String? = nil, streamUrl: String? = nil) {
-        self.id = id
-        self.token = token
-        self.watermark = watermark
-        self.streamUrl = streamUrl
-    }
-
-    /// The clientActivityIDs of the last activities sent (for `wait`).
-    var sentActivityIDs = SentIDs()
-
-    /// Records a user this handle sends as (the 32 most recent).
-    mutating func noteSender(_ userId: String) {
-        guard senders.last != userId else { return }
-        senders.removeAll { $0 == userId }
-        senders.append(userId)
-        if senders.count > 32 { senders.removeFirst() }
-    }
-}
-
 /// One conversation: its id, its token and the watermark of what was read.
 /// Thread-safe: state is read under a lock, requests run without it.
 final class Conversation: Sendable {
@@ -94,7 +56,7 @@ final class Conversation: Sendable {
 
     /// Sends a POST on this conversation with the progress callback attached;
     /// a failure carries the activity's clientActivityID.
-    private func post(_ request: consuming HTTPRequest, clientActivityID: String?) throws(DirectLineError) -> HTTPResponse {
+    func post(_ request: consuming HTTPRequest, clientActivityID: String?) throws(DirectLineError) -> HTTPResponse {
         let pinned = pinProgress()
         defer { pinned?.unpin() }
         request.progress = pinned?.callback
@@ -131,19 +93,20 @@ final class Conversation: Sendable {
 
     var snapshot: ConversationState { state.withLock { $0 } }
 
-    /// What a request needs, read under the lock without copying the rest.
-    var target: (id: String, token: String, watermark: String?) {
+    /// Where reading goes on from: the id, token and watermark a GET needs,
+    /// read under the lock without copying the rest of the state.
+    var readPosition: (id: String, token: String, watermark: String?) {
         state.withLock { ($0.id, $0.token.value, $0.watermark) }
     }
 
     /// Before a send or upload leaves, in one critical section: records who
     /// sends it and its correlation id (so that a `wait` on another thread
-    /// already knows it as the caller's), and reads the conversation id and
-    /// token the request needs.
-    private func targetForSending(by userId: String?, clientActivityID: String?) -> String {
+    /// already knows it as the caller's), and returns the token the request
+    /// carries.
+    func tokenForSend(recordingSender userId: String?, clientActivityID: String?) -> String {
         state.withLock { state in
             if let userId { state.noteSender(userId) }
-            if let clientActivityID { state.sentActivityIDs.record(clientActivityID) }
+            if let clientActivityID { state.sentClientActivityIDs.record(clientActivityID) }
             return state.token.value
         }
     }
@@ -151,7 +114,7 @@ final class Conversation: Sendable {
     /// After it: when, from which `wait` times its first poll (0: never).
     let lastSendMs = Atomic(0)
 
-    private func noteSent() {
+    func noteSent() {
         // Stored only when it changed, so threads sending on one
         // conversation mostly read the cache line instead of fighting for it.
         let now = Clock.monotonicMs()
@@ -197,247 +160,21 @@ final class Conversation: Sendable {
         return String(url[..<query])
     }
 
-    /// `dl_send_activity`.
-    func send(_ activityJSON: JSONValue) throws(DirectLineError) -> JSONValue {
-        let outgoing = try OutgoingActivity(activityJSON, version: client.version)
-        let response = try post(body: outgoing.serializedBody(), clientActivityID: outgoing.clientActivityID,
-                                sender: outgoing.sender)
-        return try result(of: response, what: "send activity", clientActivityID: outgoing.clientActivityID)
-    }
 
-    /// `dl_send_activity` with the caller's JSON text (`name` is the
-    /// argument, for errors): an activity the scanner accepts goes out as
-    /// it is, with its clientActivityID spliced in, and the result is
-    /// written without building a tree; any other text is parsed and
-    /// written out again.
-    func send(activityBytes bytes: UnsafeBufferPointer<UInt8>, name: String) throws(DirectLineError) -> SerializedJSON {
-        guard let scanned = OutgoingActivity.scannedBody(bytes, version: client.version) else {
-            let text = try Boundary.text(bytes, name: name)
-            return .bytes(try send(Boundary.parse(text, name: name)).serializedBytes)
+    /// `dl_conversation_end`: 3.0 sends an endOfConversation activity from
+    /// `userId`; 1.1 has no such message and sends nothing. Either way the
+    /// handle stops refreshing its token, so the conversation lapses.
+    func end(userId: String) throws(DirectLineError) -> SendResult {
+        var result = SendResult.empty
+        if client.version == .v3 {
+            let activity = JSONObject([("type", .string("endOfConversation")),
+                                       ("from", .object(JSONObject([("id", .string(userId))])))])
+            result = try send(.object(activity))
         }
-        let response = try post(body: scanned.body, clientActivityID: scanned.clientActivityID, sender: scanned.sender)
-        if let clientActivityID = scanned.clientActivityID,
-           let written = Self.scannedResult(response, clientActivityID, generated: scanned.generated) {
-            return .cString(written)
+        state.withLock { state in
+            state.ended = true
+            TokenRefresher.shared.cancel(ObjectIdentifier(self))
         }
-        return .bytes(try result(of: response, what: "send activity", clientActivityID: scanned.clientActivityID).serializedBytes)
-    }
-
-    private func post(body: [UInt8], clientActivityID: String?, sender: String?) throws(DirectLineError) -> HTTPResponse {
-        let token = targetForSending(by: sender, clientActivityID: clientActivityID)
-        defer { noteSent() }
-        return try post(client.requests.send(path: sendPath, payload: body, bearer: token),
-                        clientActivityID: clientActivityID)
-    }
-
-    /// The 3.0 send result `{"id": ..., "clientActivityID": ...}` written
-    /// straight from the service's answer, as a malloc'd C string, when the
-    /// scanner accepts the answer and its id is a plain ASCII string or
-    /// null: the bytes `result(of:)` would give. nil sends the answer down
-    /// that path instead (and when malloc fails, which that path reports).
-    /// `generated`: the id is known to come from `ClientActivityID.generate()`.
-    static func scannedResult(_ response: HTTPResponse, _ clientActivityID: String,
-                              generated: Bool = false) -> UnsafeMutablePointer<CChar>? {
-        response.body.withUnsafeBufferPointer { body -> UnsafeMutablePointer<CChar>? in
-            var id: UnsafeBufferPointer<UInt8>?
-            if response.status != 204 && !body.isEmpty {
-                // nil: declined, no "id", or an id that needs decoding.
-                let plainID = JSONScanner.withObject(in: body, range: 0..<body.count) { members, _ -> UnsafeBufferPointer<UInt8>? in
-                    guard let member = members.named("id") else { return nil }
-                    let value = UnsafeBufferPointer(rebasing: body[member.value])
-                    let plain = value.first == UInt8(ascii: "n")
-                        || (value.first == UInt8(ascii: "\"") && !value.contains { $0 >= 0x80 || $0 == UInt8(ascii: "\\") })
-                    return plain ? value : nil
-                }
-                guard let plainID else { return nil }
-                id = plainID
-            }
-            var correlation = clientActivityID
-            return correlation.withUTF8 { correlationBytes -> UnsafeMutablePointer<CChar>? in
-                // A generated id (dlc- and hex digits) needs no escaping.
-                let escaped: [UInt8]? = generated || ClientActivityID.isGenerated(clientActivityID) ? nil : {
-                    var output: [UInt8] = []
-                    JSONValue.writeString(clientActivityID, to: &output)
-                    return output
-                }()
-                let head: StaticString = #"{"id":"#
-                let middle: StaticString = #","clientActivityID":"#
-                let null: StaticString = "null"
-                let idCount = id?.count ?? null.utf8CodeUnitCount
-                let correlationCount = escaped?.count ?? correlationBytes.count + 2
-                let count = head.utf8CodeUnitCount + idCount + middle.utf8CodeUnitCount + correlationCount + 1
-                guard let output = malloc(count + 1)?.assumingMemoryBound(to: UInt8.self) else { return nil }
-                var writer = ByteWriter(at: output)
-                head.withUTF8Buffer { writer.put($0) }
-                if let id { writer.put(id) } else { null.withUTF8Buffer { writer.put($0) } }
-                middle.withUTF8Buffer { writer.put($0) }
-                if let escaped {
-                    escaped.withUnsafeBufferPointer { writer.put($0) }
-                } else {
-                    writer.put(UInt8(ascii: "\""))
-                    writer.put(correlationBytes)
-                    writer.put(UInt8(ascii: "\""))
-                }
-                writer.put(UInt8(ascii: "}"))
-                writer.put(0)
-                return UnsafeMutableRawPointer(output).assumingMemoryBound(to: CChar.self)
-            }
-        }
-    }
-
-    /// 3.0 answers `{"id"}` (or 204); 1.1 answers 204. The result adds the
-    /// activity's clientActivityID on 3.0.
-    private func result(of response: HTTPResponse, what: String, clientActivityID: String?) throws(DirectLineError) -> JSONValue {
-        do {
-            return try checkedResult(of: response, what: what, clientActivityID: clientActivityID)
-        } catch {
-            // An answer that is not what the protocol says leaves the
-            // outcome unknown: the caller needs the id to reconcile.
-            var error = error
-            error.clientActivityID = clientActivityID
-            throw error
-        }
-    }
-
-    private func checkedResult(of response: HTTPResponse, what: String, clientActivityID: String?) throws(DirectLineError) -> JSONValue {
-        var result = JSONObject()
-        guard client.version == .v3 else {
-            // 1.1 answers 204. A body that is not JSON (an HTML page from a
-            // proxy, say) means the service may never have seen the message.
-            if !response.body.isEmpty { _ = try Responses.json(response, what: what) }
-            return .object(result)
-        }
-        if response.status != 204, !response.body.isEmpty {
-            let answer = try Responses.json(response, what: what)
-            guard let id = answer.objectValue?["id"], id.stringValue != nil || id.isNull else {
-                throw Responses.protocolError("the service's answer to \(what) has no string \"id\"", response)
-            }
-            result["id"] = id
-        } else {
-            result["id"] = .null
-        }
-        if let clientActivityID { result["clientActivityID"] = .string(clientActivityID) }
-        return .object(result)
-    }
-
-    /// `dl_upload_file` and `dl_upload_bytes`: one raw attachment.
-    func upload(userId: String, file: Uploads.File) throws(DirectLineError) -> JSONValue {
-        let (body, contentType, disposition) = Uploads.raw(file)
-        return try upload(userId: userId, body: body, contentType: contentType, disposition: disposition,
-                          clientActivityID: nil)
-    }
-
-    /// `dl_upload_multipart`: `{"activity": {...}?, "files": [{"path" | "dataBase64", "contentType"?, "filename"?}]}`.
-    func uploadMultipart(userId: String, manifest: JSONValue) throws(DirectLineError) -> JSONValue {
-        let reader = try JSONReader(manifest, context: "upload")
-        try reader.rejectUnknownKeys(["activity", "files"])
-        guard let fileValues = reader.object["files"]?.arrayValue, !fileValues.isEmpty else {
-            throw .invalidArgument("upload needs a non-empty \"files\" array")
-        }
-        var files: [Uploads.File] = []
-        for (index, value) in fileValues.enumerated() {
-            files.append(try Self.manifestFile(value, context: "upload.files[\(index)]"))
-        }
-        var activityBytes: [UInt8]?
-        var clientActivityID: String?
-        if let activity = try reader.object("activity") {
-            let outgoing = try OutgoingActivity(Self.completed(activity.object, userId: userId, version: client.version),
-                                                version: client.version)
-            activityBytes = try outgoing.serializedBody()
-            clientActivityID = outgoing.clientActivityID
-        }
-        let partType = client.version == .v3 ? "application/vnd.microsoft.activity" : "application/vnd.microsoft.bot.message"
-        let (body, contentType) = Uploads.multipart(files: files, activity: activityBytes, activityType: partType)
-        return try upload(userId: userId, body: body, contentType: contentType, disposition: nil,
-                          clientActivityID: clientActivityID)
-    }
-
-    /// An upload's activity may leave out what the upload already says:
-    /// `from` defaults to the uploading user, and a 3.0 `type` to "message".
-    private static func completed(_ activity: JSONObject, userId: String, version: ProtocolVersion) -> JSONValue {
-        var activity = activity
-        switch version {
-        case .v3:
-            if activity["type"] == nil { activity["type"] = .string("message") }
-            if activity["from"] == nil { activity["from"] = .object(JSONObject([("id", .string(userId))])) }
-        case .v1:
-            if activity["from"] == nil { activity["from"] = .string(userId) }
-        }
-        return .object(activity)
-    }
-
-    private static func manifestFile(_ value: JSONValue, context: String) throws(DirectLineError) -> Uploads.File {
-        let reader = try JSONReader(value, context: context)
-        try reader.rejectUnknownKeys(["path", "dataBase64", "contentType", "filename"])
-        let contentType = try reader.string("contentType")
-        let filename = try reader.string("filename")
-        switch (try reader.string("path"), try reader.string("dataBase64")) {
-        case let (path?, nil):
-            guard !path.isEmpty else { throw .invalidArgument("\(context).path must not be empty") }
-            return try Uploads.File(content: .file(OpenFile(path: path)), contentType: contentType,
-                                    filename: filename, defaultName: Uploads.lastComponent(of: path))
-        case let (nil, data?):
-            guard let bytes = Base64.decode(data) else { throw .invalidArgument("\(context).dataBase64 is not valid base64") }
-            return try Uploads.File(content: .bytes(bytes), contentType: contentType, filename: filename, defaultName: "file")
-        default:
-            throw .invalidArgument("\(context) needs exactly one of \"path\" and \"dataBase64\"")
-        }
-    }
-
-    /// Refuses an upload body over the client's `maxUploadBytes`.
-    func checkUploadSize(_ length: Int64) throws(DirectLineError) {
-        let limit = client.config.maxUploadBytes
-        guard length <= limit else {
-            throw DirectLineError(.DL_ERR_TOO_LARGE,
-                                  "the upload is \(length) bytes; the limit is \(limit) (config maxUploadBytes; the service accepts about 4 MB)")
-        }
-    }
-
-    private func upload(userId: String, body: RequestBody, contentType: String, disposition: String?,
-                        clientActivityID: String?) throws(DirectLineError) -> JSONValue {
-        try checkUploadSize(body.length)
-        let token = targetForSending(by: userId, clientActivityID: clientActivityID)
-        defer { noteSent() }
-        let response = try post(client.requests.upload(conversationId: conversationID, userId: userId, body: body,
-                                                       contentType: contentType, disposition: disposition,
-                                                       bearer: token),
-                                clientActivityID: clientActivityID)
-        return try result(of: response, what: "upload", clientActivityID: clientActivityID)
-    }
-
-    /// `dl_get_activities`: the activities after the stored watermark; the
-    /// watermark advances unless the service answers a null or missing one.
-    func receive() throws(DirectLineError) -> JSONValue {
-        let current = target
-        let (answer, watermark) = try page(after: current.watermark, id: current.id, token: current.token)
-        if let watermark { state.withLock { $0.watermark = watermark } }
-        return answer
-    }
-
-    /// One GET of the activities after `watermark`: the service's answer and
-    /// the watermark it gave (nil when null or missing). Stores nothing.
-    func page(after watermark: String?, id: String, token: String) throws(DirectLineError) -> (JSONValue, String?) {
-        let response = try client.execute(
-            client.requests.receive(conversationId: id, watermark: watermark, bearer: token), operation: .other)
-        let answer = try Responses.json(response, what: "get activities")
-        guard let object = answer.objectValue, object[listKey]?.arrayValue != nil else {
-            throw Responses.protocolError("the service's answer has no \"\(listKey)\" array", response)
-        }
-        return (answer, object["watermark"]?.stringValue)
-    }
-}
-
-#if canImport(Glibc)
-import Glibc
-#endif
-
-enum ISO8601 {
-    /// "2026-11-21T02:30:00Z" for seconds since the epoch.
-    static func format(_ seconds: Int) -> String {
-        var time = time_t(seconds)
-        var parts = tm()
-        guard gmtime_r(&time, &parts) != nil else { return "" }
-        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
+        return result
     }
 }

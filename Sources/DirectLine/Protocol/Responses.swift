@@ -11,7 +11,7 @@ enum Responses {
         do {
             return try JSONParser.parse(bytes: response.body)
         } catch {
-            var failure = DirectLineError(.DL_ERR_PROTOCOL,
+            var failure = DirectLineError(.protocolViolation,
                                           "the service's answer to \(what) is not valid JSON (\(error.message) at byte \(error.offset))",
                                           delivery: .unknown)
             failure.httpStatus = response.status
@@ -21,7 +21,7 @@ enum Responses {
     }
 
     static func protocolError(_ message: String, _ response: HTTPResponse) -> DirectLineError {
-        var error = DirectLineError(.DL_ERR_PROTOCOL, message, delivery: .unknown)
+        var error = DirectLineError(.protocolViolation, message, delivery: .unknown)
         error.httpStatus = response.status
         error.attempts = response.attempts
         return error
@@ -32,28 +32,28 @@ enum Responses {
     static func failure(_ response: HTTPResponse, operation: Operation, version: ProtocolVersion,
                         secrets: [String]) -> DirectLineError {
         let (code, serviceMessage) = serviceError(response.body)
-        let status: dl_status
+        let status: Status
         var delivery = Delivery.notSent
         switch response.status {
-        case 400: status = .DL_ERR_BAD_REQUEST
-        case 401: status = .DL_ERR_UNAUTHORIZED
-        case 403: status = code == "TokenExpired" ? .DL_ERR_TOKEN_EXPIRED : .DL_ERR_FORBIDDEN
-        case 404: status = .DL_ERR_NOT_FOUND
-        case 409: status = .DL_ERR_CONFLICT
-        case 413: status = .DL_ERR_TOO_LARGE
-        case 429: status = .DL_ERR_THROTTLED
+        case 400: status = .badRequest
+        case 401: status = .unauthorized
+        case 403: status = code == "TokenExpired" ? .tokenExpired : .forbidden
+        case 404: status = .notFound
+        case 409: status = .conflict
+        case 413: status = .tooLarge
+        case 429: status = .throttled
         case 500 where version == .v1 && operation == .send:
-            status = .DL_ERR_BOT
+            status = .bot
             delivery = .unknown
         case 502:
-            status = .DL_ERR_BOT
+            status = .bot
             delivery = .unknown
-        case 503: status = .DL_ERR_SERVICE
+        case 503: status = .service
         case 500...599:
-            status = .DL_ERR_SERVICE
+            status = .service
             delivery = .unknown
         default:
-            status = .DL_ERR_HTTP
+            status = .http
             delivery = .unknown
         }
         var message = "\(describe(status)) (HTTP \(response.status)"
@@ -68,18 +68,18 @@ enum Responses {
         return error
     }
 
-    private static func describe(_ status: dl_status) -> String {
+    private static func describe(_ status: Status) -> String {
         switch status {
-        case .DL_ERR_BAD_REQUEST: "the service refused the request as malformed"
-        case .DL_ERR_UNAUTHORIZED: "the service refused the credentials"
-        case .DL_ERR_FORBIDDEN: "the service forbade the request"
-        case .DL_ERR_TOKEN_EXPIRED: "the token has expired; start a new conversation or refresh before expiry"
-        case .DL_ERR_NOT_FOUND: "the service does not know this conversation or path"
-        case .DL_ERR_CONFLICT: "the conversation already exists"
-        case .DL_ERR_TOO_LARGE: "the service refused the request as too large"
-        case .DL_ERR_THROTTLED: "the service is throttling requests, still after the retries allowed"
-        case .DL_ERR_BOT: "the bot returned an error or timed out"
-        case .DL_ERR_SERVICE: "the service failed"
+        case .badRequest: "the service refused the request as malformed"
+        case .unauthorized: "the service refused the credentials"
+        case .forbidden: "the service forbade the request"
+        case .tokenExpired: "the token has expired; start a new conversation or refresh before expiry"
+        case .notFound: "the service does not know this conversation or path"
+        case .conflict: "the conversation already exists"
+        case .tooLarge: "the service refused the request as too large"
+        case .throttled: "the service is throttling requests, still after the retries allowed"
+        case .bot: "the bot returned an error or timed out"
+        case .service: "the service failed"
         default: "the service answered with an unexpected status"
         }
     }
@@ -101,17 +101,3 @@ enum Responses {
     }
 }
 
-extension String {
-    func replacingAll(_ target: String, with replacement: String) -> String {
-        guard !target.isEmpty else { return self }
-        var result = ""
-        var rest = Substring(self)
-        while let range = rest.firstRange(of: target) {
-            result += rest[..<range.lowerBound]
-            result += replacement
-            rest = rest[range.upperBound...]
-        }
-        result += rest
-        return result
-    }
-}

@@ -1,50 +1,3 @@
-import Synchronization
-
-/// The credential a conversation handle sends, and when it expires.
-struct TokenState: Sendable {
-    var value: String
-    /// False when the handle uses the client's secret, which never expires
-    /// and must never be handed out by `dl_conversation_state`.
-    var refreshable: Bool
-    /// The lifetime the service gave the token (`expires_in`), in ms.
-    var lifetimeMs: Int?
-    /// The lifetime is the library's estimate, not the service's word: it
-    /// schedules refreshes but is not saved in `dl_conversation_state`, so a
-    /// saved state reopens to the same saved state.
-    var lifetimeIsEstimate = false
-    /// When it expires, on the monotonic clock (ms), and on the wall clock
-    /// (seconds since the epoch) for info and saved state.
-    var expiresAtMs: Int?
-    var expiresAtEpoch: Int?
-
-    /// A token the service issued at `issuedAtMs` valid for `expiresIn` seconds.
-    static func issued(_ value: String, refreshable: Bool, expiresIn: Int?, issuedAtMs: Int) -> TokenState {
-        let seconds = expiresIn.map { max(0, min($0, 1 << 31)) }
-        return TokenState(value: value, refreshable: refreshable, lifetimeMs: seconds.map { $0 * 1000 },
-                          expiresAtMs: seconds.map { issuedAtMs + $0 * 1000 },
-                          expiresAtEpoch: seconds.map { Clock.now() + $0 })
-    }
-
-    /// A token known to expire at `epoch` (from saved state). Without its
-    /// lifetime, the time it has left stands in for it: a 1.1 renewal, which
-    /// does not say how long the new token lives, then errs on the early side.
-    static func expiring(_ value: String, refreshable: Bool, atEpoch epoch: Int, lifetimeSeconds: Int?) -> TokenState {
-        let remainingMs = max(0, epoch - Clock.now()) * 1000
-        var state = TokenState(value: value, refreshable: refreshable,
-                               lifetimeMs: lifetimeSeconds.map { $0 * 1000 } ?? min(max(remainingMs, 1000), (1 << 31) * 1000),
-                               expiresAtMs: Clock.monotonicMs() + remainingMs, expiresAtEpoch: epoch)
-        state.lifetimeIsEstimate = lifetimeSeconds == nil
-        return state
-    }
-
-    /// When the handle should refresh it on its own: at half its remaining
-    /// life, or nil when it never expires or cannot be refreshed.
-    func refreshDueMs(now: Int) -> Int? {
-        guard refreshable, let expiresAtMs, expiresAtMs > now else { return nil }
-        return now + (expiresAtMs - now) / 2
-    }
-}
-
 /// The answer to a token refresh: the new token and, when the service says,
 /// its lifetime in seconds.
 struct RenewedToken {
@@ -118,7 +71,7 @@ extension DirectLineClient {
         case .v3:
             return try renew(token: token, conversationId: nil).serviceObject ?? .null
         case .v1:
-            guard let conversation = conversation(usingToken: token) else {
+            guard let conversation = conversations.conversation(usingToken: token) else {
                 throw .invalidArgument(
                     "Direct Line 1.1 renews a token through its conversation's id: refresh the token of a " +
                     "conversation this client started or opened, or call dl_conversation_refresh")
@@ -139,7 +92,7 @@ extension DirectLineClient {
             let expiresIn = answer.objectValue?["expires_in"]?.int64Value.flatMap { Int(exactly: $0) }
             return RenewedToken(token: fresh, expiresIn: expiresIn, serviceObject: answer)
         case .v1:
-            guard let conversationId else { throw .internal("a 1.1 renewal needs the conversation id") }
+            guard let conversationId else { throw .internalError("a 1.1 renewal needs the conversation id") }
             var response: HTTPResponse
             do {
                 response = try execute(requests.renewToken(conversationId: conversationId, method: .get, bearer: token),
@@ -153,71 +106,5 @@ extension DirectLineClient {
             let answer = try Responses.json(response, what: "renew token")
             return RenewedToken(token: try Self.bareToken(answer, response), expiresIn: nil, serviceObject: nil)
         }
-    }
-}
-
-/// The conversations a client has handed out, so that a 1.1 token can be
-/// renewed through its conversation id. Holds them weakly.
-final class ConversationRegistry: Sendable {
-    private final class Entry: @unchecked Sendable {
-        weak var conversation: Conversation?
-        init(_ conversation: Conversation) { self.conversation = conversation }
-    }
-
-    private let entries = Locked<[ObjectIdentifier: Entry]>([:])
-
-    func add(_ conversation: Conversation) {
-        entries.withLock { $0[ObjectIdentifier(conversation)] = Entry(conversation) }
-    }
-
-    func remove(_ id: ObjectIdentifier) {
-        _ = entries.withLock { $0.removeValue(forKey: id) }
-    }
-
-    func all() -> [Conversation] {
-        entries.withLock { $0.values.compactMap(\.conversation) }
-    }
-}
-
-extension DirectLineClient {
-    fileprivate func conversation(usingToken token: String) -> Conversation? {
-        conversations.all().first { $0.currentToken == token }
-    }
-}
-
-#if canImport(Glibc)
-import Glibc
-#endif
-
-extension ISO8601 {
-    /// Parses exactly the "YYYY-MM-DDTHH:MM:SSZ" that `format` writes.
-    static func parse(_ text: String) -> Int? {
-        let bytes = Array(text.utf8)
-        guard bytes.count == 20, bytes[4] == UInt8(ascii: "-"), bytes[7] == UInt8(ascii: "-"),
-              bytes[10] == UInt8(ascii: "T"), bytes[13] == UInt8(ascii: ":"), bytes[16] == UInt8(ascii: ":"),
-              bytes[19] == UInt8(ascii: "Z") else { return nil }
-        func number(_ range: Range<Int>) -> Int32? {
-            var value: Int32 = 0
-            for byte in bytes[range] {
-                guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { return nil }
-                value = value * 10 + Int32(byte - UInt8(ascii: "0"))
-            }
-            return value
-        }
-        guard let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
-              let hour = number(11..<13), let minute = number(14..<16), let second = number(17..<19),
-              year >= 1970, (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 60
-        else { return nil }
-        var parts = tm()
-        parts.tm_year = year - 1900
-        parts.tm_mon = month - 1
-        parts.tm_mday = day
-        parts.tm_hour = hour
-        parts.tm_min = minute
-        parts.tm_sec = second
-        let seconds = timegm(&parts)
-        // timegm normalises 31 February into March: refuse such dates.
-        guard seconds >= 0, format(Int(seconds)) == text else { return nil }
-        return Int(seconds)
     }
 }

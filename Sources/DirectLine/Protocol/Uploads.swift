@@ -3,25 +3,30 @@
 enum Uploads {
     /// One file to upload, with the headers of its part.
     struct File: Sendable {
-        enum Content: Sendable {
-            case file(OpenFile)
-            case bytes([UInt8])
-        }
-
-        var content: Content
+        /// Its bytes: an open file, streamed, or bytes in memory.
+        var segment: RequestBody.Segment
         var contentType: String
         var filename: String
 
-        var segment: RequestBody.Segment {
-            switch content {
-            case .file(let file): .file(file)
-            case .bytes(let bytes): .bytes(bytes)
-            }
+        /// A file on disk, opened now so that a missing one is refused with
+        /// nothing sent; named by the path's last component by default.
+        /// `pathName` names the argument in errors.
+        static func onDisk(path: String, pathName: String = "path", contentType: String?,
+                           filename: String?) throws(DirectLineError) -> File {
+            guard !path.isEmpty else { throw .invalidArgument("\(pathName) must not be empty") }
+            return try File(segment: .file(OpenFile(path: path)), contentType: contentType, filename: filename,
+                            defaultName: Uploads.lastComponent(of: path))
+        }
+
+        /// Bytes from memory, named "file" by default.
+        static func inMemory(_ bytes: [UInt8], contentType: String?, filename: String?) throws(DirectLineError) -> File {
+            try File(segment: .bytes(bytes), contentType: contentType, filename: filename, defaultName: "file")
         }
 
         /// Validates or fills in the content type and file name.
-        init(content: Content, contentType: String?, filename: String?, defaultName: String) throws(DirectLineError) {
-            self.content = content
+        private init(segment: RequestBody.Segment, contentType: String?, filename: String?,
+                     defaultName: String) throws(DirectLineError) {
+            self.segment = segment
             let name = filename ?? defaultName
             guard !name.isEmpty else { throw .invalidArgument("the file name must not be empty") }
             guard !name.unicodeScalars.contains(where: { $0.value == 0 }) else {
@@ -132,48 +137,102 @@ enum Uploads {
     }
 }
 
-/// Strict RFC 4648 base64 (standard alphabet, padded, no whitespace).
-enum Base64 {
-    static func decode(_ text: String) -> [UInt8]? {
-        let input = Array(text.utf8)
-        guard input.count % 4 == 0 else { return nil }
-        var output: [UInt8] = []
-        output.reserveCapacity(input.count / 4 * 3)
-        var index = 0
-        while index < input.count {
-            let isLast = index + 4 == input.count
-            var values: [UInt32] = []
-            var padding = 0
-            for offset in 0..<4 {
-                let byte = input[index + offset]
-                if byte == UInt8(ascii: "=") {
-                    guard isLast, offset >= 2 else { return nil }
-                    padding += 1
-                    continue
-                }
-                guard padding == 0, let value = sextet(byte) else { return nil }
-                values.append(value)
-            }
-            let group = values.enumerated().reduce(UInt32(0)) { $0 | $1.element << (18 - 6 * UInt32($1.offset)) }
-            output.append(UInt8(truncatingIfNeeded: group >> 16))
-            if padding < 2 { output.append(UInt8(truncatingIfNeeded: group >> 8)) }
-            if padding < 1 { output.append(UInt8(truncatingIfNeeded: group)) }
-            // Bits beyond the data must be zero, or two texts decode alike.
-            if padding == 1, group & 0xFF != 0 { return nil }
-            if padding == 2, group & 0xFFFF != 0 { return nil }
-            index += 4
+/// `upload_json` of `dl_upload_multipart`:
+/// `{"activity": {...}?, "files": [{"path" | "dataBase64", "contentType"?, "filename"?}]}`.
+/// Every file is opened or decoded here, before anything is sent.
+struct MultipartUpload {
+    var files: [Uploads.File]
+    /// The activity (3.0) or message (1.1) part, not yet checked against
+    /// the protocol's rules (that needs the conversation's version).
+    var activity: JSONObject?
+
+    init(json: JSONValue) throws(DirectLineError) {
+        let reader = try JSONReader(json, context: "upload")
+        try reader.rejectUnknownKeys(["activity", "files"])
+        guard let fileValues = reader.object["files"]?.arrayValue, !fileValues.isEmpty else {
+            throw .invalidArgument("upload needs a non-empty \"files\" array")
         }
-        return output
+        files = []
+        for (index, value) in fileValues.enumerated() {
+            files.append(try Self.file(value, context: "upload.files[\(index)]"))
+        }
+        activity = try reader.object("activity")?.object
     }
 
-    private static func sextet(_ byte: UInt8) -> UInt32? {
-        switch byte {
-        case UInt8(ascii: "A")...UInt8(ascii: "Z"): UInt32(byte - UInt8(ascii: "A"))
-        case UInt8(ascii: "a")...UInt8(ascii: "z"): UInt32(byte - UInt8(ascii: "a") + 26)
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): UInt32(byte - UInt8(ascii: "0") + 52)
-        case UInt8(ascii: "+"): 62
-        case UInt8(ascii: "/"): 63
-        default: nil
+    private static func file(_ value: JSONValue, context: String) throws(DirectLineError) -> Uploads.File {
+        let reader = try JSONReader(value, context: context)
+        try reader.rejectUnknownKeys(["path", "dataBase64", "contentType", "filename"])
+        let contentType = try reader.string("contentType")
+        let filename = try reader.string("filename")
+        switch (try reader.string("path"), try reader.string("dataBase64")) {
+        case let (path?, nil):
+            return try .onDisk(path: path, pathName: "\(context).path", contentType: contentType, filename: filename)
+        case let (nil, data?):
+            guard let bytes = Base64.decode(data) else { throw .invalidArgument("\(context).dataBase64 is not valid base64") }
+            return try .inMemory(bytes, contentType: contentType, filename: filename)
+        default:
+            throw .invalidArgument("\(context) needs exactly one of \"path\" and \"dataBase64\"")
         }
+    }
+}
+
+extension Conversation {
+    /// `dl_upload_file` and `dl_upload_bytes`: one raw attachment.
+    func upload(userId: String, file: Uploads.File) throws(DirectLineError) -> SendResult {
+        let (body, contentType, disposition) = Uploads.raw(file)
+        return try upload(userId: userId, body: body, contentType: contentType, disposition: disposition,
+                          clientActivityID: nil)
+    }
+
+    /// `dl_upload_multipart`: the files and, when given, the activity that
+    /// carries them, as one multipart/form-data request.
+    func upload(userId: String, multipart: MultipartUpload) throws(DirectLineError) -> SendResult {
+        var activityBytes: [UInt8]?
+        var clientActivityID: String?
+        if let activity = multipart.activity {
+            let outgoing = try OutgoingActivity(Self.completed(activity, userId: userId, version: client.version),
+                                                version: client.version)
+            activityBytes = try outgoing.serializedBody()
+            clientActivityID = outgoing.clientActivityID
+        }
+        let partType = client.version == .v3 ? "application/vnd.microsoft.activity" : "application/vnd.microsoft.bot.message"
+        let (body, contentType) = Uploads.multipart(files: multipart.files, activity: activityBytes, activityType: partType)
+        return try upload(userId: userId, body: body, contentType: contentType, disposition: nil,
+                          clientActivityID: clientActivityID)
+    }
+
+    /// An upload's activity may leave out what the upload already says:
+    /// `from` defaults to the uploading user, and a 3.0 `type` to "message".
+    private static func completed(_ activity: JSONObject, userId: String, version: ProtocolVersion) -> JSONValue {
+        var activity = activity
+        switch version {
+        case .v3:
+            if activity["type"] == nil { activity["type"] = .string("message") }
+            if activity["from"] == nil { activity["from"] = .object(JSONObject([("id", .string(userId))])) }
+        case .v1:
+            if activity["from"] == nil { activity["from"] = .string(userId) }
+        }
+        return .object(activity)
+    }
+
+    /// Refuses an upload body over the client's `maxUploadBytes`.
+    func checkUploadSize(_ length: Int64) throws(DirectLineError) {
+        let limit = client.config.maxUploadBytes
+        guard length <= limit else {
+            throw DirectLineError(.tooLarge,
+                                  "the upload is \(length) bytes; the limit is \(limit) (config maxUploadBytes; the service accepts about 4 MB)")
+        }
+    }
+
+    private func upload(userId: String, body: RequestBody, contentType: String, disposition: String?,
+                        clientActivityID: String?) throws(DirectLineError) -> SendResult {
+        try checkUploadSize(body.length)
+        let token = tokenForSend(recordingSender: userId, clientActivityID: clientActivityID)
+        defer { noteSent() }
+        let response = try post(client.requests.upload(conversationId: conversationID, userId: userId, body: body,
+                                                       contentType: contentType, disposition: disposition,
+                                                       bearer: token),
+                                clientActivityID: clientActivityID)
+        return try result(of: response, clientActivityID: clientActivityID, what: "upload")
     }
 }

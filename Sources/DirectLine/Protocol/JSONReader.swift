@@ -1,6 +1,19 @@
 /// Typed, strict access to a JSON object supplied by the caller, producing
 /// `DL_ERR_INVALID_ARGUMENT` errors that name the offending member.
 struct JSONReader {
+    /// The caller's JSON text (`name` is the argument, for errors), refused
+    /// unless it is UTF-8 and well-formed JSON.
+    static func parse(_ bytes: UnsafeBufferPointer<UInt8>, name: String) throws(DirectLineError) -> JSONValue {
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw .invalidArgument("\(name) is not valid UTF-8")
+        }
+        do {
+            return try JSONParser.parse(text)
+        } catch {
+            throw .invalidArgument("\(name) is not valid JSON: \(error.message) at byte \(error.offset)")
+        }
+    }
+
     let object: JSONObject
     /// Where the object sits in the caller's input, e.g. "config" or "config.retry".
     let context: String

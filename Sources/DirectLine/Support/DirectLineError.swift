@@ -8,7 +8,7 @@ enum Delivery: String, Sendable {
 
 /// Every failure inside the library, as it is reported across the C ABI.
 struct DirectLineError: Error, Sendable {
-    var status: dl_status
+    var status: Status
     var message: String
     var httpStatus: Int?
     var serviceCode: String?
@@ -23,18 +23,18 @@ struct DirectLineError: Error, Sendable {
     /// transport may send it again.
     var retryable = false
 
-    init(_ status: dl_status, _ message: String, delivery: Delivery = .notSent) {
+    init(_ status: Status, _ message: String, delivery: Delivery = .notSent) {
         self.status = status
         self.message = message
         self.delivery = delivery
     }
 
     static func invalidArgument(_ message: String) -> DirectLineError {
-        DirectLineError(.DL_ERR_INVALID_ARGUMENT, message)
+        DirectLineError(.invalidArgument, message)
     }
 
-    static func `internal`(_ message: String) -> DirectLineError {
-        DirectLineError(.DL_ERR_INTERNAL, message)
+    static func internalError(_ message: String) -> DirectLineError {
+        DirectLineError(.internalError, message)
     }
 
     /// The error JSON of API.md: `{"error": {...}}`.

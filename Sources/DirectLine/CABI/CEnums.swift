@@ -51,34 +51,19 @@
     case DL_ERR_INTERNAL = 21
 }
 
-extension dl_status {
-    /// The code's C name, e.g. "DL_ERR_BOT". (A `@c` enum carries no case
-    /// names at run time, so they are spelled out here; a unit test checks
-    /// each against the header.)
-    var name: String {
-        switch self {
-        case .DL_OK: "DL_OK"
-        case .DL_ERR_INVALID_ARGUMENT: "DL_ERR_INVALID_ARGUMENT"
-        case .DL_ERR_INVALID_HANDLE: "DL_ERR_INVALID_HANDLE"
-        case .DL_ERR_TOO_LARGE: "DL_ERR_TOO_LARGE"
-        case .DL_ERR_IO: "DL_ERR_IO"
-        case .DL_ERR_NETWORK: "DL_ERR_NETWORK"
-        case .DL_ERR_TIMEOUT: "DL_ERR_TIMEOUT"
-        case .DL_ERR_TLS: "DL_ERR_TLS"
-        case .DL_ERR_BAD_REQUEST: "DL_ERR_BAD_REQUEST"
-        case .DL_ERR_UNAUTHORIZED: "DL_ERR_UNAUTHORIZED"
-        case .DL_ERR_FORBIDDEN: "DL_ERR_FORBIDDEN"
-        case .DL_ERR_TOKEN_EXPIRED: "DL_ERR_TOKEN_EXPIRED"
-        case .DL_ERR_NOT_FOUND: "DL_ERR_NOT_FOUND"
-        case .DL_ERR_CONFLICT: "DL_ERR_CONFLICT"
-        case .DL_ERR_THROTTLED: "DL_ERR_THROTTLED"
-        case .DL_ERR_BOT: "DL_ERR_BOT"
-        case .DL_ERR_SERVICE: "DL_ERR_SERVICE"
-        case .DL_ERR_HTTP: "DL_ERR_HTTP"
-        case .DL_ERR_PROTOCOL: "DL_ERR_PROTOCOL"
-        case .DL_ERR_CANCELLED: "DL_ERR_CANCELLED"
-        case .DL_ERR_REENTRANT: "DL_ERR_REENTRANT"
-        case .DL_ERR_INTERNAL: "DL_ERR_INTERNAL"
-        }
-    }
+/// How much `dl_set_log_callback` reports. Each level includes the ones
+/// above it.
+@c public enum dl_log_level: Int32, Sendable {
+    /// Logging off (the default).
+    case DL_LOG_OFF = 0
+    /// Calls that failed: transport failures, refreshes that stopped.
+    case DL_LOG_ERROR = 1
+    /// Retries and their delays, refreshes that will be tried again.
+    case DL_LOG_WARN = 2
+    /// One line per HTTP request: method, URL, status, time, sizes, attempt.
+    case DL_LOG_INFO = 3
+    /// libcurl's own trace of each transfer: connections, request and
+    /// response headers (never bodies). `Authorization` values and `t=`
+    /// query values are replaced with `[redacted]`.
+    case DL_LOG_DEBUG = 4
 }

@@ -1,0 +1,32 @@
+extension Conversation {
+    /// `dl_conversation_confirm`: after a send whose outcome is unknown,
+    /// looks for its clientActivityID in the conversation, from the start,
+    /// without moving the handle's watermark. Polls until found or the
+    /// timeout passes (the service may still be processing it).
+    func confirm(clientActivityID: String, options: ConfirmOptions) throws(DirectLineError) -> JSONValue {
+        guard client.version == .v3 else {
+            throw .invalidArgument("Direct Line 1.1 messages carry no clientActivityID: there is nothing to look up")
+        }
+        let deadline = Clock.monotonicMs() + options.timeoutMs
+        let current = readPosition
+        var watermark: String?
+        var found: JSONValue?
+        while true {
+            // Page on from where the last look ended: an activity stored
+            // later still appears after that watermark.
+            watermark = try drain(after: watermark, id: current.id, token: current.token) { activities, _ in
+                found = activities.first {
+                    $0.objectValue?["channelData"]?.objectValue?["clientActivityID"]?.stringValue == clientActivityID
+                }
+                return found == nil
+            }
+            if found != nil || Clock.monotonicMs() >= deadline { break }
+            try sleep(until: min(deadline, Clock.monotonicMs() + 500))
+        }
+        var result = JSONObject()
+        result["delivered"] = .bool(found != nil)
+        if let found { result["id"] = found.objectValue?["id"] ?? .null }
+        result["clientActivityID"] = .string(clientActivityID)
+        return .object(result)
+    }
+}

@@ -1,0 +1,89 @@
+/// The Direct Line requests, for both protocol versions. Pure functions:
+/// they build `HTTPRequest`s and never touch the network.
+struct DirectLineRequests: Sendable {
+    let version: ProtocolVersion
+
+    /// The service's limit on one serialized activity or message.
+    static let maxActivityBytes = 262_144
+
+    private var root: String { version == .v3 ? "/v3/directline" : "/api" }
+
+    /// The path sends to a conversation go to; a conversation computes it once.
+    func sendPath(conversationId: String) -> String {
+        "\(conversationPath(conversationId))/\(version == .v3 ? "activities" : "messages")"
+    }
+
+    private func conversationPath(_ id: String) -> String {
+        "\(root)/conversations/\(Validation.percentEncoded(id))"
+    }
+
+    /// 3.0 `POST conversations` with an optional body; 1.1 `POST conversations`.
+    func startConversation(body: JSONObject?, bearer: String) -> HTTPRequest {
+        var request = HTTPRequest(method: .post, path: "\(root)/conversations", bearer: bearer)
+        if version == .v3, let body, !body.isEmpty {
+            request.contentType = "application/json"
+            request.body = RequestBody(JSONValue.object(body).serializedBytes)
+        }
+        return request
+    }
+
+    /// 3.0 `POST tokens/generate` with an optional body; 1.1 `POST tokens/conversation`.
+    func generateToken(body: JSONObject?, bearer: String) -> HTTPRequest {
+        let leaf = version == .v3 ? "generate" : "conversation"
+        var request = HTTPRequest(method: .post, path: "\(root)/tokens/\(leaf)", bearer: bearer)
+        if version == .v3, let body, !body.isEmpty {
+            request.contentType = "application/json"
+            request.body = RequestBody(JSONValue.object(body).serializedBytes)
+        }
+        return request
+    }
+
+    /// 3.0 `POST tokens/refresh`, authorized by the token itself.
+    func refreshToken(bearer: String) -> HTTPRequest {
+        HTTPRequest(method: .post, path: "\(root)/tokens/refresh", bearer: bearer)
+    }
+
+    /// 1.1 `tokens/{id}/renew`: GET in the Swagger, POST in the
+    /// authentication page, so the caller falls back from one to the other.
+    func renewToken(conversationId: String, method: HTTPRequest.Method, bearer: String) -> HTTPRequest {
+        HTTPRequest(method: method, path: "\(root)/tokens/\(Validation.percentEncoded(conversationId))/renew",
+                    bearer: bearer)
+    }
+
+    /// 3.0 `GET conversations/{id}?watermark=`: a new stream URL (and token).
+    func reconnect(conversationId: String, watermark: String?, bearer: String) -> HTTPRequest {
+        var request = HTTPRequest(method: .get, path: conversationPath(conversationId), bearer: bearer)
+        if let watermark { request.query = [("watermark", watermark)] }
+        return request
+    }
+
+    /// 3.0 `POST conversations/{id}/activities`; 1.1 `POST conversations/{id}/messages`.
+    func send(conversationId: String, payload: [UInt8], bearer: String) -> HTTPRequest {
+        send(path: sendPath(conversationId: conversationId), payload: payload, bearer: bearer)
+    }
+
+    func send(path: String, payload: [UInt8], bearer: String) -> HTTPRequest {
+        // Built in one initializer call: assigning fields of a `var`
+        // afterwards made Swift copy the whole request once more.
+        HTTPRequest(method: .post, path: path, contentType: "application/json", body: RequestBody(payload), bearer: bearer)
+    }
+
+    /// `POST conversations/{id}/upload?userId=` (both versions).
+    func upload(conversationId: String, userId: String, body: RequestBody, contentType: String,
+                disposition: String?, bearer: String) -> HTTPRequest {
+        var request = HTTPRequest(method: .post, path: "\(conversationPath(conversationId))/upload", bearer: bearer)
+        request.query = [("userId", userId)]
+        request.contentType = contentType
+        request.body = body
+        if let disposition { request.headers = [("Content-Disposition", disposition)] }
+        return request
+    }
+
+    /// 3.0 `GET conversations/{id}/activities?watermark=`; 1.1 `.../messages?watermark=`.
+    func receive(conversationId: String, watermark: String?, bearer: String) -> HTTPRequest {
+        let leaf = version == .v3 ? "activities" : "messages"
+        var request = HTTPRequest(method: .get, path: "\(conversationPath(conversationId))/\(leaf)", bearer: bearer)
+        if let watermark { request.query = [("watermark", watermark)] }
+        return request
+    }
+}

@@ -1,0 +1,127 @@
+extension Conversation {
+    /// `dl_get_activities`: the activities after the stored watermark; the
+    /// watermark advances unless the service answers a null or missing one.
+    func receive() throws(DirectLineError) -> JSONValue {
+        let current = readPosition
+        let (answer, watermark) = try page(after: current.watermark, id: current.id, token: current.token)
+        if let watermark { state.withLock { $0.watermark = watermark } }
+        return answer
+    }
+
+    /// One GET of the activities after `watermark`: the service's answer and
+    /// the watermark it gave (nil when null or missing). Stores nothing.
+    func page(after watermark: String?, id: String, token: String) throws(DirectLineError) -> (JSONValue, String?) {
+        let response = try client.execute(
+            client.requests.receive(conversationId: id, watermark: watermark, bearer: token), operation: .other)
+        let answer = try Responses.json(response, what: "get activities")
+        guard let object = answer.objectValue, object[listKey]?.arrayValue != nil else {
+            throw Responses.protocolError("the service's answer has no \"\(listKey)\" array", response)
+        }
+        return (answer, object["watermark"]?.stringValue)
+    }
+
+
+    /// `dl_conversation_wait`: polls until an activity arrives that is not
+    /// from the caller's users, or the timeout passes.
+    func wait(_ options: WaitOptions) throws(DirectLineError) -> JSONValue {
+        let start = Clock.monotonicMs()
+        let deadline = start + options.timeoutMs
+        let last = lastSendMs.load(ordering: .relaxed)
+        let lastSend = last == 0 ? nil : last
+        // A handle that never sent has nothing to give the bot time for.
+        var nextPoll = max(start, lastSend.map { $0 + options.afterSendMs } ?? start)
+        var found: [JSONValue] = []
+        while true {
+            try sleep(until: min(nextPoll, deadline))
+            var replied = false
+            for activity in try receiveNew() {
+                let mine = isOwn(activity, userIds: options.userIds)
+                if !mine { replied = true }
+                if !mine || options.includeOwn { found.append(activity) }
+            }
+            let now = Clock.monotonicMs()
+            if replied || now >= deadline {
+                var result = JSONObject()
+                result[listKey] = .array(found)
+                result["watermark"] = readPosition.watermark.map(JSONValue.string) ?? .null
+                result["timedOut"] = .bool(!replied)
+                return .object(result)
+            }
+            nextPoll = now + options.intervalMs
+        }
+    }
+
+    /// Pages from `watermark` until the service has nothing more (a page
+    /// that is empty, or leaves the watermark missing or where it was), or
+    /// `onPage` returns false; returns the last watermark reached.
+    func drain(after watermark: String?, id: String, token: String, maxPages: Int = 10_000,
+                       onPage: ([JSONValue], String?) -> Bool) throws(DirectLineError) -> String? {
+        var watermark = watermark
+        for _ in 0..<maxPages {
+            let (answer, next) = try page(after: watermark, id: id, token: token)
+            let activities = answer.objectValue?[listKey]?.arrayValue ?? []
+            guard onPage(activities, next) else { break }
+            guard !activities.isEmpty, let next, next != watermark else { break }
+            watermark = next
+        }
+        return watermark
+    }
+
+    var listKey: String { client.version == .v3 ? "activities" : "messages" }
+
+    /// Sleeps in short slices so that freeing the handle stops a wait.
+    func sleep(until deadline: Int) throws(DirectLineError) {
+        while true {
+            if isClosed { throw DirectLineError(.cancelled, "the conversation handle was freed during the wait") }
+            let left = deadline - Clock.monotonicMs()
+            if left <= 0 { return }
+            sleepMilliseconds(min(left, 50))
+        }
+    }
+
+    /// Pages from the stored watermark until the service has nothing more,
+    /// storing each new watermark, and returns the activities not returned
+    /// by an earlier wait.
+    private func receiveNew() throws(DirectLineError) -> [JSONValue] {
+        let current = readPosition
+        var fresh: [JSONValue] = []
+        _ = try drain(after: current.watermark, id: current.id, token: current.token, maxPages: 64) { page, watermark in
+            // A null or missing watermark never overwrites the stored one.
+            state.withLock { state in
+                if let watermark { state.watermark = watermark }
+                fresh += page.filter { state.returnedIDs.insert(Self.id(of: $0)) }
+            }
+            return true
+        }
+        return fresh
+    }
+
+    private static func id(of activity: JSONValue) -> String? {
+        activity.objectValue?["id"]?.stringValue
+    }
+
+    /// Whether the caller sent `activity`. With `userIds` given: it comes
+    /// from one of them. Otherwise: it comes from a user this handle sent
+    /// as, or carries a clientActivityID this handle generated; the latter
+    /// also teaches the handle the id the service put in `from` (a token
+    /// with an embedded user overrides the one sent), so that its later
+    /// uploads count as its own too.
+    private func isOwn(_ activity: JSONValue, userIds: [String]?) -> Bool {
+        let from = sender(of: activity)
+        if let userIds { return from.map(userIds.contains) ?? false }
+        let correlation = activity.objectValue?["channelData"]?.objectValue?["clientActivityID"]?.stringValue
+        return state.withLock { state in
+            if let correlation, state.sentClientActivityIDs.contains(correlation) {
+                if let from, !state.senders.contains(from) { state.noteSender(from) }
+                return true
+            }
+            return from.map(state.senders.contains) ?? false
+        }
+    }
+
+    /// 3.0 `from.id`; 1.1 `from` (a string).
+    private func sender(of activity: JSONValue) -> String? {
+        let from = activity.objectValue?["from"]
+        return client.version == .v3 ? from?.objectValue?["id"]?.stringValue : from?.stringValue
+    }
+}

@@ -1,0 +1,429 @@
+import CCurl
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One libcurl easy handle, configured once for its client.
+///
+/// Options that never change for the client (protocols, TLS, proxy, user
+/// agent, callbacks, the response sink) are set when the handle is made;
+/// a request sets only what differs from the previous one on this handle.
+/// The URL and the header list are kept and reused when the next request
+/// has the same ones, as a conversation's sends do, so libcurl does not
+/// parse them again. Used by one thread at a time (the pool guarantees it).
+final class EasyHandle: @unchecked Sendable {
+    let curl: UnsafeMutableRawPointer
+    private let sink = ResponseSink(limit: CurlTransport.maxResponseBytes)
+    /// The running transfer's state, shared with the callbacks.
+    private let transfer = TransferState()
+    /// What the URL and the header list libcurl currently holds were made from.
+    private var currentPath = ""
+    private var currentURLIsPath = false
+    private var currentBearer = ""
+    private var currentContentType: String?
+    private var currentExtraHeaders: [(name: String, value: String)] = []
+    private var currentStreamed = false
+    private var headerList: UnsafeMutablePointer<curl_slist>?
+    private var progressOn = false
+    private var traceOn = false
+    private var largeUploadBuffer = false
+    private var currentTimeouts: Timeouts?
+    /// The User-Agent header line, when it goes in the header list.
+    private var userAgentLine: String?
+
+    static func proxied(_ config: TransportConfig) -> Bool { !(config.proxy ?? "").isEmpty }
+
+    init?(config: TransportConfig) {
+        guard let curl = curl_easy_init() else { return nil }
+        self.curl = curl
+        let sinkPointer = Unmanaged.passUnretained(sink).toOpaque()
+        var failed = false
+        func set(_ result: CURLcode) { if result != CURLE_OK { failed = true } }
+        set(ccurl_set_string(curl, CURLOPT_PROTOCOLS_STR, "http,https"))
+        set(ccurl_set_long(curl, CURLOPT_NOSIGNAL, 1))
+        set(ccurl_set_long(curl, CURLOPT_FOLLOWLOCATION, 0))
+        // Without a proxy the user agent is one of the cached header lines:
+        // CURLOPT_USERAGENT would have libcurl format it again for every
+        // request. A proxy's CONNECT carries only CURLOPT_USERAGENT, so
+        // with a proxy that option is used instead.
+        if Self.proxied(config) {
+            set(ccurl_set_string(curl, CURLOPT_USERAGENT, config.userAgent))
+        } else if !config.userAgent.isEmpty {
+            userAgentLine = "User-Agent: \(config.userAgent)"
+        }
+        // An empty proxy string turns off libcurl's reading of *_proxy
+        // environment variables: proxies are used only when configured.
+        set(ccurl_set_string(curl, CURLOPT_PROXY, config.proxy ?? ""))
+        // An empty no-proxy list: no_proxy in the environment cannot route
+        // requests around the configured proxy either.
+        set(ccurl_set_string(curl, CURLOPT_NOPROXY, ""))
+        if let caFile = config.caFile { set(ccurl_set_string(curl, CURLOPT_CAINFO, caFile)) }
+        set(ccurl_set_long(curl, CURLOPT_SSL_VERIFYPEER, config.insecureSkipTlsVerify ? 0 : 1))
+        set(ccurl_set_long(curl, CURLOPT_SSL_VERIFYHOST, config.insecureSkipTlsVerify ? 0 : 2))
+        set(ccurl_set_data_fn(curl, CURLOPT_WRITEFUNCTION, writeCallback))
+        set(ccurl_set_pointer(curl, CURLOPT_WRITEDATA, sinkPointer))
+        set(ccurl_set_data_fn(curl, CURLOPT_READFUNCTION, readCallback))
+        set(ccurl_set_seek_fn(curl, seekCallback))
+        set(ccurl_set_xferinfo_fn(curl, progressCallback))
+        set(ccurl_set_long(curl, CURLOPT_NOPROGRESS, 1))
+        set(ccurl_set_prereq_fn(curl, prereqCallback))
+        let transferPointer = Unmanaged.passUnretained(transfer).toOpaque()
+        for option in [CURLOPT_PREREQDATA, CURLOPT_READDATA, CURLOPT_SEEKDATA, CURLOPT_XFERINFODATA] {
+            set(ccurl_set_pointer(curl, option, transferPointer))
+        }
+        guard !failed else {
+            curl_easy_cleanup(curl)
+            return nil
+        }
+    }
+
+    deinit {
+        curl_easy_cleanup(curl)
+        curl_slist_free_all(headerList)
+    }
+
+    /// Bodies up to this size are sent from memory together with the headers.
+    static let maxInlineBody = 1 << 20
+
+    func perform(_ request: HTTPRequest, config: TransportConfig, timeouts: Timeouts,
+                 attempt: Int) throws(DirectLineError) -> HTTPResponse {
+        sink.reset()
+        var failed = false
+        func set(_ result: CURLcode) { if result != CURLE_OK { failed = true } }
+
+        // The URL and headers libcurl holds are compared with the request's
+        // parts first, so a conversation's repeated sends build neither.
+        if request.query.isEmpty ? request.path != currentPath || !currentURLIsPath : true {
+            set(ccurl_set_string(curl, CURLOPT_URL, config.url(for: request)))
+            currentPath = request.path
+            currentURLIsPath = request.query.isEmpty && !failed
+        }
+        // A body held in memory goes out with the request's headers, in one
+        // write (CURLOPT_POSTFIELDS); files and large bodies are streamed
+        // through the read callback. Either way libcurl must not send a POST
+        // twice on its own: see `prereqCallback` and `BodySource`.
+        let inMemory = request.body.inMemoryBytes.flatMap { $0.count <= Self.maxInlineBody ? $0 : nil }
+        // libcurl asks for 100-continue only before a streamed body of over
+        // 1 MiB, so "Expect:" (which turns that off) is listed only for
+        // streamed bodies: each header line costs libcurl work per request.
+        let streamed = request.method == .post && inMemory == nil
+        let headersMatch = headerList != nil && request.bearer == currentBearer && streamed == currentStreamed
+            && request.contentType == currentContentType && request.headers.elementsEqual(currentExtraHeaders, by: ==)
+        if !headersMatch {
+            // A bare "Content-Type:" removes libcurl's default form content
+            // type on bodiless POSTs.
+            var headerLines = ["Authorization: Bearer \(request.bearer)", "Accept: application/json",
+                               "Content-Type: \(request.contentType ?? "")"]
+            if streamed { headerLines.append("Expect:") }
+            if let userAgentLine { headerLines.append(userAgentLine) }
+            for header in request.headers { headerLines.append("\(header.name): \(header.value)") }
+            var list: UnsafeMutablePointer<curl_slist>?
+            for line in headerLines {
+                guard let longer = curl_slist_append(list, line) else {
+                    curl_slist_free_all(list)
+                    throw .internalError("libcurl could not build the request headers")
+                }
+                list = longer
+            }
+            set(ccurl_set_slist(curl, CURLOPT_HTTPHEADER, list))
+            curl_slist_free_all(headerList)
+            headerList = list
+            currentBearer = request.bearer
+            currentContentType = request.contentType
+            currentExtraHeaders = request.headers
+            currentStreamed = streamed
+        }
+        if timeouts != currentTimeouts {
+            set(ccurl_set_long(curl, CURLOPT_TIMEOUT_MS, timeouts.total))
+            set(ccurl_set_long(curl, CURLOPT_CONNECTTIMEOUT_MS, timeouts.connect))
+            currentTimeouts = failed ? nil : timeouts
+        }
+
+        transfer.start(source: inMemory == nil ? BodySource(request.body) : nil,
+                       bodyLength: request.body.length, progress: request.progress,
+                       refusesResend: request.method == .post)
+        defer { transfer.end() }
+        switch request.method {
+        case .get:
+            set(ccurl_set_long(curl, CURLOPT_HTTPGET, 1))
+        case .post:
+            set(ccurl_set_long(curl, CURLOPT_POST, 1))
+            // POSTFIELDS stays NULL unless set just around the perform
+            // below, so a streamed body goes through the read callback.
+            set(ccurl_set_off(curl, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.length)))
+            let large = request.body.length > 65_536
+            if large != largeUploadBuffer {
+                set(ccurl_set_long(curl, CURLOPT_UPLOAD_BUFFERSIZE, large ? 512 * 1024 : 65_536))
+                largeUploadBuffer = large
+            }
+        }
+        let tracing = Log.wants(.debug)
+        if tracing != traceOn {
+            set(ccurl_set_long(curl, CURLOPT_VERBOSE, tracing ? 1 : 0))
+            set(ccurl_set_debug_fn(curl, tracing ? debugCallback : nil))
+            traceOn = tracing
+        }
+        let wantsProgress = request.progress != nil
+        if wantsProgress != progressOn {
+            set(ccurl_set_long(curl, CURLOPT_NOPROGRESS, wantsProgress ? 0 : 1))
+            progressOn = wantsProgress
+        }
+        guard !failed else { throw .internalError("libcurl refused a transfer option") }
+        let started = Log.wants(.info) ? Clock.monotonicNs() : 0
+        let code: CURLcode
+        if request.method == .post, let inMemory {
+            // libcurl reads the bytes in place; they stay alive and unmoved
+            // for the whole transfer.
+            code = inMemory.withUnsafeBytes { bytes in
+                let base = bytes.baseAddress.map { UnsafeMutableRawPointer(mutating: $0) }
+                guard ccurl_set_pointer(curl, CURLOPT_POSTFIELDS, base ?? emptyBody) == CURLE_OK else {
+                    return CURLE_FAILED_INIT
+                }
+                defer { _ = ccurl_set_pointer(curl, CURLOPT_POSTFIELDS, nil) }
+                return curl_easy_perform(curl)
+            }
+        } else {
+            code = curl_easy_perform(curl)
+        }
+
+        guard code == CURLE_OK else {
+            var requestBytes = 0
+            _ = ccurl_get_long(curl, CURLINFO_REQUEST_SIZE, &requestBytes)
+            // A body cut short cannot be processed by the service.
+            let bodyComplete: Bool
+            if inMemory != nil {
+                var uploaded: curl_off_t = 0
+                _ = ccurl_get_off(curl, CURLINFO_SIZE_UPLOAD_T, &uploaded)
+                bodyComplete = requestBytes > 0 && Int64(uploaded) >= request.body.length
+            } else {
+                bodyComplete = (transfer.source?.bytesHandedOut ?? 0) >= request.body.length
+            }
+            var error: DirectLineError
+            if let fileError = transfer.source?.fileError {
+                error = DirectLineError(.io, fileError)
+            } else if transfer.resendRefused {
+                error = Self.error(for: CURLE_SEND_FAIL_REWIND, requestSent: true, responseOverflow: false)
+            } else if let refusal = tunnelRefusal() {
+                error = refusal
+            } else if transfer.cancelled {
+                error = DirectLineError(.cancelled, "the progress callback cancelled the transfer",
+                                        delivery: bodyComplete ? .unknown : .notSent)
+            } else {
+                error = Self.error(for: code, requestSent: requestBytes > 0, responseOverflow: sink.overflow)
+            }
+            // libcurl may have sent a GET again by itself on a fresh connection.
+            error.attempts = attempt + max(0, transfer.starts - 1)
+            if started != 0 {
+                Log.emit(.info, "\(request.method.rawValue) \(config.url(for: request)) failed after \(Log.elapsed(since: started)) (attempt \(attempt)): \(error.message)")
+            }
+            throw error
+        }
+        var status = 0
+        _ = ccurl_get_long(curl, CURLINFO_RESPONSE_CODE, &status)
+        if started != 0 {
+            Log.emit(.info, "\(request.method.rawValue) \(config.url(for: request)) -> \(status) in \(Log.elapsed(since: started)) (attempt \(attempt), \(request.body.length) bytes sent, \(sink.body.count) received)")
+        }
+        // The only header the library reads is Retry-After, and only on a
+        // failure; libcurl keeps the headers, so nothing is collected as
+        // they arrive.
+        var retryAfterMs: Int?
+        if !(200..<300).contains(status), let value = ccurl_last_header(curl, "Retry-After") {
+            retryAfterMs = RetryAfter.milliseconds(String(cString: value), now: Clock.now())
+        }
+        return HTTPResponse(status: status, body: sink.takeBody(), attempts: attempt + max(0, transfer.starts - 1),
+                            retryAfterMs: retryAfterMs)
+    }
+
+    /// The failure when a proxy answered CONNECT with anything but 2xx: the
+    /// tunnel never opened, so nothing reached the service (libcurl counts
+    /// the CONNECT in the request size, which would otherwise make the
+    /// delivery "unknown"). A proxy's 5xx may pass and is retried.
+    private func tunnelRefusal() -> DirectLineError? {
+        var code = 0
+        guard ccurl_get_long(curl, CURLINFO_HTTP_CONNECTCODE, &code) == CURLE_OK,
+              code != 0, !(200..<300).contains(code) else { return nil }
+        var error = DirectLineError(.network, "the proxy refused to open a tunnel to the service: HTTP \(code)")
+        error.retryable = code >= 500
+        return error
+    }
+
+    /// Maps a libcurl failure to a status and says whether the request may
+    /// have reached the service.
+    static func error(for code: CURLcode, requestSent: Bool, responseOverflow: Bool) -> DirectLineError {
+        let detail = String(cString: curl_easy_strerror(code))
+        let delivery: Delivery = requestSent ? .unknown : .notSent
+        switch code {
+        case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_COULDNT_CONNECT:
+            var error = DirectLineError(.network, "could not connect to the service: \(detail)")
+            error.retryable = true
+            return error
+        case CURLE_OPERATION_TIMEDOUT:
+            return DirectLineError(.timeout, "the request timed out: \(detail)", delivery: delivery)
+        case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM,
+             CURLE_SSL_CIPHER, CURLE_SSL_CACERT_BADFILE, CURLE_SSL_ISSUER_ERROR,
+             CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_SSL_INVALIDCERTSTATUS, CURLE_SSL_CRL_BADFILE:
+            return DirectLineError(.tls, "TLS failed: \(detail)")
+        case CURLE_WRITE_ERROR where responseOverflow:
+            return DirectLineError(.protocolViolation,
+                                   "the response is larger than \(CurlTransport.maxResponseBytes) bytes",
+                                   delivery: .unknown)
+        case CURLE_SEND_FAIL_REWIND:
+            return DirectLineError(.network,
+                                   "the connection closed after the request was sent; it was not sent again because it may have been processed",
+                                   delivery: .unknown)
+        case CURLE_UNSUPPORTED_PROTOCOL, CURLE_URL_MALFORMAT:
+            return DirectLineError(.invalidArgument, "the request URL was refused: \(detail)")
+        case CURLE_OUT_OF_MEMORY, CURLE_FAILED_INIT, CURLE_BAD_FUNCTION_ARGUMENT:
+            return DirectLineError(.internalError, "libcurl failed: \(detail)")
+        default:
+            return DirectLineError(.network, "the connection failed: \(detail)", delivery: delivery)
+        }
+    }
+}
+
+/// One transfer's body source and progress reporting, shared with the
+/// libcurl callbacks through their userdata pointer.
+/// A handle keeps one for its whole life (its address is the callbacks'
+/// userdata, set once); each transfer starts it afresh and ends it, which
+/// lets go of the body source (and so of an uploaded file).
+private final class TransferState {
+    /// The streamed body; nil when libcurl sends it from memory.
+    private(set) var source: BodySource?
+    private(set) var bodyLength: Int64 = 0
+    private(set) var progress: ProgressReporter?
+    /// A POST: libcurl may not start it over by itself.
+    private(set) var refusesResend = false
+    private(set) var cancelled = false
+    /// libcurl tried to send the request a second time, and was stopped.
+    private(set) var resendRefused = false
+    /// How many times libcurl began sending this request (a refused
+    /// resend not counted).
+    private(set) var starts = 0
+    private var lastReported: UInt64?
+
+    func start(source: BodySource?, bodyLength: Int64, progress: ProgressReporter?, refusesResend: Bool) {
+        self.source = source
+        self.bodyLength = bodyLength
+        self.progress = progress
+        self.refusesResend = refusesResend
+        cancelled = false
+        resendRefused = false
+        starts = 0
+        lastReported = nil
+    }
+
+    /// Drops what the transfer held; the counters stay readable.
+    func end() {
+        source = nil
+        progress = nil
+    }
+
+    /// Called as each attempt's request is about to go out; false stops a
+    /// second one. libcurl starts a request over on its own when a reused
+    /// connection closes without an answer, and by then the first copy of
+    /// the POST may have been processed: the bot would get it twice.
+    func mayStart() -> Bool {
+        guard starts == 0 || !refusesResend else {
+            resendRefused = true
+            return false
+        }
+        starts += 1
+        return true
+    }
+
+    /// Tells the caller how much of the body left; false cancels.
+    func reportProgress(uploaded: UInt64) -> Bool {
+        guard let progress, !cancelled else { return !cancelled }
+        let total = UInt64(bodyLength)
+        let done = min(uploaded, total)
+        guard done != lastReported else { return true }
+        lastReported = done
+        if !progress.report(done, total) { cancelled = true }
+        return !cancelled
+    }
+}
+
+/// Collects one transfer's response body. A handle keeps its sink for its
+/// whole life; each request starts it empty.
+private final class ResponseSink {
+    let limit: Int
+    // One thread at a time uses a handle's sink (the pool sees to it), so
+    // Swift's dynamic exclusivity checks on it would only cost time.
+    @exclusivity(unchecked) var body: [UInt8] = []
+    @exclusivity(unchecked) var overflow = false
+
+    init(limit: Int) { self.limit = limit }
+
+    func reset() {
+        body = []
+        overflow = false
+    }
+
+    /// The body, leaving the sink without one (no copy).
+    func takeBody() -> [UInt8] {
+        defer { body = [] }
+        return body
+    }
+}
+
+private let prereqCallback: ccurl_prereq_fn = { userdata, _, _, _, _ in
+    guard let userdata else { return Int32(CURL_PREREQFUNC_OK) }
+    let transfer = Unmanaged<TransferState>.fromOpaque(userdata).takeUnretainedValue()
+    return transfer.mayStart() ? Int32(CURL_PREREQFUNC_OK) : Int32(CURL_PREREQFUNC_ABORT)
+}
+
+/// What CURLOPT_POSTFIELDS points at for an empty body (never read).
+private nonisolated(unsafe) let emptyBody = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1)
+
+private let readCallback: ccurl_data_fn = { buffer, size, count, userdata in
+    guard let buffer, let userdata else { return Int(CURL_READFUNC_ABORT) }
+    let transfer = Unmanaged<TransferState>.fromOpaque(userdata).takeUnretainedValue()
+    let (capacity, overflow) = size.multipliedReportingOverflow(by: count)
+    guard !overflow else { return Int(CURL_READFUNC_ABORT) }
+    guard let source = transfer.source else { return Int(CURL_READFUNC_ABORT) }
+    let read = source.read(into: UnsafeMutableRawBufferPointer(start: buffer, count: capacity))
+    return read < 0 ? Int(CURL_READFUNC_ABORT) : read
+}
+
+private let seekCallback: ccurl_seek_fn = { userdata, offset, origin in
+    guard let userdata, origin == SEEK_SET else { return CURL_SEEKFUNC_FAIL }
+    let transfer = Unmanaged<TransferState>.fromOpaque(userdata).takeUnretainedValue()
+    return transfer.source?.rewindAllowed(to: Int64(offset)) == true ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_FAIL
+}
+
+private let progressCallback: ccurl_xferinfo_fn = { userdata, _, _, _, uploaded in
+    guard let userdata else { return 0 }
+    let transfer = Unmanaged<TransferState>.fromOpaque(userdata).takeUnretainedValue()
+    return transfer.reportProgress(uploaded: UInt64(max(0, uploaded))) ? 0 : 1
+}
+
+private let writeCallback: ccurl_data_fn = { buffer, size, count, userdata in
+    guard let buffer, let userdata else { return 0 }
+    let sink = Unmanaged<ResponseSink>.fromOpaque(userdata).takeUnretainedValue()
+    let (total, overflow) = size.multipliedReportingOverflow(by: count)
+    guard !overflow, total <= sink.limit - sink.body.count else {
+        sink.overflow = true
+        return 0
+    }
+    let bytes = UnsafeRawBufferPointer(start: buffer, count: total)
+    sink.body.append(contentsOf: bytes)
+    return total
+}
+
+/// libcurl's trace at DL_LOG_DEBUG: informational text and headers, one
+/// log call per line, redacted by `Log.emit`. Bodies are never logged.
+private let debugCallback: ccurl_debug_fn = { _, type, data, size, _ in
+    guard let data else { return 0 }
+    let prefix: String
+    switch type {
+    case CURLINFO_TEXT: prefix = "* "
+    case CURLINFO_HEADER_IN: prefix = "< "
+    case CURLINFO_HEADER_OUT: prefix = "> "
+    default: return 0
+    }
+    let text = String(decoding: UnsafeRawBufferPointer(start: data, count: size), as: UTF8.self)
+    for line in text.split(whereSeparator: { $0 == "\r" || $0 == "\n" || $0 == "\r\n" }) where !line.isEmpty {
+        Log.emit(.debug, prefix + line)
+    }
+    return 0
+}
