@@ -24,8 +24,8 @@ struct ConfigTests {
         let parsed = try config(#"{"secret":"s3cret"}"#)
         #expect(parsed.endpoint.baseURL == "https://directline.botframework.com")
         #expect(parsed.protocolVersion == .v3)
-        #expect(parsed.timeoutMs == 30_000)
-        #expect(parsed.retry == RetryPolicy())
+        #expect(parsed.transport.timeoutMs == 30_000)
+        #expect(parsed.transport.retry == RetryPolicy())
         #expect(parsed.maxUploadBytes == 4 * 1024 * 1024)
     }
 
@@ -39,8 +39,8 @@ struct ConfigTests {
         """#)
         #expect(parsed.endpoint.baseURL == "https://europe.directline.botframework.com")
         #expect(parsed.protocolVersion == .v1)
-        #expect(parsed.retry == RetryPolicy(maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 9))
-        #expect(parsed.insecureSkipTlsVerify)
+        #expect(parsed.transport.retry == RetryPolicy(maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 9))
+        #expect(parsed.transport.insecureSkipTlsVerify)
         #expect(parsed.maxUploadBytes == 10)
     }
 

@@ -90,8 +90,8 @@ struct ProtocolTests {
 
     @Test("percent-encoding keeps only unreserved characters")
     func percentEncoding() {
-        #expect(Validation.percentEncoded("a-b_c.d~e") == "a-b_c.d~e")
-        #expect(Validation.percentEncoded("a b/c?d#e%f&g=h") == "a%20b%2Fc%3Fd%23e%25f%26g%3Dh")
-        #expect(Validation.percentEncoded("é") == "%C3%A9")
+        #expect("a-b_c.d~e".percentEncoded == "a-b_c.d~e")
+        #expect("a b/c?d#e%f&g=h".percentEncoded == "a%20b%2Fc%3Fd%23e%25f%26g%3Dh")
+        #expect("é".percentEncoded == "%C3%A9")
     }
 }

@@ -27,7 +27,7 @@ struct ResponseTests {
     ] as [(Int, String?, Status, Delivery)])
     func mapping(status: Int, code: String?, expected: Status, delivery: Delivery) {
         for version in [ProtocolVersion.v3, .v1] {
-            let error = Responses.failure(response(status, code: code), operation: .other, version: version, secrets: [])
+            let error = Responses.failure(response(status, code: code), reaching: .service, version: version)
             #expect(error.status == expected)
             #expect(error.delivery == delivery)
             #expect(error.httpStatus == status)
@@ -37,23 +37,23 @@ struct ResponseTests {
 
     @Test("a 1.1 send answered 500 is the bot failing")
     func botFailureOn11() {
-        #expect(Responses.failure(response(500), operation: .send, version: .v1, secrets: []).status == .bot)
-        #expect(Responses.failure(response(500), operation: .send, version: .v3, secrets: []).status == .service)
-        #expect(Responses.failure(response(500), operation: .other, version: .v1, secrets: []).status == .service)
+        #expect(Responses.failure(response(500), reaching: .bot, version: .v1).status == .bot)
+        #expect(Responses.failure(response(500), reaching: .bot, version: .v3).status == .service)
+        #expect(Responses.failure(response(500), reaching: .service, version: .v1).status == .service)
     }
 
     @Test("credentials echoed by the service are redacted")
     func redaction() {
         let body = #"{"error":{"code":"BadArgument","message":"token tok-12345 is bad"}}"#
         let answer = HTTPResponse(status: 400, body: Array(body.utf8), attempts: 1)
-        let error = Responses.failure(answer, operation: .other, version: .v3, secrets: ["tok-12345"])
+        let error = Responses.failure(answer, reaching: .service, version: .v3).redacting(["tok-12345"])
         #expect(error.serviceMessage == "token [redacted] is bad")
         #expect(!error.json.serialized.contains("tok-12345"))
     }
 
     @Test("the error JSON has every documented field")
     func errorJSON() throws {
-        let error = Responses.failure(response(429, code: "Throttled", retryAfter: "3"), operation: .send, version: .v3, secrets: [])
+        let error = Responses.failure(response(429, code: "Throttled", retryAfter: "3"), reaching: .bot, version: .v3)
         let inner = try #require(error.json.objectValue?["error"]?.objectValue)
         #expect(inner.keys == ["status", "name", "message", "httpStatus", "serviceCode", "serviceMessage",
                                "retryAfterMs", "attempts", "delivery"])

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Checks JSON text against the same rules as `JSONParser` without building
 /// any value, and says where an object's members are.
 ///
@@ -346,7 +350,3 @@ struct JSONScanner {
         return true
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

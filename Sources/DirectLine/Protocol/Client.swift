@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A configured Direct Line client: endpoint, credential and transport.
 /// Immutable after creation, so any number of threads may share it.
 final class DirectLineClient: Sendable {
@@ -10,35 +14,24 @@ final class DirectLineClient: Sendable {
     init(config: ClientConfig) {
         self.config = config
         requests = DirectLineRequests(version: config.protocolVersion)
-        transport = CurlTransport(config: TransportConfig(
-            baseURL: config.endpoint.baseURL,
-            timeoutMs: config.timeoutMs,
-            connectTimeoutMs: config.connectTimeoutMs,
-            retry: config.retry,
-            userAgent: config.userAgent,
-            caFile: config.caFile,
-            proxy: config.proxy,
-            insecureSkipTlsVerify: config.insecureSkipTlsVerify))
+        transport = CurlTransport(config: config.transport)
     }
 
     var version: ProtocolVersion { config.protocolVersion }
 
     /// Sends a request and returns a success response; any other status
-    /// becomes the matching error. `secrets` are redacted from service text.
-    func execute(_ request: HTTPRequest, operation: Operation) throws(DirectLineError) -> HTTPResponse {
-        let response: HTTPResponse
-        do {
-            response = try transport.send(request)
+    /// becomes the matching error. Every failure passes one redaction, of
+    /// the client's credential and the request's token, on its way out.
+    func execute(_ request: HTTPRequest, reaching recipient: Recipient) throws(DirectLineError) -> HTTPResponse {
+        do throws(DirectLineError) {
+            let response = try transport.send(request)
+            guard response.isSuccess else {
+                throw Responses.failure(response, reaching: recipient, version: version)
+            }
+            return response
         } catch {
-            var error = error
-            error.message = Responses.redact(error.message, [config.credential.value, request.bearer])
-            throw error
+            throw error.redacting([config.credential.value, request.bearer])
         }
-        guard response.isSuccess else {
-            throw Responses.failure(response, operation: operation, version: version,
-                                    secrets: [config.credential.value, request.bearer])
-        }
-        return response
     }
 
     /// `dl_conversation_start`: starts a conversation and returns its handle
@@ -47,7 +40,7 @@ final class DirectLineClient: Sendable {
         let body = try Self.startOptions(requestJSON, version: version, call: "starts conversations")
         let issuedAt = Clock.monotonicMs()
         let response = try execute(requests.startConversation(body: body, bearer: config.credential.value),
-                                   operation: .other)
+                                   reaching: .service)
         let result = try Responses.json(response, what: "start conversation")
         let conversation = try Conversation(client: self, conversationObject: result, response: response,
                                             issuedAtMs: issuedAt)
@@ -73,7 +66,7 @@ final class DirectLineClient: Sendable {
         try Validation.identifier(id, name: "state.conversationId")
         let token = try reader.string("token")
         if let token {
-            try Validation.headerValue(token, name: "state.token")
+            try Validation.singleLine(token, name: "state.token")
             guard !token.isEmpty else { throw .invalidArgument("state.token must not be empty") }
         }
         let watermark = try reader.string("watermark")
@@ -97,7 +90,7 @@ final class DirectLineClient: Sendable {
             }
             let issuedAt = Clock.monotonicMs()
             let response = try execute(requests.reconnect(conversationId: id, watermark: watermark, bearer: credential),
-                                       operation: .other)
+                                       reaching: .service)
             let answer = try Responses.json(response, what: "reconnect")
             guard answer.objectValue?["conversationId"]?.stringValue == id else {
                 throw Responses.protocolError("the service's answer to reconnect is for another conversation", response)
@@ -118,8 +111,3 @@ final class DirectLineClient: Sendable {
             id: id, token: tokenState, watermark: watermark, streamUrl: streamUrl))
     }
 }
-
-
-#if canImport(Glibc)
-import Glibc
-#endif

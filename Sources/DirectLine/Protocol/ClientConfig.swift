@@ -18,13 +18,9 @@ struct ClientConfig: Sendable {
     var endpoint: Endpoint
     var protocolVersion: ProtocolVersion = .v3
     var credential: Credential
-    var timeoutMs = 30_000
-    var connectTimeoutMs = 10_000
-    var retry = RetryPolicy()
-    var userAgent = "libdirectline/\(LibraryVersion.string)"
-    var caFile: String?
-    var proxy: String?
-    var insecureSkipTlsVerify = false
+    /// What the transport is configured with, parsed here once and handed
+    /// to it as it is.
+    var transport: TransportConfig
     var maxUploadBytes = defaultMaxUploadBytes
 
     static let knownKeys: Set<String> = [
@@ -39,6 +35,7 @@ struct ClientConfig: Sendable {
         let allowInsecureHttp = try reader.bool("allowInsecureHttp") ?? false
         endpoint = try Endpoint(parsing: reader.string("endpoint") ?? Self.publicEndpoint,
                                 allowInsecureHttp: allowInsecureHttp)
+        transport = TransportConfig(baseURL: endpoint.baseURL)
 
         if let version = try reader.string("protocol") {
             guard let parsed = ProtocolVersion(rawValue: version) else {
@@ -49,10 +46,10 @@ struct ClientConfig: Sendable {
 
         switch (try reader.string("secret"), try reader.string("token")) {
         case let (secret?, nil):
-            try Validation.headerValue(secret, name: "config.secret")
+            try Validation.singleLine(secret, name: "config.secret")
             credential = .secret(secret)
         case let (nil, token?):
-            try Validation.headerValue(token, name: "config.token")
+            try Validation.singleLine(token, name: "config.token")
             credential = .token(token)
         case (nil, nil):
             throw .invalidArgument("config needs a \"secret\" or a \"token\"")
@@ -61,32 +58,32 @@ struct ClientConfig: Sendable {
         }
 
         let day: Int64 = 86_400_000
-        if let value = try reader.integer("timeoutMs", in: 1...day) { timeoutMs = Int(value) }
-        if let value = try reader.integer("connectTimeoutMs", in: 1...day) { connectTimeoutMs = Int(value) }
+        if let value = try reader.integer("timeoutMs", in: 1...day) { transport.timeoutMs = Int(value) }
+        if let value = try reader.integer("connectTimeoutMs", in: 1...day) { transport.connectTimeoutMs = Int(value) }
         if let retryReader = try reader.object("retry") {
             try retryReader.rejectUnknownKeys(["maxAttempts", "baseDelayMs", "maxDelayMs"])
-            if let value = try retryReader.integer("maxAttempts", in: 1...100) { retry.maxAttempts = Int(value) }
-            if let value = try retryReader.integer("baseDelayMs", in: 0...day) { retry.baseDelayMs = Int(value) }
-            if let value = try retryReader.integer("maxDelayMs", in: 0...day) { retry.maxDelayMs = Int(value) }
+            if let value = try retryReader.integer("maxAttempts", in: 1...100) { transport.retry.maxAttempts = Int(value) }
+            if let value = try retryReader.integer("baseDelayMs", in: 0...day) { transport.retry.baseDelayMs = Int(value) }
+            if let value = try retryReader.integer("maxDelayMs", in: 0...day) { transport.retry.maxDelayMs = Int(value) }
         }
         if let value = try reader.string("userAgent") {
-            try Validation.headerValue(value, name: "config.userAgent")
-            userAgent = value
+            try Validation.singleLine(value, name: "config.userAgent")
+            transport.userAgent = value
         }
         if let value = try reader.string("caFile") {
-            try Validation.headerValue(value, name: "config.caFile")
-            caFile = value
+            try Validation.singleLine(value, name: "config.caFile")
+            transport.caFile = value
         }
         if let value = try reader.string("proxy") {
-            try Validation.headerValue(value, name: "config.proxy")
-            proxy = value
+            try Validation.singleLine(value, name: "config.proxy")
+            transport.proxy = value
         }
-        if let proxy, endpoint.scheme == "http", !allowInsecureHttp, !Self.proxyIsPrivate(proxy) {
+        if let proxy = transport.proxy, endpoint.scheme == "http", !allowInsecureHttp, !Self.proxyIsPrivate(proxy) {
             throw .invalidArgument("config.proxy is another machine reached without TLS, so a plain http:// endpoint would "
                                    + "hand it the credential unencrypted; use https://, a loopback or https:// proxy, "
                                    + "or set \"allowInsecureHttp\": true")
         }
-        insecureSkipTlsVerify = try reader.bool("insecureSkipTlsVerify") ?? false
+        transport.insecureSkipTlsVerify = try reader.bool("insecureSkipTlsVerify") ?? false
         if let value = try reader.integer("maxUploadBytes", in: 1...(Int64(1) << 40)) { maxUploadBytes = value }
     }
 }

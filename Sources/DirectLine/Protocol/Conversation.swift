@@ -61,7 +61,7 @@ final class Conversation: Sendable {
         defer { pinned?.unpin() }
         request.progress = pinned?.callback
         do {
-            return try client.execute(request, operation: .send)
+            return try client.execute(request, reaching: .bot)
         } catch {
             var error = error
             error.clientActivityID = clientActivityID
@@ -80,7 +80,7 @@ final class Conversation: Sendable {
         let token = object["token"]?.stringValue ?? fallbackToken ?? client.config.credential.value
         do {
             try Validation.identifier(id, name: "conversationId")
-            try Validation.headerValue(token, name: "token")
+            try Validation.singleLine(token, name: "token")
         } catch {
             throw Responses.protocolError("the service returned an unusable conversation id or token", response)
         }

@@ -14,7 +14,7 @@ struct DirectLineRequests: Sendable {
     }
 
     private func conversationPath(_ id: String) -> String {
-        "\(root)/conversations/\(Validation.percentEncoded(id))"
+        "\(root)/conversations/\(id.percentEncoded)"
     }
 
     /// 3.0 `POST conversations` with an optional body; 1.1 `POST conversations`.
@@ -46,7 +46,7 @@ struct DirectLineRequests: Sendable {
     /// 1.1 `tokens/{id}/renew`: GET in the Swagger, POST in the
     /// authentication page, so the caller falls back from one to the other.
     func renewToken(conversationId: String, method: HTTPRequest.Method, bearer: String) -> HTTPRequest {
-        HTTPRequest(method: method, path: "\(root)/tokens/\(Validation.percentEncoded(conversationId))/renew",
+        HTTPRequest(method: method, path: "\(root)/tokens/\(conversationId.percentEncoded)/renew",
                     bearer: bearer)
     }
 
@@ -64,7 +64,7 @@ struct DirectLineRequests: Sendable {
 
     func send(path: String, payload: [UInt8], bearer: String) -> HTTPRequest {
         // Built in one initializer call: assigning fields of a `var`
-        // afterwards made Swift copy the whole request once more.
+        // afterwards would copy the whole request again.
         HTTPRequest(method: .post, path: path, contentType: "application/json", body: RequestBody(payload), bearer: bearer)
     }
 

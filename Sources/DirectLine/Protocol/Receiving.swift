@@ -12,7 +12,7 @@ extension Conversation {
     /// the watermark it gave (nil when null or missing). Stores nothing.
     func page(after watermark: String?, id: String, token: String) throws(DirectLineError) -> (JSONValue, String?) {
         let response = try client.execute(
-            client.requests.receive(conversationId: id, watermark: watermark, bearer: token), operation: .other)
+            client.requests.receive(conversationId: id, watermark: watermark, bearer: token), reaching: .service)
         let answer = try Responses.json(response, what: "get activities")
         guard let object = answer.objectValue, object[listKey]?.arrayValue != nil else {
             throw Responses.protocolError("the service's answer has no \"\(listKey)\" array", response)

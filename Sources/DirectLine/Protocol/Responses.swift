@@ -1,8 +1,11 @@
-/// Which call a response answers: the same HTTP status means different
-/// things for different calls (1.1 reports a bot failure on send as 500).
-enum Operation: Sendable {
-    case send
-    case other
+/// Who a request is for. The same HTTP status means different things for
+/// the two: 1.1 reports the bot's failure on a send as 500.
+enum Recipient: Sendable {
+    /// Sends and uploads: the service hands them to the bot before it
+    /// answers, so a failure may be the bot's.
+    case bot
+    /// Everything else: the service answers by itself.
+    case service
 }
 
 enum Responses {
@@ -29,8 +32,8 @@ enum Responses {
 
     /// Maps a non-success response to its status, with the service's code
     /// and message and whether the request may have been processed.
-    static func failure(_ response: HTTPResponse, operation: Operation, version: ProtocolVersion,
-                        secrets: [String]) -> DirectLineError {
+    static func failure(_ response: HTTPResponse, reaching recipient: Recipient,
+                        version: ProtocolVersion) -> DirectLineError {
         let (code, serviceMessage) = serviceError(response.body)
         let status: Status
         var delivery = Delivery.notSent
@@ -42,7 +45,7 @@ enum Responses {
         case 409: status = .conflict
         case 413: status = .tooLarge
         case 429: status = .throttled
-        case 500 where version == .v1 && operation == .send:
+        case 500 where version == .v1 && recipient == .bot:
             status = .bot
             delivery = .unknown
         case 502:
@@ -61,8 +64,8 @@ enum Responses {
         message += ")"
         var error = DirectLineError(status, message, delivery: delivery)
         error.httpStatus = response.status
-        error.serviceCode = code.map { redact($0, secrets) }
-        error.serviceMessage = serviceMessage.map { redact($0, secrets) }
+        error.serviceCode = code
+        error.serviceMessage = serviceMessage
         error.attempts = response.attempts
         error.retryAfterMs = response.retryAfterMs
         return error
@@ -89,15 +92,6 @@ enum Responses {
         guard body.count <= 65_536, let value = try? JSONParser.parse(bytes: body),
               let error = value.objectValue?["error"]?.objectValue else { return (nil, nil) }
         return (error["code"]?.stringValue, error["message"]?.stringValue)
-    }
-
-    /// Removes any credential the service might echo back.
-    static func redact(_ text: String, _ secrets: [String]) -> String {
-        var text = text
-        for secret in secrets where secret.count >= 4 {
-            text = text.replacingAll(secret, with: "[redacted]")
-        }
-        return text
     }
 }
 

@@ -11,15 +11,29 @@
 struct SendResult: Sendable {
     /// The `id` member's JSON text; nil: no `id` member (1.1).
     private let idText: ArraySlice<UInt8>?
-    /// The `clientActivityID` member's JSON text, quotes included.
-    private let correlationText: [UInt8]?
+    /// The `clientActivityID` member's value.
+    private let correlation: Correlation?
+
+    private enum Correlation: Sendable {
+        /// Needs no escaping: written between quotes as it is.
+        case plain(String)
+        /// Its JSON text, quotes included.
+        case escaped([UInt8])
+
+        var count: Int {
+            switch self {
+            case .plain(let id): id.utf8.count + 2
+            case .escaped(let text): text.count
+            }
+        }
+    }
 
     /// The 1.1 result, and that of a 1.1 end, which sends nothing.
-    static let empty = SendResult(idText: nil, correlationText: nil)
+    static let empty = SendResult(idText: nil, correlation: nil)
 
-    private init(idText: ArraySlice<UInt8>?, correlationText: [UInt8]?) {
+    private init(idText: ArraySlice<UInt8>?, correlation: Correlation?) {
         self.idText = idText
-        self.correlationText = correlationText
+        self.correlation = correlation
     }
 
     /// The result of a 3.0 request that carried `clientActivityID` (nil for
@@ -36,17 +50,11 @@ struct SendResult: Sendable {
             error.clientActivityID = clientActivityID
             throw error
         }
-        correlationText = clientActivityID.map { id in
+        correlation = clientActivityID.map { id in
+            if generated || ClientActivityID.isGenerated(id) { return .plain(id) }
             var text: [UInt8] = []
-            if generated || ClientActivityID.isGenerated(id) {
-                text.reserveCapacity(id.utf8.count + 2)
-                text.append(UInt8(ascii: "\""))
-                text.append(contentsOf: id.utf8)
-                text.append(UInt8(ascii: "\""))
-            } else {
-                JSONValue.writeString(id, to: &text)
-            }
-            return text
+            JSONValue.writeString(id, to: &text)
+            return .escaped(text)
         }
     }
 
@@ -86,7 +94,7 @@ struct SendResult: Sendable {
     var byteCount: Int {
         guard let idText else { return 2 }
         var count = Self.head.utf8CodeUnitCount + idText.count + 1
-        if let correlationText { count += Self.middle.utf8CodeUnitCount + correlationText.count }
+        if let correlation { count += Self.middle.utf8CodeUnitCount + correlation.count }
         return count
     }
 
@@ -100,9 +108,16 @@ struct SendResult: Sendable {
         }
         Self.head.withUTF8Buffer { writer.put($0) }
         idText.withUnsafeBufferPointer { writer.put($0) }
-        if let correlationText {
+        if let correlation {
             Self.middle.withUTF8Buffer { writer.put($0) }
-            correlationText.withUnsafeBufferPointer { writer.put($0) }
+            switch correlation {
+            case .plain(var id):
+                writer.put(UInt8(ascii: "\""))
+                id.withUTF8 { writer.put($0) }
+                writer.put(UInt8(ascii: "\""))
+            case .escaped(let text):
+                text.withUnsafeBufferPointer { writer.put($0) }
+            }
         }
         writer.put(UInt8(ascii: "}"))
     }

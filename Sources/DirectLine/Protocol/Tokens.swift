@@ -13,7 +13,7 @@ extension DirectLineClient {
     func generateToken(_ requestJSON: JSONValue?) throws(DirectLineError) -> JSONValue {
         let body = try Self.startOptions(requestJSON, version: version, call: "issues tokens")
         let response = try execute(requests.generateToken(body: body, bearer: config.credential.value),
-                                   operation: .other)
+                                   reaching: .service)
         let answer = try Responses.json(response, what: "generate token")
         if version == .v1 {
             return .object(JSONObject([("token", .string(try Self.bareToken(answer, response)))]))
@@ -55,7 +55,7 @@ extension DirectLineClient {
     /// that can go into an Authorization header.
     static func usableToken(_ value: JSONValue?, _ response: HTTPResponse, what: String) throws(DirectLineError) -> String {
         guard let token = value?.stringValue, !token.isEmpty,
-              (try? Validation.headerValue(token, name: "token")) != nil else {
+              (try? Validation.singleLine(token, name: "token")) != nil else {
             throw Responses.protocolError(what, response)
         }
         return token
@@ -65,7 +65,7 @@ extension DirectLineClient {
     /// the token of a conversation this client started or opened (the 1.1
     /// path needs its id), updating that conversation's handle too.
     func refreshToken(_ token: String) throws(DirectLineError) -> JSONValue {
-        try Validation.headerValue(token, name: "token")
+        try Validation.singleLine(token, name: "token")
         guard !token.isEmpty else { throw .invalidArgument("token must not be empty") }
         switch version {
         case .v3:
@@ -85,7 +85,7 @@ extension DirectLineClient {
     func renew(token: String, conversationId: String?) throws(DirectLineError) -> RenewedToken {
         switch version {
         case .v3:
-            let response = try execute(requests.refreshToken(bearer: token), operation: .other)
+            let response = try execute(requests.refreshToken(bearer: token), reaching: .service)
             let answer = try Responses.json(response, what: "refresh token")
             let fresh = try Self.usableToken(answer.objectValue?["token"], response,
                                              what: "the service's answer to refresh token has no usable \"token\"")
@@ -96,12 +96,12 @@ extension DirectLineClient {
             var response: HTTPResponse
             do {
                 response = try execute(requests.renewToken(conversationId: conversationId, method: .get, bearer: token),
-                                       operation: .other)
+                                       reaching: .service)
             } catch where error.httpStatus == 405 {
                 // The 1.1 pages disagree on the method: the Swagger says GET,
                 // the authentication page POST.
                 response = try execute(requests.renewToken(conversationId: conversationId, method: .post, bearer: token),
-                                       operation: .other)
+                                       reaching: .service)
             }
             let answer = try Responses.json(response, what: "renew token")
             return RenewedToken(token: try Self.bareToken(answer, response), expiresIn: nil, serviceObject: nil)

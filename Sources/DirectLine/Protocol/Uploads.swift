@@ -70,7 +70,7 @@ enum Uploads {
 
     /// A media type such as `image/png` or `text/plain; charset=utf-8`.
     static func validateContentType(_ value: String) throws(DirectLineError) {
-        try Validation.headerValue(value, name: "the content type")
+        try Validation.singleLine(value, name: "the content type")
         let essence = value.split(separator: ";", maxSplits: 1).first.map { String($0).trimmingASCIIWhitespace } ?? ""
         let parts = essence.split(separator: "/", omittingEmptySubsequences: false)
         let token = { (part: Substring) in

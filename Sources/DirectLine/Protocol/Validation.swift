@@ -1,8 +1,10 @@
 /// Checks on caller-supplied strings before they reach a URL or a header.
 enum Validation {
-    /// A value that goes into an HTTP header (token, secret, user agent,
-    /// content type): control characters would allow header injection.
-    static func headerValue(_ value: String, name: String) throws(DirectLineError) {
+    /// A non-empty value without control characters: what may go into an
+    /// HTTP header (token, secret, user agent, content type), where a line
+    /// break would inject another header, or into a libcurl option that
+    /// names a file or a URL (CA file, proxy).
+    static func singleLine(_ value: String, name: String) throws(DirectLineError) {
         guard !value.isEmpty else { throw .invalidArgument("\(name) must not be empty") }
         guard !value.unicodeScalars.contains(where: isControl) else {
             throw .invalidArgument("\(name) contains a control character (CR, LF, NUL or similar)")
@@ -37,26 +39,5 @@ enum Validation {
 
     static func isControl(_ scalar: Unicode.Scalar) -> Bool {
         scalar.value < 0x20 || scalar.value == 0x7F || (0x80...0x9F).contains(scalar.value)
-    }
-
-    /// Percent-encodes everything but RFC 3986 unreserved characters, so the
-    /// value stays one path segment or one query value.
-    static func percentEncoded(_ value: String) -> String {
-        var output = ""
-        output.reserveCapacity(value.utf8.count)
-        let hex = Array("0123456789ABCDEF".unicodeScalars)
-        for byte in value.utf8 {
-            switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."),
-                 UInt8(ascii: "_"), UInt8(ascii: "~"):
-                output.unicodeScalars.append(Unicode.Scalar(byte))
-            default:
-                output.unicodeScalars.append("%")
-                output.unicodeScalars.append(hex[Int(byte >> 4)])
-                output.unicodeScalars.append(hex[Int(byte & 0xF)])
-            }
-        }
-        return output
     }
 }

@@ -37,6 +37,23 @@ struct DirectLineError: Error, Sendable {
         DirectLineError(.internalError, message)
     }
 
+    /// The error with every credential in `secrets` (any the service or a
+    /// transport message might echo back) replaced by "[redacted]".
+    func redacting(_ secrets: [String]) -> DirectLineError {
+        func clean(_ text: String) -> String {
+            var text = text
+            for secret in secrets where secret.count >= 4 {
+                text = text.replacingAll(secret, with: "[redacted]")
+            }
+            return text
+        }
+        var error = self
+        error.message = clean(message)
+        error.serviceCode = serviceCode.map(clean)
+        error.serviceMessage = serviceMessage.map(clean)
+        return error
+    }
+
     /// The error JSON of API.md: `{"error": {...}}`.
     var json: JSONValue {
         var error = JSONObject()

@@ -6,11 +6,10 @@ import Glibc
 /// A value guarded by a pthread mutex of glibc's adaptive kind (a short
 /// spin, then a plain futex wait).
 ///
-/// Used instead of `Synchronization.Mutex`, which on Linux in this toolchain
-/// is built on priority-inheritance futexes: every contended hand-over goes
-/// through the kernel and no thread spins, so with eight threads on one
-/// conversation a send cost 70 µs of CPU instead of 44 and the throughput
-/// fell to that of one thread (docs/performance.md).
+/// Used instead of `Synchronization.Mutex`, which on Linux is built on
+/// priority-inheritance futexes: there every contended hand-over goes
+/// through the kernel and no thread spins, which serialises threads that
+/// share a conversation (the measurements are in docs/performance.md).
 final class Locked<Value>: @unchecked Sendable {
     /// The value lives behind a pointer rather than in a stored property:
     /// the mutex already makes access exclusive, and a property would add
