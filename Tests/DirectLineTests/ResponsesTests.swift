@@ -94,39 +94,3 @@ struct ResponseTests {
         #expect(ISO8601.format(1_795_000_000) == "2026-11-18T11:06:40Z")
     }
 }
-
-@Suite("handle table")
-struct HandleTableTests {
-    final class Thing: Sendable {}
-
-    @Test("a freed handle, a forged one and NULL are refused; slots are reused safely")
-    func lifecycle() throws {
-        let table = HandleTable()
-        let client = DirectLineClient(config: try ClientConfig(json: JSONParser.parse(#"{"secret":"s"}"#)))
-        let handle = try #require(table.insert(client))
-        #expect(try table.lookup(handle, as: DirectLineClient.self) === client)
-        #expect(throws: DirectLineError.self) { try table.lookup(handle, as: Conversation.self) }
-        try table.remove(handle, as: DirectLineClient.self)
-        #expect(throws: DirectLineError.self) { try table.lookup(handle, as: DirectLineClient.self) }
-        #expect(throws: DirectLineError.self) { try table.remove(handle, as: DirectLineClient.self) }
-        let reused = try #require(table.insert(client))
-        #expect(reused != handle)
-        #expect(throws: DirectLineError.self) { try table.lookup(handle, as: DirectLineClient.self) }
-        #expect(throws: DirectLineError.self) { try table.lookup(nil, as: DirectLineClient.self) }
-        for forged in [1, 0xdead_beef, UInt.max, 0x7fff_0000_1234] as [UInt] {
-            #expect(throws: DirectLineError.self) { try table.lookup(OpaquePointer(bitPattern: forged), as: DirectLineClient.self) }
-        }
-    }
-}
-
-@Suite("status codes")
-struct StatusTests {
-    @Test("each status's name matches its declaration in include/directline.h")
-    func namesMatchHeader() throws {
-        let header = try String(contentsOfFile: #filePath.replacingAll("Tests/DirectLineTests/ResponseTests.swift", with: "include/directline.h"), encoding: .utf8)
-        for status in Status.allCases {
-            #expect(header.contains("    \(status.name) = \(status.rawValue),"), "\(status.name)")
-        }
-        #expect(Set(Status.allCases.map(\.name)).count == Status.allCases.count)
-    }
-}
