@@ -27,7 +27,8 @@ import tempfile
 import textwrap
 import time
 import unicodedata
-from typing import IO, Any, Iterable, Mapping, NoReturn, Optional, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import IO, Any, NoReturn
 
 from . import __version__
 from .client import Client, Conversation
@@ -307,7 +308,7 @@ class Output:
         self.stdout.write(text + "\n")
         self.stdout.flush()
 
-    def event(self, event: str, human: Optional[str], **fields: Any) -> None:
+    def event(self, event: str, human: str | None, **fields: Any) -> None:
         """One result: ``{"event": event, **fields}`` with --json, else ``human`` (if any)."""
         if self.as_json:
             self._line(json.dumps({"event": event, **fields}))
@@ -334,7 +335,7 @@ class Output:
                 lines.append(_printable(f"  attachment: {name}{suffix}"))
         self._line("\n".join(lines))
 
-    def error(self, code: int, name: str, message: str, detail: Optional[Mapping[str, Any]] = None) -> None:
+    def error(self, code: int, name: str, message: str, detail: Mapping[str, Any] | None = None) -> None:
         """An error on stderr: ``directline: error: ...``, or a JSON object with --json."""
         if self.as_json:
             error = dict(detail or {})
@@ -360,7 +361,7 @@ class ProgressBar:
     def __init__(self, stream: IO[str], label: str) -> None:
         self._stream = stream
         self._label = label if len(label) <= 16 else label[:15] + "~"
-        self._started: Optional[float] = None
+        self._started: float | None = None
         self._last_draw = 0.0
         self._last_percent = -1
         self._last_length = 0
@@ -420,8 +421,8 @@ class Credentials:
     """The secret and token this command may use, from files or the environment."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        self.secret: Optional[str] = None
-        self.token: Optional[str] = None
+        self.secret: str | None = None
+        self.token: str | None = None
         if args.secret_file is not None:
             self.secret = _read_credential_file(args.secret_file, "secret")
         elif args.token_file is not None:
@@ -430,7 +431,7 @@ class Credentials:
             self.secret = os.environ.get(SECRET_ENV) or None
             self.token = os.environ.get(TOKEN_ENV) or None
 
-    def for_client(self, fallback_token: Optional[str] = None) -> dict[str, str]:
+    def for_client(self, fallback_token: str | None = None) -> dict[str, str]:
         """``secret=`` or ``token=`` for Client(); the secret wins when both are set."""
         if self.secret is not None:
             return {"secret": self.secret}
@@ -510,15 +511,15 @@ class Session:
     def __init__(self, args: argparse.Namespace, output: Output) -> None:
         self.args = args
         self.output = output
-        self.client: Optional[Client] = None
-        self.conversation: Optional[Conversation] = None
+        self.client: Client | None = None
+        self.conversation: Conversation | None = None
         self.started = False
 
     def open(self, credentials: Credentials, *, start: bool) -> Conversation:
         """The conversation of --state or --conversation, or (``start``) a new one."""
         args = self.args
-        state: Optional[dict[str, Any]] = None
-        fallback_token: Optional[str] = None
+        state: dict[str, Any] | None = None
+        fallback_token: str | None = None
         if args.state is not None:
             state = _read_json_object(args.state, "state")
             if not isinstance(state.get("conversationId"), str):
@@ -609,7 +610,7 @@ def wait_for_replies(conversation: Conversation, output: Output, timeout: float,
 def _run_send(args: argparse.Namespace, output: Output, credentials: Credentials) -> None:
     if (args.text is None) == (args.activity is None):
         raise UsageError("give either a TEXT or --activity FILE")
-    activity: Optional[dict[str, Any]] = None
+    activity: dict[str, Any] | None = None
     if args.activity is not None:
         # Read and checked before anything is sent.
         activity = _read_json_object(args.activity, "activity")
@@ -743,7 +744,7 @@ def _unrecognized(extras: Iterable[str]) -> str:
     return "unrecognized arguments: " + ", ".join(parts)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Runs the ``directline`` command with ``argv`` (default: sys.argv[1:]); returns the exit code."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in arguments[:arguments.index("--")] if "--" in arguments else "--json" in arguments
@@ -762,9 +763,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if protocol not in ("3.0", "1.1"):
                 raise UsageError(f"{PROTOCOL_ENV} must be 3.0 or 1.1")
             args.protocol = protocol
-        if args.secret_file == "-" or args.token_file == "-":
-            if getattr(args, "activity", None) == "-":
-                raise UsageError("standard input cannot hold both the credential and the activity")
+        if (args.secret_file == "-" or args.token_file == "-") and getattr(args, "activity", None) == "-":
+            raise UsageError("standard input cannot hold both the credential and the activity")
         credentials = Credentials(args)
         args.run(args, output, credentials)
         return EXIT_OK
@@ -800,7 +800,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_BROKEN_PIPE
 
 
-__all__ = ["build_parser", "exit_code_for_status", "main", "write_state", "Output", "ProgressBar"]
+__all__ = ["Output", "ProgressBar", "build_parser", "exit_code_for_status", "main", "write_state"]
 
 
 if __name__ == "__main__":

@@ -7,15 +7,16 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from . import _native
 from ._native import Bytes, ProgressCallable, lib
-from .errors import (CancelledError, DirectLineError, InvalidArgumentError, InvalidHandleError, Status,
-                     error_from_status)
+from .errors import CancelledError, DirectLineError, InvalidArgumentError, InvalidHandleError, Status, error_from_status
 
-_Self = TypeVar("_Self", bound="_NativeObject")
+if TYPE_CHECKING:
+    from typing import Self  # only for annotations: Python 3.11 added it
 
 # Client(**options) keyword -> config_json key (API.md, "config_json").
 _CONFIG_KEYS: Mapping[str, str] = {
@@ -41,7 +42,7 @@ _FILE_KEYS: Mapping[str, str] = {
 StrPath = Union[str, "os.PathLike[str]"]
 """A file system path: a str or an os.PathLike such as pathlib.Path."""
 
-FileItem = Union[StrPath, Mapping[str, Any]]
+FileItem = Union[StrPath, Mapping[str, Any]]  # noqa: UP007 - evaluated at run time: X | Y needs Python 3.10
 """One file of ``Conversation.upload``: a path, or a dict with ``path`` or
 ``data`` and optionally ``content_type`` and ``filename``."""
 
@@ -75,7 +76,7 @@ class _NativeObject:
 
     def __init__(self, handle: int, free: Callable[[int], int]) -> None:
         self._lock = threading.Lock()
-        self._handle: Optional[int] = handle
+        self._handle: int | None = handle
         self._free = free
         self._closed = False
         # Every call in flight holds a ticket; tickets only ever increase.
@@ -122,14 +123,14 @@ class _NativeObject:
         with self._lock:
             self._keepalive.append((self._next_ticket - 1, thing))
 
-    def _take_if_idle(self) -> Optional[int]:
+    def _take_if_idle(self) -> int | None:
         # Called with the lock held.
         if self._closed and self._in_flight <= self._interruptible and self._handle is not None:
             handle, self._handle = self._handle, None
             return handle
         return None
 
-    def _release(self, handle: Optional[int]) -> None:
+    def _release(self, handle: int | None) -> None:
         if handle is None:
             return
         status = self._free(handle)
@@ -150,7 +151,7 @@ class _NativeObject:
             handle = self._take_if_idle()
         self._release(handle)
 
-    def __enter__(self: _Self) -> _Self:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -162,7 +163,7 @@ class _NativeObject:
         try:
             if getattr(self, "_handle", None) is not None:
                 self.close()
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 - nothing may escape __del__
             pass
 
 
@@ -198,8 +199,8 @@ class Client(_NativeObject):
 
     _kind = "Client"
 
-    def __init__(self, endpoint: Optional[str] = None, *, secret: Optional[str] = None,
-                 token: Optional[str] = None, protocol: str = "3.0", **options: Any) -> None:
+    def __init__(self, endpoint: str | None = None, *, secret: str | None = None,
+                 token: str | None = None, protocol: str = "3.0", **options: Any) -> None:
         config: dict[str, Any] = {"protocol": protocol}
         for key, value in (("endpoint", endpoint), ("secret", secret), ("token", token)):
             if value is not None:
@@ -214,7 +215,7 @@ class Client(_NativeObject):
         self._init_from_config(config)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "Client":
+    def from_config(cls, config: Mapping[str, Any]) -> Client:
         """A client from a ``config_json`` dict in the C spelling, passed verbatim.
 
         Example: ``Client.from_config({"endpoint": url, "secret": s, "timeoutMs": 5000})``.
@@ -235,8 +236,8 @@ class Client(_NativeObject):
         state = "closed" if self.closed else self._description
         return f"<directline.Client {state}>"
 
-    def start_conversation(self, user_id: Optional[str] = None,
-                           user_name: Optional[str] = None) -> "Conversation":
+    def start_conversation(self, user_id: str | None = None,
+                           user_name: str | None = None) -> Conversation:
         """Starts a new conversation with the bot.
 
         Sends ``POST /v3/directline/conversations`` (3.0) or
@@ -264,8 +265,8 @@ class Client(_NativeObject):
             conversation, result = _native.call_constructor(lib.dl_conversation_start, handle, body)
         return Conversation(self, conversation, start_result=result)
 
-    def generate_token(self, user_id: Optional[str] = None, user_name: Optional[str] = None,
-                       trusted_origins: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    def generate_token(self, user_id: str | None = None, user_name: str | None = None,
+                       trusted_origins: Sequence[str] | None = None) -> dict[str, Any]:
         """Exchanges the client's secret for a token, without starting a conversation.
 
         Sends ``POST /v3/directline/tokens/generate`` (3.0), with
@@ -339,10 +340,10 @@ class Client(_NativeObject):
             result: dict[str, Any] = _native.call(lib.dl_token_refresh, handle, encoded)
         return result
 
-    def open_conversation(self, conversation_id: str, token: Optional[str] = None,
-                          watermark: Optional[str] = None,
-                          stream_url: Optional[str] = None, *, reconnect: bool = False,
-                          token_expires_at: Optional[str] = None) -> "Conversation":
+    def open_conversation(self, conversation_id: str, token: str | None = None,
+                          watermark: str | None = None,
+                          stream_url: str | None = None, *, reconnect: bool = False,
+                          token_expires_at: str | None = None) -> Conversation:
         """Attaches to an existing conversation, e.g. one saved earlier.
 
         Sends nothing, unless ``reconnect``.
@@ -378,7 +379,7 @@ class Client(_NativeObject):
                 state[key] = value
         return self._open(state, reconnect)
 
-    def resume(self, state: Mapping[str, Any], *, reconnect: bool = False) -> "Conversation":
+    def resume(self, state: Mapping[str, Any], *, reconnect: bool = False) -> Conversation:
         """Reopens a conversation saved with ``Conversation.state()``.
 
         Reading goes on from the saved watermark, so no reply is lost or
@@ -408,7 +409,7 @@ class Client(_NativeObject):
             raise InvalidArgumentError.local(f"state must be a dict, not {type(state).__name__}")
         return self._open(dict(state), reconnect)
 
-    def _open(self, state: dict[str, Any], reconnect: bool) -> "Conversation":
+    def _open(self, state: dict[str, Any], reconnect: bool) -> Conversation:
         """``dl_conversation_open`` with ``state`` (the C spelling)."""
         if not isinstance(reconnect, bool):
             raise InvalidArgumentError.local(f"reconnect must be a bool, not {type(reconnect).__name__}")
@@ -439,7 +440,7 @@ class Conversation(_NativeObject):
 
     _kind = "Conversation"
 
-    def __init__(self, client: Client, handle: int, *, start_result: Optional[dict[str, Any]]) -> None:
+    def __init__(self, client: Client, handle: int, *, start_result: dict[str, Any] | None) -> None:
         # Set by close(), to wake ``replies()`` between its polls.
         self._closing = threading.Event()
         super().__init__(handle, lib.dl_conversation_free)
@@ -538,9 +539,9 @@ class Conversation(_NativeObject):
         return conversation_id
 
     @property
-    def watermark(self) -> Optional[str]:
+    def watermark(self) -> str | None:
         """The watermark of the last ``get_activities`` or ``wait`` (None before the first)."""
-        watermark: Optional[str] = self.info().get("watermark")
+        watermark: str | None = self.info().get("watermark")
         return watermark
 
     def send_activity(self, activity: Mapping[str, Any]) -> dict[str, Any]:
@@ -600,7 +601,7 @@ class Conversation(_NativeObject):
         return result
 
     def wait(self, timeout: float = 10.0, *, interval: float = 1.0, after_send: float = 0.3,
-             user_id: Optional[str] = None, include_own: bool = False) -> list[dict[str, Any]]:
+             user_id: str | None = None, include_own: bool = False) -> list[dict[str, Any]]:
         """Waits for the bot's replies: polls until something arrives from others, or ``timeout``.
 
         Polls what arrived after the watermark (first ``after_send`` seconds
@@ -641,8 +642,8 @@ class Conversation(_NativeObject):
         result = self._wait_once(_native.encode_json(options, "wait options"), cancel_if_closed=False)
         return _activities(result)
 
-    def replies(self, timeout: Optional[float] = 10.0, *, interval: float = 1.0,
-                user_id: Optional[str] = None,
+    def replies(self, timeout: float | None = 10.0, *, interval: float = 1.0,
+                user_id: str | None = None,
                 include_own: bool = False) -> Iterator[dict[str, Any]]:
         """Yields new activities from others as they arrive, until ``timeout`` seconds bring nothing new.
 
@@ -683,7 +684,7 @@ class Conversation(_NativeObject):
         options = self._wait_options(interval, user_id, include_own)
         return self._replies(idle_ms, options)
 
-    def _replies(self, idle_ms: Optional[int], options: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def _replies(self, idle_ms: int | None, options: dict[str, Any]) -> Iterator[dict[str, Any]]:
         interval_ms: int = options["intervalMs"]
         # Each call covers whole poll intervals, and at most _SLICE_MS, so
         # that Ctrl-C is handled between calls; 0 (one poll) when an interval
@@ -714,7 +715,7 @@ class Conversation(_NativeObject):
                 raise _closed_during_wait()
 
     @staticmethod
-    def _wait_options(interval: float, user_id: Optional[str], include_own: bool) -> dict[str, Any]:
+    def _wait_options(interval: float, user_id: str | None, include_own: bool) -> dict[str, Any]:
         """The ``options_json`` of ``dl_conversation_wait`` common to ``wait`` and ``replies``."""
         if not isinstance(include_own, bool):
             raise InvalidArgumentError.local(f"include_own must be a bool, not {type(include_own).__name__}")
@@ -803,9 +804,9 @@ class Conversation(_NativeObject):
             result: dict[str, Any] = _native.call(lib.dl_conversation_end, handle, user)
         return result
 
-    def upload_file(self, user_id: str, path: Union[StrPath, bytes], *, content_type: Optional[str] = None,
-                    filename: Optional[str] = None,
-                    progress: Optional[ProgressCallable] = None) -> dict[str, Any]:
+    def upload_file(self, user_id: str, path: StrPath | bytes, *, content_type: str | None = None,
+                    filename: str | None = None,
+                    progress: ProgressCallable | None = None) -> dict[str, Any]:
         """Uploads one file from disk as a raw attachment, streamed (never read whole).
 
         Sends ``POST .../upload?userId=user_id`` with the file as the body,
@@ -852,9 +853,9 @@ class Conversation(_NativeObject):
                      _native.encode_optional_string(filename, "filename"))
         return self._upload(progress, lib.dl_upload_file, *arguments)
 
-    def upload_bytes(self, user_id: str, data: Bytes, *, content_type: Optional[str] = None,
-                     filename: Optional[str] = None,
-                     progress: Optional[ProgressCallable] = None) -> dict[str, Any]:
+    def upload_bytes(self, user_id: str, data: Bytes, *, content_type: str | None = None,
+                     filename: str | None = None,
+                     progress: ProgressCallable | None = None) -> dict[str, Any]:
         """Uploads bytes from memory as a raw attachment named ``filename``.
 
         Sends the same request as ``upload_file``, with ``data`` as the body
@@ -872,8 +873,8 @@ class Conversation(_NativeObject):
         return self._upload(progress, lib.dl_upload_bytes, *arguments)
 
     def upload(self, user_id: str, files: Sequence[FileItem], *,
-               activity: Optional[Mapping[str, Any]] = None,
-               progress: Optional[ProgressCallable] = None) -> dict[str, Any]:
+               activity: Mapping[str, Any] | None = None,
+               progress: ProgressCallable | None = None) -> dict[str, Any]:
         """Uploads several files, and optionally the activity carrying them, in one request.
 
         Sends one ``multipart/form-data`` ``POST .../upload?userId=user_id``:
@@ -910,7 +911,7 @@ class Conversation(_NativeObject):
         arguments = (_native.encode_string(user_id, "user_id"), _native.encode_json(manifest, "upload"))
         return self._upload(progress, lib.dl_upload_multipart, *arguments)
 
-    def _upload(self, progress: Optional[ProgressCallable], function: Callable[..., int],
+    def _upload(self, progress: ProgressCallable | None, function: Callable[..., int],
                 *arguments: Any) -> dict[str, Any]:
         """Calls an upload, with ``progress`` as the conversation's callback while it runs."""
         if progress is None:
