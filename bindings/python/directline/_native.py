@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -248,6 +249,28 @@ def encode_path(path: str | os.PathLike[str] | os.PathLike[bytes] | bytes, what:
     if b"\0" in encoded:
         raise InvalidArgumentError.local(f"{what} contains a NUL character")
     return encoded
+
+
+def _milliseconds(seconds: float, what: str, *, within_ms: tuple[int, int] | None = None) -> int:
+    """A duration in seconds as the whole milliseconds the C side takes.
+
+    Raises InvalidArgumentError, naming ``what``, for anything but an int or
+    a float (a bool included) and for a negative or non-finite number; with
+    ``within_ms`` (lowest, highest), also for one whose milliseconds fall
+    outside that range, with a message that gives the range in seconds.
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise InvalidArgumentError.local(f"{what} must be a number of seconds, not {type(seconds).__name__}")
+    valid = math.isfinite(seconds) and seconds >= 0
+    milliseconds = round(seconds * 1000) if valid else 0
+    if within_ms is not None:
+        lowest, highest = within_ms
+        if not valid or not lowest <= milliseconds <= highest:
+            raise InvalidArgumentError.local(
+                f"{what} must be from {lowest / 1000:g} to {highest / 1000:g} seconds, not {seconds!r}")
+    elif not valid:
+        raise InvalidArgumentError.local(f"{what} must be a finite, non-negative number of seconds")
+    return milliseconds
 
 
 Bytes = Union[bytes, bytearray, memoryview]  # noqa: UP007 - evaluated at run time: X | Y needs Python 3.10

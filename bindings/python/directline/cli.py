@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any, NoReturn
 
 from . import __version__
+from ._native import _milliseconds
 from .client import Client, Conversation
 from .errors import DirectLineError, FileError, InvalidArgumentError
 
@@ -445,7 +446,7 @@ class Credentials:
 def _make_client(args: argparse.Namespace, credential: Mapping[str, str]) -> Client:
     options: dict[str, Any] = {}
     if args.http_timeout is not None:
-        options["timeout_ms"] = max(1, round(args.http_timeout * 1000))
+        options["timeout_ms"] = max(1, _milliseconds(args.http_timeout, "--http-timeout"))
     if args.retries is not None:
         options["retry"] = {"max_attempts": args.retries}
     if args.ca_file is not None:

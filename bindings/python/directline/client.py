@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import math
 import os
 import threading
 import time
@@ -12,7 +11,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Union
 
 from . import _native
-from ._native import Bytes, ProgressCallable, lib
+from ._native import Bytes, ProgressCallable, _milliseconds, lib
 from .errors import CancelledError, DirectLineError, InvalidArgumentError, InvalidHandleError, Status, error_from_status
 
 if TYPE_CHECKING:
@@ -697,7 +696,7 @@ class Conversation(_NativeObject):
             if deadline is None:
                 options["timeoutMs"] = slice_ms
             else:
-                options["timeoutMs"] = max(0, min(slice_ms, round((deadline - time.monotonic()) * 1000)))
+                options["timeoutMs"] = min(slice_ms, _milliseconds(max(0.0, deadline - time.monotonic()), "timeout"))
             result = self._wait_once(_native.encode_json(options, "wait options"), cancel_if_closed=not first)
             first = False
             polled = time.monotonic()
@@ -949,15 +948,6 @@ class Conversation(_NativeObject):
 
 _SLICE_MS = 1000
 """The longest ``dl_conversation_wait`` call ``replies()`` makes, in ms."""
-
-
-def _milliseconds(seconds: float, what: str) -> int:
-    """A duration in seconds as whole milliseconds for the C side."""
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise InvalidArgumentError.local(f"{what} must be a number of seconds, not {type(seconds).__name__}")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise InvalidArgumentError.local(f"{what} must be a finite, non-negative number of seconds")
-    return round(seconds * 1000)
 
 
 def _activities(result: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 from . import _native
-from ._native import lib
+from ._native import _milliseconds, lib
 from .errors import InvalidArgumentError
 
 
@@ -94,15 +94,8 @@ def log_to_logging(logger: logging.Logger | None = None, level: LogLevel = LogLe
 _overrides = threading.local()
 
 
-def _milliseconds(seconds: float | None, what: str) -> int | None:
-    if seconds is None:
-        return None
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise InvalidArgumentError.local(f"{what} must be a number of seconds, not {type(seconds).__name__}")
-    milliseconds = round(seconds * 1000)
-    if not 1 <= milliseconds <= 86_400_000:
-        raise InvalidArgumentError.local(f"{what} must be from 0.001 to 86400 seconds, not {seconds!r}")
-    return milliseconds
+_TIMEOUT_MS = (1, 86_400_000)
+"""The timeouts ``dl_set_thread_timeouts`` accepts, in ms: refused here, before the call."""
 
 
 def _apply(total: int | None, connect: int | None) -> None:
@@ -124,8 +117,8 @@ def timeouts(total: float | None = None, connect: float | None = None) -> Iterat
         with directline.timeouts(total=2.0):
             conversation.send_text("user1", "quick question")
     """
-    total_ms = _milliseconds(total, "total")
-    connect_ms = _milliseconds(connect, "connect")
+    total_ms = None if total is None else _milliseconds(total, "total", within_ms=_TIMEOUT_MS)
+    connect_ms = None if connect is None else _milliseconds(connect, "connect", within_ms=_TIMEOUT_MS)
     stack: list[tuple[int | None, int | None]] = getattr(_overrides, "stack", [])
     _overrides.stack = stack
     outer = stack[-1] if stack else (None, None)
