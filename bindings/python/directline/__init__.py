@@ -17,7 +17,8 @@ names every place it looked.
 
 from ._native import LibraryNotFoundError
 from ._native import version as _library_version
-from .client import Client, Conversation
+from .client import Client
+from .conversation import Conversation
 from .errors import (
     BadRequestError,
     BotError,

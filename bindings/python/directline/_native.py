@@ -2,7 +2,7 @@
 
 Everything that touches ctypes lives here. Every exported symbol is declared
 once, in ``_DECLARATIONS``, next to its C prototype; binding a new C function
-is one row there plus a method in ``client.py``.
+is one row there plus a method on ``Client`` or ``Conversation``.
 
 Conventions of the C side (include/directline.h) that this module relies on:
 
