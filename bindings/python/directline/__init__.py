@@ -15,9 +15,10 @@ the repository's build folders; ``LibraryNotFoundError`` (an ImportError)
 names every place it looked.
 """
 
-from ._native import LibraryNotFoundError, version as _library_version
-from .client import Client, Conversation
-from .settings import LogLevel, log_to_logging, set_log_handler, timeouts
+from ._native import LibraryNotFoundError
+from ._native import version as _library_version
+from .client import Client
+from .conversation import Conversation
 from .errors import (
     BadRequestError,
     BotError,
@@ -44,15 +45,12 @@ from .errors import (
     UnauthorizedError,
     error_class,
 )
+from .settings import LogLevel, log_to_logging, set_log_handler, timeouts
 
 __version__: str = _library_version()
 """The loaded C library's version, "MAJOR.MINOR.PATCH"."""
 
 __all__ = [
-    "LogLevel",
-    "log_to_logging",
-    "set_log_handler",
-    "timeouts",
     "BadRequestError",
     "BotError",
     "CancelledError",
@@ -68,6 +66,7 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidHandleError",
     "LibraryNotFoundError",
+    "LogLevel",
     "NetworkError",
     "NotFoundError",
     "ProtocolError",
@@ -81,4 +80,7 @@ __all__ = [
     "UnauthorizedError",
     "__version__",
     "error_class",
+    "log_to_logging",
+    "set_log_handler",
+    "timeouts",
 ]

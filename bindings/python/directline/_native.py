@@ -2,7 +2,7 @@
 
 Everything that touches ctypes lives here. Every exported symbol is declared
 once, in ``_DECLARATIONS``, next to its C prototype; binding a new C function
-is one row there plus a method in ``client.py``.
+is one row there plus a method on ``Client`` or ``Conversation``.
 
 Conventions of the C side (include/directline.h) that this module relies on:
 
@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import ctypes
 import json
+import math
 import os
 import threading
+from collections.abc import Callable
 from ctypes import CFUNCTYPE, POINTER, c_char_p, c_int32, c_size_t, c_uint32, c_uint64, c_void_p
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 from .errors import InternalError, InvalidArgumentError, Status, error_from_status
 
@@ -201,7 +203,7 @@ def status_name(status: int) -> str:
     return name.decode("ascii")
 
 
-def encode_string(value: Optional[str], what: str) -> bytes:
+def encode_string(value: str | None, what: str) -> bytes:
     """A Python str as the NUL-terminated UTF-8 the C side takes.
 
     Raises InvalidArgumentError for what C could not represent faithfully
@@ -228,12 +230,12 @@ def encode_json(value: Any, what: str) -> bytes:
     return encode_string(text, what)
 
 
-def encode_optional_string(value: Optional[str], what: str) -> Optional[bytes]:
+def encode_optional_string(value: str | None, what: str) -> bytes | None:
     """As ``encode_string``, but None stays None (NULL: the library's default)."""
     return None if value is None else encode_string(value, what)
 
 
-def encode_path(path: Union[str, "os.PathLike[str]", "os.PathLike[bytes]", bytes], what: str) -> bytes:
+def encode_path(path: str | os.PathLike[str] | os.PathLike[bytes] | bytes, what: str) -> bytes:
     """A file system path as the bytes the OS uses for it (``os.fsencode``).
 
     An embedded NUL raises InvalidArgumentError here; the library refuses a
@@ -249,7 +251,29 @@ def encode_path(path: Union[str, "os.PathLike[str]", "os.PathLike[bytes]", bytes
     return encoded
 
 
-Bytes = Union[bytes, bytearray, memoryview]
+def _milliseconds(seconds: float, what: str, *, within_ms: tuple[int, int] | None = None) -> int:
+    """A duration in seconds as the whole milliseconds the C side takes.
+
+    Raises InvalidArgumentError, naming ``what``, for anything but an int or
+    a float (a bool included) and for a negative or non-finite number; with
+    ``within_ms`` (lowest, highest), also for one whose milliseconds fall
+    outside that range, with a message that gives the range in seconds.
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise InvalidArgumentError.local(f"{what} must be a number of seconds, not {type(seconds).__name__}")
+    valid = math.isfinite(seconds) and seconds >= 0
+    milliseconds = round(seconds * 1000) if valid else 0
+    if within_ms is not None:
+        lowest, highest = within_ms
+        if not valid or not lowest <= milliseconds <= highest:
+            raise InvalidArgumentError.local(
+                f"{what} must be from {lowest / 1000:g} to {highest / 1000:g} seconds, not {seconds!r}")
+    elif not valid:
+        raise InvalidArgumentError.local(f"{what} must be a finite, non-negative number of seconds")
+    return milliseconds
+
+
+Bytes = Union[bytes, bytearray, memoryview]  # noqa: UP007 - evaluated at run time: X | Y needs Python 3.10
 
 
 def byte_buffer(data: Bytes, what: str) -> tuple[Any, int]:
@@ -272,7 +296,7 @@ def byte_buffer(data: Bytes, what: str) -> tuple[Any, int]:
     return (ctypes.c_char * flat.nbytes).from_buffer(flat), flat.nbytes
 
 
-def take_string(pointer: c_void_p) -> Optional[str]:
+def take_string(pointer: c_void_p) -> str | None:
     """Copies a library-owned string out of an out_json slot, then frees it."""
     if not pointer.value:
         return None
@@ -313,7 +337,7 @@ def call_constructor(function: Callable[..., int], *args: Any) -> tuple[int, Any
     return out_handle.value, result
 
 
-ProgressCallable = Callable[[int, int], Optional[bool]]
+ProgressCallable = Callable[[int, int], Optional[bool]]  # noqa: UP045 - evaluated at run time: X | None needs 3.10
 """``progress(done, total)``: return False to cancel, anything else to go on."""
 
 
@@ -333,17 +357,17 @@ class ProgressRelay:
     def __init__(self, progress: ProgressCallable) -> None:
         self._progress = progress
         self._thread = threading.get_ident()
-        self.error: Optional[BaseException] = None
+        self.error: BaseException | None = None
         self.function = PROGRESS_FN(self._relay)
 
-    def _relay(self, _userdata: Optional[int], done: int, total: int) -> int:
+    def _relay(self, _userdata: int | None, done: int, total: int) -> int:
         if threading.get_ident() != self._thread:
             return 0
         if self.error is not None:
             return 1
         try:
             verdict = self._progress(done, total)
-        except BaseException as error:  # re-raised by the caller after the C call
+        except BaseException as error:  # noqa: BLE001 - re-raised by the caller after the C call
             self.error = error
             return 1
         return 1 if verdict is False else 0

@@ -1,21 +1,18 @@
-"""Client and Conversation: the Pythonic face of the C handles."""
+"""Client: the endpoint, credential and transport that conversations start from."""
 
 from __future__ import annotations
 
-import base64
-import math
-import os
-import threading
-import time
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, TypeVar, Union
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from . import _native
-from ._native import Bytes, ProgressCallable, lib
-from .errors import (CancelledError, DirectLineError, InvalidArgumentError, InvalidHandleError, Status,
-                     error_from_status)
+from ._handle import NativeObject
+from ._native import lib
+from .conversation import Conversation, FileItem, StrPath
+from .errors import InvalidArgumentError
 
-_Self = TypeVar("_Self", bound="_NativeObject")
+__all__ = ["Client", "Conversation", "FileItem", "StrPath"]
+"""Also Conversation and the aliases of its uploads, for code that imports them from here."""
 
 # Client(**options) keyword -> config_json key (API.md, "config_json").
 _CONFIG_KEYS: Mapping[str, str] = {
@@ -30,21 +27,6 @@ _CONFIG_KEYS: Mapping[str, str] = {
     "max_upload_bytes": "maxUploadBytes",
 }
 
-# upload(files=[{...}]) keys in Python style -> upload_json "files" keys.
-_FILE_KEYS: Mapping[str, str] = {
-    "path": "path",
-    "data": "dataBase64",
-    "content_type": "contentType",
-    "filename": "filename",
-}
-
-StrPath = Union[str, "os.PathLike[str]"]
-"""A file system path: a str or an os.PathLike such as pathlib.Path."""
-
-FileItem = Union[StrPath, Mapping[str, Any]]
-"""One file of ``Conversation.upload``: a path, or a dict with ``path`` or
-``data`` and optionally ``content_type`` and ``filename``."""
-
 # retry={...} keys in Python style -> config_json "retry" keys. Keys already
 # in the C spelling pass through; anything else is left for the library to
 # refuse.
@@ -55,118 +37,7 @@ _RETRY_KEYS: Mapping[str, str] = {
 }
 
 
-class _NativeObject:
-    """Owns one C handle; frees it exactly once, never while a call is using it.
-
-    Each call borrows the handle under a lock and counts itself in flight.
-    ``close()`` marks the object closed at once; the handle is freed by
-    whichever of ``close()`` or the last in-flight call comes later, so
-    another thread's call can never receive a freed handle.
-
-    The one exception is a call borrowed as ``interruptible`` (a wait that
-    freeing the handle is meant to end, ``dl_conversation_wait``): it does
-    not hold the handle back. The handle is freed as soon as only such calls
-    are in flight, and they end with CancelledError (the library answers
-    DL_ERR_CANCELLED, or DL_ERR_INVALID_HANDLE to a call that had not reached
-    it yet: a freed handle's value is never reissued).
-    """
-
-    _kind = "object"
-
-    def __init__(self, handle: int, free: Callable[[int], int]) -> None:
-        self._lock = threading.Lock()
-        self._handle: Optional[int] = handle
-        self._free = free
-        self._closed = False
-        # Every call in flight holds a ticket; tickets only ever increase.
-        self._next_ticket = 0
-        self._in_flight: set[int] = set()
-        # The tickets of interruptible calls, which do not delay the free.
-        self._interruptible: set[int] = set()
-        # (last ticket that may use it, object): what C may still use.
-        self._keepalive: list[tuple[int, object]] = []
-
-    @property
-    def closed(self) -> bool:
-        """True once ``close()`` has been called."""
-        return self._closed
-
-    @contextmanager
-    def _borrow(self, *, interruptible: bool = False) -> Iterator[int]:
-        with self._lock:
-            if self._closed or self._handle is None:
-                raise ValueError(f"operation on a closed {self._kind}")
-            ticket = self._next_ticket
-            self._next_ticket += 1
-            self._in_flight.add(ticket)
-            if interruptible:
-                self._interruptible.add(ticket)
-            handle = self._handle
-        try:
-            yield handle
-        finally:
-            with self._lock:
-                self._in_flight.discard(ticket)
-                self._interruptible.discard(ticket)
-                oldest = min(self._in_flight, default=self._next_ticket)
-                self._keepalive = [kept for kept in self._keepalive if kept[0] >= oldest]
-                orphan = self._take_if_idle()
-            self._release(orphan)
-
-    def _keep_while_busy(self, thing: object) -> None:
-        """Keeps ``thing`` referenced until every call now in flight has returned.
-
-        For what C may still use after this call is done with it: a progress
-        callback that another thread's call picked up while it was set.
-        """
-        with self._lock:
-            self._keepalive.append((self._next_ticket - 1, thing))
-
-    def _take_if_idle(self) -> Optional[int]:
-        # Called with the lock held.
-        if self._closed and self._in_flight <= self._interruptible and self._handle is not None:
-            handle, self._handle = self._handle, None
-            return handle
-        return None
-
-    def _release(self, handle: Optional[int]) -> None:
-        if handle is None:
-            return
-        status = self._free(handle)
-        if status != Status.OK:
-            raise error_from_status(
-                status, None, f"freeing a {self._kind} handle failed ({_native.status_name(status)})")
-
-    def close(self) -> None:
-        """Releases the C handle. Idempotent; later use raises ValueError.
-
-        If another thread is inside a call on this object, that call
-        finishes normally and the handle is released when it returns
-        (``Conversation.wait`` and ``Conversation.replies`` excepted: see
-        ``Conversation.close``).
-        """
-        with self._lock:
-            self._closed = True
-            handle = self._take_if_idle()
-        self._release(handle)
-
-    def __enter__(self: _Self) -> _Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        # A safety net only: a handle dropped without close() is freed here.
-        # At interpreter shutdown module globals may already be gone.
-        try:
-            if getattr(self, "_handle", None) is not None:
-                self.close()
-        except Exception:
-            pass
-
-
-class Client(_NativeObject):
+class Client(NativeObject):
     """A Direct Line client: endpoint, credential and transport (a pooled, keep-alive connection).
 
     Construction sends nothing. One client may be used from many threads at
@@ -198,8 +69,8 @@ class Client(_NativeObject):
 
     _kind = "Client"
 
-    def __init__(self, endpoint: Optional[str] = None, *, secret: Optional[str] = None,
-                 token: Optional[str] = None, protocol: str = "3.0", **options: Any) -> None:
+    def __init__(self, endpoint: str | None = None, *, secret: str | None = None,
+                 token: str | None = None, protocol: str = "3.0", **options: Any) -> None:
         config: dict[str, Any] = {"protocol": protocol}
         for key, value in (("endpoint", endpoint), ("secret", secret), ("token", token)):
             if value is not None:
@@ -214,7 +85,7 @@ class Client(_NativeObject):
         self._init_from_config(config)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "Client":
+    def from_config(cls, config: Mapping[str, Any]) -> Client:
         """A client from a ``config_json`` dict in the C spelling, passed verbatim.
 
         Example: ``Client.from_config({"endpoint": url, "secret": s, "timeoutMs": 5000})``.
@@ -235,8 +106,8 @@ class Client(_NativeObject):
         state = "closed" if self.closed else self._description
         return f"<directline.Client {state}>"
 
-    def start_conversation(self, user_id: Optional[str] = None,
-                           user_name: Optional[str] = None) -> "Conversation":
+    def start_conversation(self, user_id: str | None = None,
+                           user_name: str | None = None) -> Conversation:
         """Starts a new conversation with the bot.
 
         Sends ``POST /v3/directline/conversations`` (3.0) or
@@ -264,8 +135,8 @@ class Client(_NativeObject):
             conversation, result = _native.call_constructor(lib.dl_conversation_start, handle, body)
         return Conversation(self, conversation, start_result=result)
 
-    def generate_token(self, user_id: Optional[str] = None, user_name: Optional[str] = None,
-                       trusted_origins: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    def generate_token(self, user_id: str | None = None, user_name: str | None = None,
+                       trusted_origins: Sequence[str] | None = None) -> dict[str, Any]:
         """Exchanges the client's secret for a token, without starting a conversation.
 
         Sends ``POST /v3/directline/tokens/generate`` (3.0), with
@@ -339,10 +210,10 @@ class Client(_NativeObject):
             result: dict[str, Any] = _native.call(lib.dl_token_refresh, handle, encoded)
         return result
 
-    def open_conversation(self, conversation_id: str, token: Optional[str] = None,
-                          watermark: Optional[str] = None,
-                          stream_url: Optional[str] = None, *, reconnect: bool = False,
-                          token_expires_at: Optional[str] = None) -> "Conversation":
+    def open_conversation(self, conversation_id: str, token: str | None = None,
+                          watermark: str | None = None,
+                          stream_url: str | None = None, *, reconnect: bool = False,
+                          token_expires_at: str | None = None) -> Conversation:
         """Attaches to an existing conversation, e.g. one saved earlier.
 
         Sends nothing, unless ``reconnect``.
@@ -378,7 +249,7 @@ class Client(_NativeObject):
                 state[key] = value
         return self._open(state, reconnect)
 
-    def resume(self, state: Mapping[str, Any], *, reconnect: bool = False) -> "Conversation":
+    def resume(self, state: Mapping[str, Any], *, reconnect: bool = False) -> Conversation:
         """Reopens a conversation saved with ``Conversation.state()``.
 
         Reading goes on from the saved watermark, so no reply is lost or
@@ -408,7 +279,7 @@ class Client(_NativeObject):
             raise InvalidArgumentError.local(f"state must be a dict, not {type(state).__name__}")
         return self._open(dict(state), reconnect)
 
-    def _open(self, state: dict[str, Any], reconnect: bool) -> "Conversation":
+    def _open(self, state: dict[str, Any], reconnect: bool) -> Conversation:
         """``dl_conversation_open`` with ``state`` (the C spelling)."""
         if not isinstance(reconnect, bool):
             raise InvalidArgumentError.local(f"reconnect must be a bool, not {type(reconnect).__name__}")
@@ -418,593 +289,3 @@ class Client(_NativeObject):
         with self._borrow() as handle:
             conversation, _ = _native.call_constructor(lib.dl_conversation_open, handle, body)
         return Conversation(self, conversation, start_result=None)
-
-
-class Conversation(_NativeObject):
-    """One conversation with the bot: its id, its own token and the watermark read so far.
-
-    Made by ``Client.start_conversation``, ``Client.open_conversation`` or
-    ``Client.resume``, never directly. Usable from many threads at once.
-    While it is open, the library refreshes its token on a background thread
-    at half the token's remaining life (when the expiry is known), until
-    ``end()`` or ``close()``. Closing it frees the local handle only; the
-    conversation goes on at the service (``end()`` ends it).
-
-    Attributes:
-        client: the Client it came from (kept alive by this reference).
-        start_result: the service's Conversation object when it was started
-            here (``conversationId``, ``token``, ``expires_in``,
-            ``streamUrl``...; the token is a secret), else None.
-    """
-
-    _kind = "Conversation"
-
-    def __init__(self, client: Client, handle: int, *, start_result: Optional[dict[str, Any]]) -> None:
-        # Set by close(), to wake ``replies()`` between its polls.
-        self._closing = threading.Event()
-        super().__init__(handle, lib.dl_conversation_free)
-        self.client = client
-        self.start_result = start_result
-        # The C progress callback belongs to the conversation, not to a call:
-        # calls that carry one take turns. Reentrant, so that a progress
-        # callable calling back in gets ReentrantError rather than a deadlock.
-        self._progress_lock = threading.RLock()
-
-    def __repr__(self) -> str:
-        if self.closed:
-            return "<directline.Conversation closed>"
-        info = self.info()
-        return (f"<directline.Conversation id={info.get('conversationId')!r} "
-                f"protocol={info.get('protocol')!r} watermark={info.get('watermark')!r}>")
-
-    def close(self) -> None:
-        """Releases the C handle. Idempotent; later use raises ValueError.
-
-        The conversation goes on at the service (see ``end``); its token is
-        no longer refreshed. Any other thread's call in flight finishes
-        normally, and the handle is released when the last returns; a
-        ``wait`` or ``replies`` does not hold it back, and ends with
-        CancelledError once the handle is released (at once when no other
-        call is in flight).
-        """
-        super().close()
-        self._closing.set()
-
-    def info(self) -> dict[str, Any]:
-        """Describes the conversation locally; sends nothing.
-
-        Returns:
-            ``{"conversationId", "protocol", "watermark", "streamUrl"``
-            (without its token), ``"tokenExpiresAt"`` (ISO-8601 UTC such as
-            ``"2026-11-21T02:30:00Z"``, or None when unknown),
-            ``"autoRefresh"`` (True while the library will refresh the
-            token on its own), ``"tokenRefreshError"`` (why the last
-            automatic refresh failed, or None), ``"ended"`` (``end()`` was
-            called)``}``. Never the token: see ``state()``.
-
-        Raises:
-            ValueError: the conversation is closed.
-        """
-        with self._borrow() as handle:
-            result: dict[str, Any] = _native.call(lib.dl_conversation_info, handle)
-        return result
-
-    def state(self) -> dict[str, Any]:
-        """What ``Client.resume`` needs to reopen this conversation later; sends nothing.
-
-        The dict is JSON-serializable, so it can be stored anywhere; it
-        contains the conversation's token, a secret: store it as one.
-
-        Returns:
-            ``{"conversationId", "token", "watermark", "streamUrl",
-            "tokenExpiresAt", "tokenLifetime"}`` (``tokenLifetime``: the
-            seconds the service gave the token, or None). ``token`` is None
-            when the conversation uses the client's secret (which is never
-            handed out), and the ``streamUrl`` carries the token too.
-
-        Raises:
-            ValueError: the conversation is closed.
-        """
-        with self._borrow() as handle:
-            result: dict[str, Any] = _native.call(lib.dl_conversation_state, handle)
-        return result
-
-    def refresh(self) -> dict[str, Any]:
-        """Renews the conversation's token now, and keeps the new one.
-
-        Not needed in normal use: the token is refreshed automatically at
-        half its remaining life. Sends ``POST /v3/directline/tokens/refresh``
-        (3.0) or ``GET /api/tokens/{id}/renew`` (1.1; POST if the service
-        answers 405). The old token stays valid until its own expiry.
-
-        Returns:
-            the same as ``info()``, with the new ``tokenExpiresAt``.
-
-        Raises:
-            ValueError: the conversation is closed.
-            InvalidArgumentError: the conversation uses the client's secret,
-                which never expires; nothing was sent.
-            TokenExpiredError: too late: start a new conversation.
-            DirectLineError: a network or service failure.
-        """
-        with self._borrow() as handle:
-            result: dict[str, Any] = _native.call(lib.dl_conversation_refresh, handle)
-        return result
-
-    @property
-    def id(self) -> str:
-        """The conversation id."""
-        conversation_id: str = self.info()["conversationId"]
-        return conversation_id
-
-    @property
-    def watermark(self) -> Optional[str]:
-        """The watermark of the last ``get_activities`` or ``wait`` (None before the first)."""
-        watermark: Optional[str] = self.info().get("watermark")
-        return watermark
-
-    def send_activity(self, activity: Mapping[str, Any]) -> dict[str, Any]:
-        """Sends one activity (3.0) or message (1.1), given as a dict.
-
-        3.0: an Activity with a string ``type`` and ``from.id``; the library
-        adds ``channelData.clientActivityID`` unless you set one. 1.1: a
-        Message whose ``from`` is a string. At most 262,144 bytes serialized.
-
-        Returns:
-            3.0: ``{"id": ..., "clientActivityID": ...}``; 1.1: ``{}``.
-
-        Raises:
-            ValueError: the conversation is closed.
-            InvalidArgumentError: not a valid activity; nothing was sent.
-            TooLargeError: over the size limit; nothing was sent.
-            DirectLineError: a network or service failure. Its ``delivery``
-                says whether the activity may have reached the bot
-                (``"unknown"``: look for its clientActivityID before resending).
-        """
-        body = _native.encode_json(activity, "activity")
-        with self._borrow() as handle:
-            result: dict[str, Any] = _native.call(lib.dl_send_activity, handle, body)
-        return result
-
-    def send_text(self, user_id: str, text: str) -> dict[str, Any]:
-        """Sends a plain text message from ``user_id``.
-
-        Builds ``{"type": "message", "from": {"id": user_id}, "text": text}``
-        (3.0) or ``{"from": user_id, "text": text}`` (1.1).
-
-        Returns and raises as ``send_activity``.
-        """
-        user = _native.encode_string(user_id, "user_id")
-        message = _native.encode_string(text, "text")
-        with self._borrow() as handle:
-            result: dict[str, Any] = _native.call(lib.dl_send_text, handle, user, message)
-        return result
-
-    def get_activities(self) -> dict[str, Any]:
-        """Reads what arrived after the watermark, and advances the watermark.
-
-        Sends ``GET .../activities?watermark=`` (3.0) or
-        ``GET .../messages?watermark=`` (1.1).
-
-        Returns:
-            3.0: the ActivitySet ``{"activities": [...], "watermark": ...}``;
-            1.1: the MessageSet ``{"messages": [...], "watermark": ...}``.
-            Call again until the list is empty to page.
-
-        Raises:
-            ValueError: the conversation is closed.
-            DirectLineError: a network or service failure.
-        """
-        with self._borrow() as handle:
-            result: dict[str, Any] = _native.call(lib.dl_get_activities, handle)
-        return result
-
-    def wait(self, timeout: float = 10.0, *, interval: float = 1.0, after_send: float = 0.3,
-             user_id: Optional[str] = None, include_own: bool = False) -> list[dict[str, Any]]:
-        """Waits for the bot's replies: polls until something arrives from others, or ``timeout``.
-
-        Polls what arrived after the watermark (first ``after_send`` seconds
-        after this conversation's last send, then every ``interval``) and
-        returns as soon as an activity (3.0) or message (1.1) arrives that
-        is not from the caller's users: ``user_id``, or by default every user
-        this Conversation has sent or uploaded as. The watermark advances, so
-        the next wait returns only newer replies; each activity is returned
-        at most once even if the service delivers it twice.
-
-        Blocks the calling thread (without the GIL) for up to ``timeout``;
-        Ctrl-C takes effect when it returns. ``replies()`` polls in short
-        slices instead. Closing the conversation from another thread ends
-        the wait with CancelledError (see ``close``).
-
-        Args:
-            timeout: seconds to wait at most.
-            interval: seconds between polls (at least 0.05).
-            after_send: seconds from the last send to the first poll.
-            user_id: the one user whose activities do not count as replies.
-            include_own: also return the caller's users' own activities.
-
-        Returns:
-            the new activities (3.0) or messages (1.1) from others (and with
-            ``include_own`` the caller's own too), in order; an empty list
-            when ``timeout`` passed with nothing new. A timeout never raises.
-
-        Raises:
-            ValueError: the conversation is closed.
-            InvalidArgumentError: a negative or out-of-range time, or a bad
-                ``user_id``; nothing was sent.
-            CancelledError: the conversation was closed during the wait.
-            DirectLineError: a network or service failure.
-        """
-        options = self._wait_options(interval, user_id, include_own)
-        options["timeoutMs"] = _milliseconds(timeout, "timeout")
-        options["afterSendMs"] = _milliseconds(after_send, "after_send")
-        result = self._wait_once(_native.encode_json(options, "wait options"), cancel_if_closed=False)
-        return _activities(result)
-
-    def replies(self, timeout: Optional[float] = 10.0, *, interval: float = 1.0,
-                user_id: Optional[str] = None,
-                include_own: bool = False) -> Iterator[dict[str, Any]]:
-        """Yields new activities from others as they arrive, until ``timeout`` seconds bring nothing new.
-
-        A generator over ``wait``: polls every ``interval`` seconds, yields
-        each new activity (3.0) or message (1.1) that is not from the
-        caller's users (``user_id``, or every user this Conversation sent
-        as), and ends once ``timeout`` seconds pass without one. The
-        conversation may be used, e.g. to send, between the items::
-
-            conversation.send_text("user1", "hello")
-            for reply in conversation.replies(timeout=5):
-                print(reply.get("text"))
-
-        The library is called in slices of at most about a second, so Ctrl-C
-        (KeyboardInterrupt) is honoured promptly.
-
-        Args:
-            timeout: seconds without anything new after which the generator
-                ends; None never ends it (stop iterating, or close the
-                conversation).
-            interval: seconds between polls (at least 0.05).
-            user_id: the one user whose activities do not count as replies.
-            include_own: also yield the caller's users' own activities.
-
-        Returns:
-            an iterator of activity (3.0) or message (1.1) dicts.
-
-        Raises:
-            InvalidArgumentError: a negative time (at once) or an
-                out-of-range one or a bad ``user_id`` (at the first item);
-                nothing was sent.
-            ValueError: the conversation is closed (at the first item).
-            CancelledError: the conversation was closed from another thread
-                while the generator ran.
-            DirectLineError: a network or service failure.
-        """
-        idle_ms = None if timeout is None else _milliseconds(timeout, "timeout")
-        options = self._wait_options(interval, user_id, include_own)
-        return self._replies(idle_ms, options)
-
-    def _replies(self, idle_ms: Optional[int], options: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        interval_ms: int = options["intervalMs"]
-        # Each call covers whole poll intervals, and at most _SLICE_MS, so
-        # that Ctrl-C is handled between calls; 0 (one poll) when an interval
-        # is longer. C polls at the start and at the end of a call; the wait
-        # between calls keeps the polls ``interval`` apart.
-        slice_ms = (_SLICE_MS // interval_ms) * interval_ms if interval_ms > 0 else 0
-        deadline = None if idle_ms is None else time.monotonic() + idle_ms / 1000
-        first = True
-        while True:
-            if deadline is None:
-                options["timeoutMs"] = slice_ms
-            else:
-                options["timeoutMs"] = max(0, min(slice_ms, round((deadline - time.monotonic()) * 1000)))
-            result = self._wait_once(_native.encode_json(options, "wait options"), cancel_if_closed=not first)
-            first = False
-            polled = time.monotonic()
-            found = _activities(result)
-            yield from found
-            now = time.monotonic()
-            if found and idle_ms is not None:
-                deadline = now + idle_ms / 1000
-            if deadline is not None and now >= deadline:
-                return
-            pause = polled + interval_ms / 1000 - now
-            if deadline is not None:
-                pause = min(pause, deadline - now)
-            if pause > 0 and self._closing.wait(pause):
-                raise _closed_during_wait()
-
-    @staticmethod
-    def _wait_options(interval: float, user_id: Optional[str], include_own: bool) -> dict[str, Any]:
-        """The ``options_json`` of ``dl_conversation_wait`` common to ``wait`` and ``replies``."""
-        if not isinstance(include_own, bool):
-            raise InvalidArgumentError.local(f"include_own must be a bool, not {type(include_own).__name__}")
-        options: dict[str, Any] = {"intervalMs": _milliseconds(interval, "interval"), "includeOwn": include_own}
-        if user_id is not None:
-            _native.encode_string(user_id, "user_id")  # a str without NUL; the library checks the rest
-            options["userId"] = user_id
-        return options
-
-    def _wait_once(self, options: bytes, *, cancel_if_closed: bool) -> dict[str, Any]:
-        """One ``dl_conversation_wait``, which closing the conversation interrupts.
-
-        With ``cancel_if_closed``, a conversation already closed raises
-        CancelledError rather than ValueError (it was closed during a
-        ``replies`` loop).
-        """
-        if cancel_if_closed and self.closed:
-            raise _closed_during_wait()
-        try:
-            with self._borrow(interruptible=True) as handle:
-                result: dict[str, Any] = _native.call(lib.dl_conversation_wait, handle, options)
-        except InvalidHandleError:
-            # Freed by close() before the call reached the library.
-            if not self.closed:
-                raise
-            raise _closed_during_wait() from None
-        except ValueError as error:
-            if cancel_if_closed and self.closed and not isinstance(error, DirectLineError):
-                raise _closed_during_wait() from None
-            raise
-        return result
-
-    def confirm(self, client_activity_id: str, timeout: float = 0.0) -> dict[str, Any]:
-        """Tells whether a send whose outcome is unknown reached the conversation (3.0).
-
-        After a ``DirectLineError`` whose ``delivery`` is ``"unknown"`` (a
-        timeout, a 502...), look its ``detail["clientActivityID"]`` up
-        instead of guessing: the bot must not get the message twice, and it
-        must not be lost silently. Reads the conversation from the start
-        without moving this handle's watermark.
-
-        Args:
-            client_activity_id: the activity's ``channelData.clientActivityID``
-                (in ``send_activity``'s result, and in the error's ``detail``).
-            timeout: seconds to keep looking, in case the service is still
-                processing it (0: one look).
-
-        Returns:
-            ``{"delivered": True, "id": ..., "clientActivityID": ...}`` or
-            ``{"delivered": False, "clientActivityID": ...}``. Not delivered
-            after the service had time to store it: sending it again (with
-            the same clientActivityID) is safe.
-
-        Raises:
-            ValueError: the conversation is closed.
-            InvalidArgumentError: a bad id, a bad timeout, or a 1.1
-                conversation (its messages carry no correlation id).
-            DirectLineError: a network or service failure.
-        """
-        identifier = _native.encode_string(client_activity_id, "client_activity_id")
-        options = _native.encode_json({"timeoutMs": _milliseconds(timeout, "timeout")}, "options")
-        with self._borrow() as handle:
-            result: dict[str, Any] = _native.call(lib.dl_conversation_confirm, handle, identifier, options)
-        return result
-
-    def end(self, user_id: str) -> dict[str, Any]:
-        """Ends the conversation for ``user_id``, and stops refreshing its token.
-
-        3.0 sends the activity ``{"type": "endOfConversation", "from":
-        {"id": user_id}}``; 1.1 has no such message and sends nothing. The
-        conversation then lapses when its token expires. Close the
-        Conversation afterwards as usual.
-
-        Returns:
-            3.0: ``{"id": ..., "clientActivityID": ...}`` as ``send_activity``;
-            1.1: ``{}``.
-
-        Raises:
-            ValueError: the conversation is closed.
-            InvalidArgumentError: a bad user id; nothing was sent.
-            DirectLineError: a network or service failure (with ``delivery``,
-                as for ``send_activity``).
-        """
-        user = _native.encode_string(user_id, "user_id")
-        with self._borrow() as handle:
-            result: dict[str, Any] = _native.call(lib.dl_conversation_end, handle, user)
-        return result
-
-    def upload_file(self, user_id: str, path: Union[StrPath, bytes], *, content_type: Optional[str] = None,
-                    filename: Optional[str] = None,
-                    progress: Optional[ProgressCallable] = None) -> dict[str, Any]:
-        """Uploads one file from disk as a raw attachment, streamed (never read whole).
-
-        Sends ``POST .../upload?userId=user_id`` with the file as the body,
-        ``Content-Type: content_type`` and
-        ``Content-Disposition: name="file"; filename="..."``. The service
-        wraps it in a message from ``user_id``.
-
-        Args:
-            user_id: the sender.
-            path: a str, bytes or os.PathLike, passed as ``os.fsencode(path)``;
-                it must be valid UTF-8.
-            content_type: the MIME type; None guesses it from the file name's
-                extension (``.png`` is ``image/png``), else
-                ``application/octet-stream``.
-            filename: the name sent; None sends the path's last component.
-                ``"``, CR and LF in it are sent as ``%22``, ``%0D``, ``%0A``.
-            progress: ``progress(done, total)``, called on this thread as
-                body bytes go out (``done`` rises to ``total``, the body's
-                size). Return ``False`` (exactly) to cancel; any other value,
-                None included, goes on. An exception it raises cancels the
-                transfer and is re-raised here once the call has returned.
-                It must not call into this library (such calls raise
-                ReentrantError). Calls with a progress callable on one
-                conversation run one at a time.
-
-        Returns:
-            3.0: ``{"id": ...}`` (the activity carrying the file); 1.1: ``{}``.
-
-        Raises:
-            ValueError: the conversation is closed.
-            InvalidArgumentError: a bad user id, content type or file name;
-                nothing was sent.
-            FileError: the file is missing, a directory or unreadable;
-                nothing was sent.
-            TooLargeError: over the client's ``max_upload_bytes`` (default
-                4 MiB); nothing was sent.
-            CancelledError: ``progress`` returned False. Its ``delivery`` is
-                ``"not_sent"`` when the body was cut short.
-            DirectLineError: a network or service failure.
-            Whatever ``progress`` raised.
-        """
-        arguments = (_native.encode_string(user_id, "user_id"), _native.encode_path(path, "path"),
-                     _native.encode_optional_string(content_type, "content_type"),
-                     _native.encode_optional_string(filename, "filename"))
-        return self._upload(progress, lib.dl_upload_file, *arguments)
-
-    def upload_bytes(self, user_id: str, data: Bytes, *, content_type: Optional[str] = None,
-                     filename: Optional[str] = None,
-                     progress: Optional[ProgressCallable] = None) -> dict[str, Any]:
-        """Uploads bytes from memory as a raw attachment named ``filename``.
-
-        Sends the same request as ``upload_file``, with ``data`` as the body
-        (the library copies it first). ``content_type`` None is guessed
-        from ``filename``'s extension, else ``application/octet-stream``;
-        ``filename`` None sends ``"file"``.
-
-        Returns, raises and calls ``progress`` as ``upload_file`` (less
-        FileError).
-        """
-        buffer, length = _native.byte_buffer(data, "data")
-        arguments = (_native.encode_string(user_id, "user_id"), buffer, length,
-                     _native.encode_optional_string(content_type, "content_type"),
-                     _native.encode_optional_string(filename, "filename"))
-        return self._upload(progress, lib.dl_upload_bytes, *arguments)
-
-    def upload(self, user_id: str, files: Sequence[FileItem], *,
-               activity: Optional[Mapping[str, Any]] = None,
-               progress: Optional[ProgressCallable] = None) -> dict[str, Any]:
-        """Uploads several files, and optionally the activity carrying them, in one request.
-
-        Sends one ``multipart/form-data`` ``POST .../upload?userId=user_id``:
-        first the activity part when ``activity`` is given (3.0:
-        ``application/vnd.microsoft.activity``, its ``type`` defaulting to
-        ``"message"``, ``from`` to the user, with a
-        ``channelData.clientActivityID`` added; 1.1:
-        ``application/vnd.microsoft.bot.message``, ``from`` defaulting to the
-        user), then one part per file, in order. Files given by path are
-        streamed from disk. Without an activity the 3.0 service wraps the
-        files in an empty message.
-
-        Args:
-            user_id: the sender.
-            files: each a path (str or os.PathLike), or a dict with exactly
-                one of ``"path"`` and ``"data"`` (bytes, bytearray or
-                memoryview), and optionally ``"content_type"`` and
-                ``"filename"`` (defaults as in ``upload_file``).
-            activity: the 3.0 activity or 1.1 message, as a dict.
-            progress: as in ``upload_file``.
-
-        Returns:
-            3.0: ``{"id": ...}``, plus ``"clientActivityID"`` when an activity
-            was given; 1.1: ``{}``.
-
-        Raises:
-            As ``upload_file``; the size limit applies to the whole body.
-            InvalidArgumentError also for a malformed ``files`` item (nothing
-            was sent).
-        """
-        manifest: dict[str, Any] = {"files": _file_manifest(files)}
-        if activity is not None:
-            manifest["activity"] = activity
-        arguments = (_native.encode_string(user_id, "user_id"), _native.encode_json(manifest, "upload"))
-        return self._upload(progress, lib.dl_upload_multipart, *arguments)
-
-    def _upload(self, progress: Optional[ProgressCallable], function: Callable[..., int],
-                *arguments: Any) -> dict[str, Any]:
-        """Calls an upload, with ``progress`` as the conversation's callback while it runs."""
-        if progress is None:
-            with self._borrow() as handle:
-                plain: dict[str, Any] = _native.call(function, handle, *arguments)
-            return plain
-        if not callable(progress):
-            raise TypeError(f"progress must be callable, not {type(progress).__name__}")
-        relay = _native.ProgressRelay(progress)
-        with self._progress_lock, self._borrow() as handle:
-            self._set_progress(handle, relay.function)
-            try:
-                result: dict[str, Any] = _native.call(function, handle, *arguments)
-            except DirectLineError:
-                if relay.error is None:
-                    raise
-            finally:
-                self._set_progress(handle, _native.NO_PROGRESS)
-                # Another thread's send that started while the relay was set
-                # may still call it: keep it until every call has returned.
-                self._keep_while_busy(relay)
-        if relay.error is not None:
-            # Raised here, outside the except block, so that it does not
-            # claim to have happened while handling the CancelledError.
-            raise relay.error
-        return result
-
-    @staticmethod
-    def _set_progress(handle: int, function: Any) -> None:
-        status = lib.dl_conversation_set_progress(handle, function, None)
-        if status != Status.OK:
-            raise error_from_status(status, None, f"setting the progress callback failed "
-                                                  f"({_native.status_name(status)})")
-
-
-_SLICE_MS = 1000
-"""The longest ``dl_conversation_wait`` call ``replies()`` makes, in ms."""
-
-
-def _milliseconds(seconds: float, what: str) -> int:
-    """A duration in seconds as whole milliseconds for the C side."""
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise InvalidArgumentError.local(f"{what} must be a number of seconds, not {type(seconds).__name__}")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise InvalidArgumentError.local(f"{what} must be a finite, non-negative number of seconds")
-    return round(seconds * 1000)
-
-
-def _activities(result: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The activities (3.0) or messages (1.1) of a wait result."""
-    found: list[dict[str, Any]] = result["activities"] if "activities" in result else result["messages"]
-    return found
-
-
-def _closed_during_wait() -> CancelledError:
-    message = "the conversation was closed during the wait"
-    return CancelledError(message, {"status": Status.ERR_CANCELLED, "name": Status.ERR_CANCELLED.c_name,
-                                    "message": message})
-
-
-def _file_manifest(files: Sequence[FileItem]) -> list[dict[str, Any]]:
-    """``upload``'s files in the C spelling of ``upload_json``."""
-    if isinstance(files, (str, bytes, os.PathLike, Mapping)):
-        raise InvalidArgumentError.local("files must be a list of paths or dicts, not a single "
-                                         + type(files).__name__)
-    return [_file_part(item, f"files[{index}]") for index, item in enumerate(files)]
-
-
-def _file_part(item: FileItem, what: str) -> dict[str, Any]:
-    if isinstance(item, (str, os.PathLike)):
-        return {"path": _path_text(item, what)}
-    if not isinstance(item, Mapping):
-        raise InvalidArgumentError.local(
-            f"{what} must be a path (str or os.PathLike) or a dict, not {type(item).__name__}")
-    part: dict[str, Any] = {}
-    for key, value in item.items():
-        if key not in _FILE_KEYS:
-            raise InvalidArgumentError.local(
-                f"{what} has an unknown key {key!r}; expected one of {', '.join(_FILE_KEYS)}")
-        if value is None:
-            continue
-        if key == "path":
-            value = _path_text(value, f"{what}['path']")
-        elif key == "data":
-            if not isinstance(value, (bytes, bytearray, memoryview)):
-                raise InvalidArgumentError.local(
-                    f"{what}['data'] must be bytes, bytearray or memoryview, not {type(value).__name__}")
-            value = base64.b64encode(value).decode("ascii")
-        part[_FILE_KEYS[key]] = value
-    return part
-
-
-def _path_text(path: Any, what: str) -> str:
-    """A path as the str that goes into JSON (the library converts it back)."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise InvalidArgumentError.local(f"{what} must be a str or os.PathLike, not {type(path).__name__}")
-    return os.fsdecode(path)

@@ -10,7 +10,8 @@ token: the library never puts one there.
 from __future__ import annotations
 
 import enum
-from typing import Any, ClassVar, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 
 class Status(enum.IntEnum):
@@ -67,19 +68,19 @@ class DirectLineError(Exception):
 
     default_status: ClassVar[int] = -1
 
-    def __init__(self, message: str, detail: Optional[Mapping[str, Any]] = None) -> None:
+    def __init__(self, message: str, detail: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.detail: dict[str, Any] = dict(detail or {})
         status = self.detail.get("status", self.default_status)
         self.status: int = _as_status(status if isinstance(status, int) else self.default_status)
         self.name: str = str(self.detail.get("name") or _c_name(self.status))
-        self.http_status: Optional[int] = self.detail.get("httpStatus")
-        self.service_code: Optional[str] = self.detail.get("serviceCode")
-        self.service_message: Optional[str] = self.detail.get("serviceMessage")
-        self.retry_after_ms: Optional[int] = self.detail.get("retryAfterMs")
-        self.attempts: Optional[int] = self.detail.get("attempts")
-        self.delivery: Optional[str] = self.detail.get("delivery")
+        self.http_status: int | None = self.detail.get("httpStatus")
+        self.service_code: str | None = self.detail.get("serviceCode")
+        self.service_message: str | None = self.detail.get("serviceMessage")
+        self.retry_after_ms: int | None = self.detail.get("retryAfterMs")
+        self.attempts: int | None = self.detail.get("attempts")
+        self.delivery: str | None = self.detail.get("delivery")
 
     def __str__(self) -> str:
         return self.message
@@ -91,7 +92,7 @@ class DirectLineError(Exception):
         return (type(self), (self.message, self.detail))
 
     @classmethod
-    def local(cls, message: str) -> "DirectLineError":
+    def local(cls, message: str) -> DirectLineError:
         """An error found by this package before calling the library; nothing was sent."""
         return cls(message, {"status": cls.default_status, "name": _c_name(cls.default_status),
                              "message": message, "delivery": "not_sent"})

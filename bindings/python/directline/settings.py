@@ -11,10 +11,10 @@ import contextlib
 import enum
 import logging
 import threading
-from typing import Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
 
 from . import _native
-from ._native import lib
+from ._native import _milliseconds, lib
 from .errors import InvalidArgumentError
 
 
@@ -37,10 +37,10 @@ LogHandler = Callable[[LogLevel, str], None]
 """Called with a level and one line of text, from any thread."""
 
 _lock = threading.Lock()
-_installed: Optional[object] = None  # the CFUNCTYPE object C holds; kept alive here
+_installed: object | None = None  # the CFUNCTYPE object C holds; kept alive here
 
 
-def set_log_handler(handler: Optional[LogHandler], level: LogLevel = LogLevel.INFO) -> None:
+def set_log_handler(handler: LogHandler | None, level: LogLevel = LogLevel.INFO) -> None:
     """Sends the library's log lines at ``level`` or more severe to ``handler``.
 
     ``handler(level, message)`` may be called from any thread, several at
@@ -63,10 +63,10 @@ def set_log_handler(handler: Optional[LogHandler], level: LogLevel = LogLevel.IN
     if handler is None or level == LogLevel.OFF:
         function = _native.LOG_FN()
     else:
-        def relay(_userdata: Optional[int], severity: int, message: Optional[bytes]) -> None:
+        def relay(_userdata: int | None, severity: int, message: bytes | None) -> None:
             try:
                 handler(LogLevel(severity), (message or b"").decode("utf-8", "replace"))
-            except BaseException:  # noqa: BLE001 - nothing may propagate into C
+            except BaseException:  # noqa: BLE001, S110 - nothing may propagate into C
                 pass
 
         function = _native.LOG_FN(relay)
@@ -75,7 +75,7 @@ def set_log_handler(handler: Optional[LogHandler], level: LogLevel = LogLevel.IN
         _installed = function
 
 
-def log_to_logging(logger: Optional[logging.Logger] = None, level: LogLevel = LogLevel.INFO) -> None:
+def log_to_logging(logger: logging.Logger | None = None, level: LogLevel = LogLevel.INFO) -> None:
     """Forwards the library's log lines to a ``logging.Logger``.
 
     The default logger is ``logging.getLogger("directline")``; DEBUG, INFO,
@@ -94,25 +94,18 @@ def log_to_logging(logger: Optional[logging.Logger] = None, level: LogLevel = Lo
 _overrides = threading.local()
 
 
-def _milliseconds(seconds: Optional[float], what: str) -> Optional[int]:
-    if seconds is None:
-        return None
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise InvalidArgumentError.local(f"{what} must be a number of seconds, not {type(seconds).__name__}")
-    milliseconds = round(seconds * 1000)
-    if not 1 <= milliseconds <= 86_400_000:
-        raise InvalidArgumentError.local(f"{what} must be from 0.001 to 86400 seconds, not {seconds!r}")
-    return milliseconds
+_TIMEOUT_MS = (1, 86_400_000)
+"""The timeouts ``dl_set_thread_timeouts`` accepts, in ms: refused here, before the call."""
 
 
-def _apply(total: Optional[int], connect: Optional[int]) -> None:
+def _apply(total: int | None, connect: int | None) -> None:
     options = {key: value for key, value in (("timeoutMs", total), ("connectTimeoutMs", connect))
                if value is not None}
     _native.call(lib.dl_set_thread_timeouts, _native.encode_json(options, "timeouts") if options else None)
 
 
 @contextlib.contextmanager
-def timeouts(total: Optional[float] = None, connect: Optional[float] = None) -> Iterator[None]:
+def timeouts(total: float | None = None, connect: float | None = None) -> Iterator[None]:
     """Bounds every HTTP request this thread makes inside the block.
 
     ``total`` and ``connect`` are in seconds and override the client's
@@ -124,9 +117,9 @@ def timeouts(total: Optional[float] = None, connect: Optional[float] = None) -> 
         with directline.timeouts(total=2.0):
             conversation.send_text("user1", "quick question")
     """
-    total_ms = _milliseconds(total, "total")
-    connect_ms = _milliseconds(connect, "connect")
-    stack: list[tuple[Optional[int], Optional[int]]] = getattr(_overrides, "stack", [])
+    total_ms = None if total is None else _milliseconds(total, "total", within_ms=_TIMEOUT_MS)
+    connect_ms = None if connect is None else _milliseconds(connect, "connect", within_ms=_TIMEOUT_MS)
+    stack: list[tuple[int | None, int | None]] = getattr(_overrides, "stack", [])
     _overrides.stack = stack
     outer = stack[-1] if stack else (None, None)
     current = (total_ms if total_ms is not None else outer[0], connect_ms if connect_ms is not None else outer[1])
