@@ -12,6 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 LIBRARY_DIR = os.path.join(ROOT, ".build", "release")
 LIBRARY = os.path.join(LIBRARY_DIR, "libdirectline.so")
 INCLUDE = os.path.join(ROOT, "include")
+C_TESTS = os.path.join(ROOT, "Tests", "c")
 
 sys.path.insert(0, ROOT)
 from emulator.server import start_in_thread  # noqa: E402
@@ -33,6 +34,13 @@ def library():
 
 def run(command, **options):
     return subprocess.run(command, capture_output=True, text=True, timeout=300, **options)
+
+
+def c_suite_sources():
+    """The C suite's files, from the list scripts/memcheck.sh and tsan.sh read too."""
+    with open(os.path.join(C_TESTS, "suite_sources.txt")) as listing:
+        names = [line.strip() for line in listing]
+    return [os.path.join(C_TESTS, name) for name in names if name and not name.startswith("#")]
 
 
 def compile_c(tmp_path, sources, name, extra=()):
@@ -83,9 +91,7 @@ def test_header_compiles_cleanly(tmp_path, compiler):
 
 
 def test_c_suite(tmp_path, emulator):
-    here = os.path.join(ROOT, "Tests", "c")
-    binary = compile_c(tmp_path, [os.path.join(here, "test_directline.c"), os.path.join(here, "emulator_control.c")],
-                       "test_directline", extra=["-lcurl", "-pthread"])
+    binary = compile_c(tmp_path, c_suite_sources(), "test_directline", extra=["-lcurl", "-pthread"])
     result = run([binary, emulator.url])
     print(result.stdout, result.stderr)
     assert result.returncode == 0, result.stderr
