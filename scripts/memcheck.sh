@@ -2,8 +2,9 @@
 # Memory-error passes over the C and Python suites, against the emulator
 # (docs/testing.md says what each covers and how to run one alone):
 #
-#   asan-c         The C suite and the thread test (Tests/c/test_directline.c,
-#                  test_threads.c), compiled with the Swift toolchain's clang
+#   asan-c         The C suite and the thread test (the files
+#                  Tests/c/suite_sources.txt lists; Tests/c/test_threads.c),
+#                  compiled with the Swift toolchain's clang
 #                  -fsanitize=address,undefined, linked to libdirectline.so
 #                  built with Swift's -sanitize=address (.build/asan): ASan
 #                  checks our Swift code and the C tests, LeakSanitizer the

@@ -7,8 +7,9 @@
 #      conversation calling every operation, with 2-second tokens so the
 #      background refresher runs throughout, then the conversation and the
 #      client freed under them (3.0 and 1.1);
-#   2. the whole C suite, Tests/c/test_directline.c (its own thread tests,
-#      wait cancelled by free, refresh in flight, ...).
+#   2. the whole C suite, test_directline, from the files
+#      Tests/c/suite_sources.txt lists (its own thread tests, wait
+#      cancelled by free, refresh in flight, ...).
 #
 # Any ThreadSanitizer report, or any failed check, fails the run.
 #
