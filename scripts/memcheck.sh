@@ -2,8 +2,9 @@
 # Memory-error passes over the C and Python suites, against the emulator
 # (docs/testing.md says what each covers and how to run one alone):
 #
-#   asan-c         The C suite and the thread test (Tests/c/test_directline.c,
-#                  test_threads.c), compiled with the Swift toolchain's clang
+#   asan-c         The C suite and the thread test (the files
+#                  Tests/c/suite_sources.txt lists; Tests/c/test_threads.c),
+#                  compiled with the Swift toolchain's clang
 #                  -fsanitize=address,undefined, linked to libdirectline.so
 #                  built with Swift's -sanitize=address (.build/asan): ASan
 #                  checks our Swift code and the C tests, LeakSanitizer the
@@ -94,8 +95,6 @@ timed() { # timed LABEL COMMAND...: runs it, prints how long it took
     return "$status"
 }
 
-c_sources=("$ROOT/Tests/c/emulator_control.c")
-
 if wants asan-c; then
     log "asan-c: C suite and thread test, ASan+UBSan, ASan-instrumented library"
     # The toolchain's clang: its ASan runtime is the one the Swift code was
@@ -105,8 +104,8 @@ if wants asan-c; then
              -fsanitize=address,undefined -fno-sanitize-recover=undefined -I"$ROOT/include")
     [ ! -x "$(dirname "$TOOLCHAIN_CLANG")/ld.lld" ] || asan_cc+=(-fuse-ld=lld)
     asan_link=(-L"$ASAN_LIBRARY_DIR" -ldirectline -Wl,-rpath,"$ASAN_LIBRARY_DIR" -lcurl -pthread)
-    "${asan_cc[@]}" "$ROOT/Tests/c/test_directline.c" "${c_sources[@]}" "${asan_link[@]}" -o "$work/test_asan"
-    "${asan_cc[@]}" "$ROOT/Tests/c/test_threads.c" "${c_sources[@]}" "${asan_link[@]}" -o "$work/threads_asan"
+    "${asan_cc[@]}" "${C_SUITE_SOURCES[@]}" "${asan_link[@]}" -o "$work/test_asan"
+    "${asan_cc[@]}" "${THREAD_TEST_SOURCES[@]}" "${asan_link[@]}" -o "$work/threads_asan"
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=97
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
     timed test_directline "$work/test_asan" "$EMULATOR_URL"
@@ -137,10 +136,8 @@ fi
 if wants valgrind-c; then
     log "valgrind-c: C suite and thread test under valgrind memcheck, release library"
     plain_link=(-L"$ROOT/.build/release" -ldirectline -Wl,-rpath,"$ROOT/.build/release" -lcurl -pthread)
-    gcc -std=c11 -g -I"$ROOT/include" "$ROOT/Tests/c/test_directline.c" "${c_sources[@]}" "${plain_link[@]}" \
-        -o "$work/test_plain"
-    gcc -std=c11 -g -I"$ROOT/include" "$ROOT/Tests/c/test_threads.c" "${c_sources[@]}" "${plain_link[@]}" \
-        -o "$work/threads_plain"
+    gcc -std=c11 -g -I"$ROOT/include" "${C_SUITE_SOURCES[@]}" "${plain_link[@]}" -o "$work/test_plain"
+    gcc -std=c11 -g -I"$ROOT/include" "${THREAD_TEST_SOURCES[@]}" "${plain_link[@]}" -o "$work/threads_plain"
     memcheck=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
               --show-leak-kinds=definite)
     timed test_directline "${memcheck[@]}" "$work/test_plain" "$EMULATOR_URL"

@@ -7,8 +7,9 @@
 #      conversation calling every operation, with 2-second tokens so the
 #      background refresher runs throughout, then the conversation and the
 #      client freed under them (3.0 and 1.1);
-#   2. the whole C suite, Tests/c/test_directline.c (its own thread tests,
-#      wait cancelled by free, refresh in flight, ...).
+#   2. the whole C suite, test_directline, from the files
+#      Tests/c/suite_sources.txt lists (its own thread tests, wait
+#      cancelled by free, refresh in flight, ...).
 #
 # Any ThreadSanitizer report, or any failed check, fails the run.
 #
@@ -54,10 +55,10 @@ link=("$work/tsan_swift_mutex.o" "${shim_exports[@]}"
 compile() { # compile OUTPUT SOURCE...
     local output="$1"; shift
     "$TOOLCHAIN_CLANG" -std=c11 -g -O1 -fno-omit-frame-pointer -fsanitize=thread -Wall -Werror \
-        -I"$ROOT/include" -I"$ROOT/Tests/c" "$@" "$ROOT/Tests/c/emulator_control.c" "${link[@]}" -o "$work/$output"
+        -I"$ROOT/include" -I"$ROOT/Tests/c" "$@" "${link[@]}" -o "$work/$output"
 }
-compile test_threads "$ROOT/Tests/c/test_threads.c"
-[ "$which" = threads ] || compile test_directline "$ROOT/Tests/c/test_directline.c"
+compile test_threads "${THREAD_TEST_SOURCES[@]}"
+[ "$which" = threads ] || compile test_directline "${C_SUITE_SOURCES[@]}"
 
 tsan_options="halt_on_error=0:exitcode=66:history_size=4"
 [ ! -f "$ROOT/Tests/sanitizers/tsan.supp" ] || tsan_options+=":suppressions=$ROOT/Tests/sanitizers/tsan.supp"

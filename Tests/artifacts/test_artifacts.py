@@ -1,6 +1,6 @@
 """The built artifacts: the shared object's exports and dependencies, the
 generated header, and the C programs compiled against both (the C test
-suite and the C quickstart), run against the emulator."""
+suite, the C thread test and the C quickstart), run against the emulator."""
 import os
 import re
 import subprocess
@@ -12,6 +12,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 LIBRARY_DIR = os.path.join(ROOT, ".build", "release")
 LIBRARY = os.path.join(LIBRARY_DIR, "libdirectline.so")
 INCLUDE = os.path.join(ROOT, "include")
+C_TESTS = os.path.join(ROOT, "Tests", "c")
+# How long each test_threads phase runs here, as in scripts/memcheck.sh: longer
+# than the emulator's 2 s tokens, so the background refresher runs in each phase.
+THREAD_TEST_SECONDS = "3"
 
 sys.path.insert(0, ROOT)
 from emulator.server import start_in_thread  # noqa: E402
@@ -35,13 +39,28 @@ def run(command, **options):
     return subprocess.run(command, capture_output=True, text=True, timeout=300, **options)
 
 
-def compile_c(tmp_path, sources, name, extra=()):
+def c_suite_sources():
+    """The C suite's files, from the list scripts/memcheck.sh and tsan.sh read too."""
+    with open(os.path.join(C_TESTS, "suite_sources.txt")) as listing:
+        names = [line.strip() for line in listing]
+    return [os.path.join(C_TESTS, name) for name in names if name and not name.startswith("#")]
+
+
+def compile_c(tmp_path, sources, name, extra=(), standard="c99"):
     binary = str(tmp_path / name)
-    result = run(["gcc", "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror",
+    result = run(["gcc", f"-std={standard}", "-Wall", "-Wextra", "-pedantic", "-Werror",
                   "-I", INCLUDE, *sources, "-L", LIBRARY_DIR, "-ldirectline",
                   f"-Wl,-rpath,{LIBRARY_DIR}", *extra, "-o", binary])
     assert result.returncode == 0, result.stderr
     return binary
+
+
+def assert_c_tests_pass(binary, *arguments):
+    """Runs a C test program; it must exit 0 and report no failed check."""
+    result = run([binary, *arguments])
+    print(result.stdout, result.stderr)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^\d+ passed, 0 failed$", result.stdout, re.M)
 
 
 def test_only_dl_symbols_are_exported():
@@ -83,13 +102,17 @@ def test_header_compiles_cleanly(tmp_path, compiler):
 
 
 def test_c_suite(tmp_path, emulator):
-    here = os.path.join(ROOT, "Tests", "c")
-    binary = compile_c(tmp_path, [os.path.join(here, "test_directline.c"), os.path.join(here, "emulator_control.c")],
-                       "test_directline", extra=["-lcurl", "-pthread"])
-    result = run([binary, emulator.url])
-    print(result.stdout, result.stderr)
-    assert result.returncode == 0, result.stderr
-    assert re.search(r"^\d+ passed, 0 failed$", result.stdout, re.M)
+    binary = compile_c(tmp_path, c_suite_sources(), "test_directline", extra=["-lcurl", "-pthread"])
+    assert_c_tests_pass(binary, emulator.url)
+
+
+def test_c_thread_test(tmp_path, emulator):
+    """The concurrency test scripts/tsan.sh and memcheck.sh run under the
+    sanitizers, here in short phases so a plain run also catches a failed
+    call or a crash. It uses C11 atomics."""
+    sources = [os.path.join(C_TESTS, "test_threads.c"), os.path.join(C_TESTS, "emulator_control.c")]
+    binary = compile_c(tmp_path, sources, "test_threads", extra=["-lcurl", "-pthread"], standard="c11")
+    assert_c_tests_pass(binary, emulator.url, THREAD_TEST_SECONDS)
 
 
 def test_c_quickstart(tmp_path, emulator):

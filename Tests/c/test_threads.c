@@ -1,5 +1,6 @@
 /* Concurrency test for libdirectline, meant to run under ThreadSanitizer
- * (scripts/tsan.sh), and also usable under ASan and valgrind:
+ * (scripts/tsan.sh), also run under ASan and valgrind (scripts/memcheck.sh)
+ * and, with short phases, in the plain suite (Tests/artifacts):
  *     test_threads EMULATOR_URL [SECONDS]
  *
  * For each protocol (3.0, 1.1), with the emulator issuing 2-second tokens so

@@ -1,11 +1,21 @@
-# Shared by scripts/memcheck.sh and scripts/tsan.sh: the Swift toolchain's
-# clang and sanitizer runtimes, and libdirectline.so built with a Swift
-# sanitizer. Source it after scripts/common.sh; do not run it.
+# Shared by scripts/memcheck.sh and scripts/tsan.sh: the C test programs'
+# sources, the Swift toolchain's clang and sanitizer runtimes, and
+# libdirectline.so built with a Swift sanitizer. Source it after
+# scripts/common.sh; do not run it.
 #
 # The sanitizer runtime that instruments the Swift code must be the one the
 # Swift compiler was built against: it ships in the toolchain
 # (usr/lib/clang/N/lib/linux/libclang_rt.*), next to a clang that links it.
 # The system gcc's libasan/libtsan are other versions and must not be mixed in.
+
+# The sources of the two C test programs, as absolute paths: the suite's
+# from Tests/c/suite_sources.txt (which Tests/artifacts/test_artifacts.py
+# reads too), and the thread test's.
+C_SUITE_SOURCES=()
+while read -r name; do
+    case "$name" in ''|'#'*) ;; *) C_SUITE_SOURCES+=("$ROOT/Tests/c/$name") ;; esac
+done <"$ROOT/Tests/c/suite_sources.txt"
+THREAD_TEST_SOURCES=("$ROOT/Tests/c/test_threads.c" "$ROOT/Tests/c/emulator_control.c")
 
 # Sets TOOLCHAIN_CLANG, SWIFT_RUNTIME_DIR (libswiftCore.so & co.) and
 # CLANG_RUNTIME_DIR (libclang_rt.*).
