@@ -8,6 +8,52 @@ struct OutgoingActivity {
     /// The clientActivityID was made here, not given by the caller.
     var generated = false
 
+    /// What the service requires of an activity's members, stated once for
+    /// both paths: `init` checks a parsed tree against it and says what is
+    /// wrong; `scannedBody` checks the caller's text against it without
+    /// building a tree, and declines (to the tree path) whatever is not
+    /// plainly right.
+    struct MemberRule: Sendable {
+        enum Shape: Sendable {
+            /// A string (3.0 `type`).
+            case string
+            /// A string that is a valid id: the sender (1.1 `from`).
+            case identifier
+            /// An object whose `id` is a valid id: the sender (3.0 `from`).
+            case objectWithIdentifier
+            /// An object (`channelData`).
+            case object
+        }
+
+        let key: StaticString
+        let shape: Shape
+        /// The refusal when the member is missing or null; nil: it is optional.
+        let missing: String?
+
+        var name: String { key.withUTF8Buffer { String(decoding: $0, as: UTF8.self) } }
+    }
+
+    static func rules(for version: ProtocolVersion) -> [MemberRule] {
+        switch version {
+        case .v3: v3Rules
+        case .v1: v1Rules
+        }
+    }
+
+    private static let v3Rules = [
+        MemberRule(key: "type", shape: .string, missing: "the activity needs a string \"type\""),
+        MemberRule(key: "from", shape: .objectWithIdentifier, missing: "the activity needs \"from\": {\"id\": \"...\"}"),
+        MemberRule(key: "channelData", shape: .object, missing: nil),
+    ]
+    private static let v1Rules = [
+        MemberRule(key: "from", shape: .identifier, missing: nil),
+        MemberRule(key: "channelData", shape: .object, missing: nil),
+    ]
+
+    /// Where a 3.0 activity carries its correlation id: a string member of
+    /// `channelData`, added when the caller gave none.
+    static let correlationKey: StaticString = "clientActivityID"
+
     /// Validates the shape the service requires and, on 3.0, makes sure the
     /// activity carries a `channelData.clientActivityID` for reconciliation.
     init(_ value: JSONValue, version: ProtocolVersion) throws(DirectLineError) {
@@ -16,31 +62,44 @@ struct OutgoingActivity {
             throw .invalidArgument("the \(noun) must be a JSON object, not \(value.typeName)")
         }
         let reader = try JSONReader(value, context: noun)
-        switch version {
-        case .v3:
-            guard try reader.string("type") != nil else { throw .invalidArgument("the activity needs a string \"type\"") }
-            guard let from = try reader.object("from"), let fromId = try from.string("id") else {
-                throw .invalidArgument("the activity needs \"from\": {\"id\": \"...\"}")
+        for rule in Self.rules(for: version) {
+            let key = rule.name
+            var present = true
+            switch rule.shape {
+            case .string:
+                present = try reader.string(key) != nil
+            case .identifier:
+                if let id = try reader.string(key) {
+                    try Validation.identifier(id, name: "\(noun).\(key)")
+                    sender = id
+                } else {
+                    present = false
+                }
+            case .objectWithIdentifier:
+                if let inner = try reader.object(key), let id = try inner.string("id") {
+                    try Validation.identifier(id, name: "\(noun).\(key).id")
+                    sender = id
+                } else {
+                    present = false
+                }
+            case .object:
+                present = try reader.object(key) != nil
             }
-            try Validation.identifier(fromId, name: "activity.from.id")
-            sender = fromId
+            if !present, let missing = rule.missing { throw .invalidArgument(missing) }
+        }
+        if version == .v3 {
+            let correlationKey = String(describing: Self.correlationKey)
             var channelData = try reader.object("channelData")?.object ?? JSONObject()
             let channelReader = try JSONReader(.object(channelData), context: "activity.channelData")
-            if let existing = try channelReader.string("clientActivityID") {
+            if let existing = try channelReader.string(correlationKey) {
                 clientActivityID = existing
             } else {
                 let generated = ClientActivityID.generate()
-                channelData["clientActivityID"] = .string(generated)
+                channelData[correlationKey] = .string(generated)
                 object["channelData"] = .object(channelData)
                 clientActivityID = generated
                 self.generated = true
             }
-        case .v1:
-            if let from = try reader.string("from") {
-                try Validation.identifier(from, name: "message.from")
-                sender = from
-            }
-            _ = try reader.object("channelData")
         }
         payload = object
     }
@@ -70,60 +129,68 @@ struct OutgoingActivity {
                 guard let inner = plainInner(range), Validation.identifierProblem(inner) == nil else { return nil }
                 return String(decoding: inner, as: UTF8.self)
             }
-            let fromMember = members.named("from")
-            let channelData = members.named("channelData")
-            switch version {
-            case .v1:
-                var sender: String?
-                if let fromMember, !startsWith(fromMember.value, "n") {
-                    guard let id = identifier(fromMember.value) else { return nil }
+            var sender: String?
+            for rule in rules(for: version) {
+                guard let member = members.named(rule.key), !startsWith(member.value, "n") else {
+                    if rule.missing != nil { return nil }
+                    continue
+                }
+                switch rule.shape {
+                case .string:
+                    guard startsWith(member.value, "\"") else { return nil }
+                case .identifier:
+                    guard let id = identifier(member.value) else { return nil }
                     sender = id
+                case .objectWithIdentifier:
+                    guard startsWith(member.value, "{"),
+                          let idValue = JSONScanner.value(of: "id", inObject: member.value, of: bytes),
+                          let id = identifier(idValue) else { return nil }
+                    sender = id
+                case .object:
+                    guard startsWith(member.value, "{") else { return nil }
                 }
-                if let channelData, !startsWith(channelData.value, "{") && !startsWith(channelData.value, "n") { return nil }
-                return (Array(bytes), nil, sender, false)
-            case .v3:
-                guard let type = members.named("type"), startsWith(type.value, "\""),
-                      let fromMember, startsWith(fromMember.value, "{"),
-                      let idValue = JSONScanner.value(of: "id", inObject: fromMember.value, of: bytes),
-                      let sender = identifier(idValue) else { return nil }
-                let insertAt: Int
-                let opening: StaticString
-                let closing: StaticString
-                if let channelData {
-                    guard startsWith(channelData.value, "{") else { return nil }
-                    if let existing = JSONScanner.value(of: "clientActivityID", inObject: channelData.value, of: bytes) {
-                        guard let id = plainString(existing) else { return nil }
-                        return (Array(bytes), id, sender, false)
-                    }
-                    // The last non-blank byte before the closing brace says
-                    // whether the object has members.
-                    var last = channelData.value.upperBound - 2
-                    while last > channelData.value.lowerBound, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[last]) { last -= 1 }
-                    let empty = last == channelData.value.lowerBound
-                    insertAt = channelData.value.upperBound - 1
-                    opening = empty ? "\"clientActivityID\":\"" : ",\"clientActivityID\":\""
-                    closing = "\""
-                } else {
-                    insertAt = close
-                    opening = ",\"channelData\":{\"clientActivityID\":\""
-                    closing = "\"}"
-                }
-                var generated = ClientActivityID.generate()
-                let count = bytes.count + opening.utf8CodeUnitCount + generated.utf8.count + closing.utf8CodeUnitCount
-                guard count <= DirectLineRequests.maxActivityBytes else { return nil }
-                // Appending buffers to a reserved array: specialized memcpys
-                // (Array(unsafeUninitializedCapacity:) and
-                // Array(repeating:count:) are not specialized and look up
-                // generic metadata on every call).
-                var body: [UInt8] = []
-                body.reserveCapacity(count)
-                body.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[..<insertAt]))
-                opening.withUTF8Buffer { body.append(contentsOf: $0) }
-                generated.withUTF8 { body.append(contentsOf: $0) }
-                closing.withUTF8Buffer { body.append(contentsOf: $0) }
-                body.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[insertAt...]))
-                return (body, generated, sender, true)
             }
+            guard version == .v3 else { return (Array(bytes), nil, sender, false) }
+            // A correlation id is spliced into channelData, so a null one
+            // (which the tree path replaces) goes that way.
+            let channelData = members.named("channelData")
+            if let channelData, !startsWith(channelData.value, "{") { return nil }
+            let insertAt: Int
+            let opening: StaticString
+            let closing: StaticString
+            if let channelData {
+                if let existing = JSONScanner.value(of: correlationKey, inObject: channelData.value, of: bytes) {
+                    guard let id = plainString(existing) else { return nil }
+                    return (Array(bytes), id, sender, false)
+                }
+                // The last non-blank byte before the closing brace says
+                // whether the object has members.
+                var last = channelData.value.upperBound - 2
+                while last > channelData.value.lowerBound, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[last]) { last -= 1 }
+                let empty = last == channelData.value.lowerBound
+                insertAt = channelData.value.upperBound - 1
+                opening = empty ? "\"clientActivityID\":\"" : ",\"clientActivityID\":\""
+                closing = "\""
+            } else {
+                insertAt = close
+                opening = ",\"channelData\":{\"clientActivityID\":\""
+                closing = "\"}"
+            }
+            var generated = ClientActivityID.generate()
+            let count = bytes.count + opening.utf8CodeUnitCount + generated.utf8.count + closing.utf8CodeUnitCount
+            guard count <= DirectLineRequests.maxActivityBytes else { return nil }
+            // Appending buffers to a reserved array: specialized memcpys
+            // (Array(unsafeUninitializedCapacity:) and
+            // Array(repeating:count:) are not specialized and look up
+            // generic metadata on every call).
+            var body: [UInt8] = []
+            body.reserveCapacity(count)
+            body.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[..<insertAt]))
+            opening.withUTF8Buffer { body.append(contentsOf: $0) }
+            generated.withUTF8 { body.append(contentsOf: $0) }
+            closing.withUTF8Buffer { body.append(contentsOf: $0) }
+            body.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[insertAt...]))
+            return (body, generated, sender, true)
         }
     }
 
