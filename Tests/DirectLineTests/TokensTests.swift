@@ -1,7 +1,7 @@
 import Testing
 @testable import DirectLine
 
-@Suite("tokens, saved state and waiting")
+@Suite("tokens, saved state and reconnecting")
 struct LifecycleTests {
     @Test("token, renew and reconnect requests for both protocols")
     func tokenRequests() {
@@ -46,19 +46,6 @@ struct LifecycleTests {
         }
     }
 
-    @Test("ISO-8601 expiry times round-trip, and impossible ones are refused")
-    func iso8601() {
-        for seconds in [0, 1_795_000_000, 951_782_400 /* 2000-02-29 */] {
-            #expect(ISO8601.parse(ISO8601.format(seconds)) == seconds)
-        }
-        #expect(ISO8601.parse("2026-11-21T02:30:00Z") == 1_795_228_200)
-        for bad in ["2026-02-31T00:00:00Z", "2026-11-21T24:00:00Z", "2026-11-21t02:30:00Z",
-                    "2026-11-21T02:30:00", "2026-11-21T02:30:00+01:00", "1969-12-31T23:59:59Z",
-                    "2026-11-21T02:30:0aZ", " 2026-11-21T02:30:00Z", ""] {
-            #expect(ISO8601.parse(bad) == nil, "\(bad)")
-        }
-    }
-
     @Test("a token is refreshed at half its remaining life, never when it cannot be")
     func refreshSchedule() {
         let token = TokenState.issued("t", refreshable: true, expiresIn: 10, issuedAtMs: 1_000)
@@ -69,53 +56,6 @@ struct LifecycleTests {
         #expect(TokenState.issued("s", refreshable: false, expiresIn: 10, issuedAtMs: 0).refreshDueMs(now: 0) == nil)
         #expect(TokenState.issued("t", refreshable: true, expiresIn: nil, issuedAtMs: 0).refreshDueMs(now: 0) == nil)
         #expect(TokenState.issued("t", refreshable: true, expiresIn: -5, issuedAtMs: 0).expiresAtMs == 0)
-    }
-
-    @Test("wait options: defaults, limits and unknown keys")
-    func waitOptions() throws {
-        let defaults = try WaitOptions(json: nil)
-        #expect(defaults.timeoutMs == 10_000 && defaults.intervalMs == 1_000 && defaults.afterSendMs == 300)
-        #expect(defaults.userIds == nil && !defaults.includeOwn)
-        let set = try WaitOptions(json: JSONParser.parse(
-            #"{"timeoutMs":0,"intervalMs":50,"afterSendMs":0,"userId":"me","includeOwn":true}"#))
-        #expect(set.timeoutMs == 0 && set.intervalMs == 50 && set.userIds == ["me"] && set.includeOwn)
-        for bad in [#"{"timeout":1}"#, #"{"intervalMs":0}"#, #"{"timeoutMs":-1}"#, #"{"timeoutMs":"5"}"#,
-                    #"{"userId":".."}"#, #"{"includeOwn":1}"#, #"[]"#] {
-            #expect(throws: DirectLineError.self) { try WaitOptions(json: JSONParser.parse(bad)) }
-        }
-    }
-
-    @Test("recent ids drop repeats and forget the oldest beyond capacity")
-    func recentIDs() {
-        var seen = ReturnedActivityIDs()
-        var results: [Bool] = []
-        results.append(seen.insert("a"))
-        results.append(seen.insert("a"))
-        results.append(seen.insert(nil))
-        results.append(seen.insert(nil))
-        #expect(results == [true, false, true, true])
-        var fresh = 0
-        for index in 0..<ReturnedActivityIDs.defaultCapacity where seen.insert("id\(index)") { fresh += 1 }
-        #expect(fresh == ReturnedActivityIDs.defaultCapacity)
-        // "a" was the oldest and has been forgotten; the newest is remembered.
-        let oldestAgain = seen.insert("a")
-        let newestAgain = seen.insert("id\(ReturnedActivityIDs.defaultCapacity - 1)")
-        #expect(oldestAgain && !newestAgain)
-    }
-
-    @Test("sent ids remember the newest sends and forget the oldest beyond capacity")
-    func sentIDs() {
-        var sent = SentClientActivityIDs(capacity: 4)
-        #expect(!sent.contains("a"))
-        for id in ["a", "b", "c", "d"] { sent.record(id) }
-        #expect(["a", "b", "c", "d"].allSatisfy(sent.contains) && !sent.contains("e"))
-        sent.record("e")
-        sent.record("f")
-        #expect(!sent.contains("a") && !sent.contains("b"))
-        #expect(["c", "d", "e", "f"].allSatisfy(sent.contains))
-        var full = SentClientActivityIDs()
-        for index in 0...SentClientActivityIDs.defaultCapacity { full.record("dlc-\(index)") }
-        #expect(!full.contains("dlc-0") && full.contains("dlc-1") && full.contains("dlc-\(SentClientActivityIDs.defaultCapacity)"))
     }
 
     @Test("saved state carries the conversation's token, never the client's secret")
