@@ -3,7 +3,7 @@ import Testing
 @testable import DirectLine
 
 @Suite("progress callback replacement")
-struct ProgressReplacementTests {
+struct CallbackSlotTests {
     final class Flag: @unchecked Sendable {
         private let lock = NSLock()
         private var value = false

@@ -2,7 +2,7 @@ import Testing
 @testable import DirectLine
 
 @Suite("client configuration")
-struct ConfigTests {
+struct ClientConfigTests {
     func config(_ text: String) throws -> ClientConfig {
         try ClientConfig(json: JSONParser.parse(text))
     }

@@ -2,7 +2,7 @@ import Testing
 @testable import DirectLine
 
 @Suite("requests and activities")
-struct ProtocolTests {
+struct DirectLineRequestsTests {
     @Test("paths for both protocols, with ids as single encoded segments")
     func paths() {
         let v3 = DirectLineRequests(version: .v3)

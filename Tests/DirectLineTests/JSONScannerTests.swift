@@ -7,7 +7,7 @@ import Glibc
 /// The send fast path (JSONScanner + splicing) must never accept what the
 /// parser refuses, and must produce what the tree path produces.
 @Suite("JSON scanner and the send fast path")
-struct ScannerTests {
+struct JSONScannerTests {
     static func scan(_ text: String) -> [String]? {
         scan(bytes: Array(text.utf8))
     }
@@ -202,22 +202,6 @@ struct ScannerTests {
     ])
     func declinedActivities(text: String, version: ProtocolVersion) {
         #expect(Self.scannedBody(text, version: version) == nil)
-    }
-
-    @Test("generated client activity ids are unique and well formed")
-    func generatedIds() {
-        var seen = Set<String>()
-        for _ in 0..<10_000 { seen.insert(ClientActivityID.generate()) }
-        #expect(seen.count == 10_000)
-        #expect(seen.allSatisfy { $0.hasPrefix("dlc-") && $0.utf8.count == 36 && ClientActivityID.isGenerated($0) })
-        for other in ["mine", "dlc-", "dlc-" + String(repeating: "A", count: 32), "dlc-" + String(repeating: "0", count: 31) + "\"",
-                      "xyz-" + String(repeating: "0", count: 32)] {
-            #expect(!ClientActivityID.isGenerated(other), "\(other)")
-        }
-        let id = ClientActivityID.generate()
-        let response = HTTPResponse(status: 200, body: Array(#"{"id":"a"}"#.utf8), attempts: 1)
-        let written = Self.sendResult(response, id)
-        #expect(written == #"{"id":"a","clientActivityID":""# + id + #""}"#)
     }
 
     @Test("send results: plain ids kept as written, others parsed and written again, bad answers refused", arguments: [

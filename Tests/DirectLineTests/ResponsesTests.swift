@@ -3,7 +3,7 @@ import Testing
 @testable import DirectLine
 
 @Suite("responses, status mapping and retries")
-struct ResponseTests {
+struct ResponsesTests {
     func response(_ status: Int, code: String? = nil, retryAfter: String? = nil) -> HTTPResponse {
         let body = code.map { #"{"error":{"code":"\#($0)","message":"the message"}}"# } ?? ""
         return HTTPResponse(status: status, body: Array(body.utf8), attempts: 1,

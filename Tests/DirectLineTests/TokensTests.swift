@@ -2,7 +2,7 @@ import Testing
 @testable import DirectLine
 
 @Suite("tokens, saved state and reconnecting")
-struct LifecycleTests {
+struct TokensTests {
     @Test("token, renew and reconnect requests for both protocols")
     func tokenRequests() {
         let v3 = DirectLineRequests(version: .v3)

@@ -3,7 +3,7 @@ import Testing
 @testable import DirectLine
 
 @Suite("uploads")
-struct UploadTests {
+struct UploadsTests {
     @Test("file names cannot end the header: quote, CR and LF are escaped")
     func quoting() {
         #expect(Uploads.quotedFilename("a.png") == "\"a.png\"")

@@ -1,23 +1,23 @@
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The correlation id a 3.0 send carries in `channelData.clientActivityID`,
 /// by which `dl_conversation_confirm` finds an activity whose send had an
 /// unknown outcome.
 enum ClientActivityID {
-    /// 64 random bits drawn once per process from the system's secure generator.
-    private static let processKey: UInt64 = {
-        var generator = SystemRandomNumberGenerator()
-        return generator.next()
-    }()
     private static let counter = Atomic<UInt64>(0)
 
-    /// A fresh correlation id: the process's random key and a counter,
-    /// mixed so consecutive ids share no visible pattern. Unique within the
-    /// process (the mixing is a bijection of the counter) and, with 64
-    /// random bits per process, across processes; no system call per id.
+    /// A fresh correlation id: 128 bits of SipHash over a counter, under a
+    /// random key that never leaves the process and is drawn again in a
+    /// child after fork(). Whoever sees some ids cannot tell the next one
+    /// (so cannot forge a sender's next id and make `confirm` lie), ids
+    /// never repeat within a process (a keyed PRF of distinct counters),
+    /// and a forked child's ids share nothing with its parent's.
     static func generate() -> String {
         let count = counter.wrappingAdd(1, ordering: .relaxed).newValue
-        let halves = (processKey, mix(count ^ processKey))
+        let halves = IDKey.shared.siphash.hash128(count)
         return String(unsafeUninitializedCapacity: 36) { output in
             output[0] = UInt8(ascii: "d")
             output[1] = UInt8(ascii: "l")
@@ -68,5 +68,30 @@ enum ClientActivityID {
             writeHex(value, to: output)
             return 16
         }
+    }
+}
+
+/// The process's key for correlation ids: 128 bits from the system's secure
+/// generator, drawn on first use and again in the child of every fork(), so
+/// that parent and child never share ids.
+final class IDKey: @unchecked Sendable {
+    static let shared = IDKey()
+
+    /// Written only here and by the fork handler, when the child is the only
+    /// thread; read freely otherwise.
+    private let key = UnsafeMutablePointer<(UInt64, UInt64)>.allocate(capacity: 1)
+
+    var siphash: SipHash { SipHash(key: key.pointee) }
+
+    private init() {
+        key.initialize(to: Self.draw())
+        pthread_atfork(nil, nil) { IDKey.shared.redraw() }
+    }
+
+    private func redraw() { key.pointee = Self.draw() }
+
+    private static func draw() -> (UInt64, UInt64) {
+        var generator = SystemRandomNumberGenerator()
+        return (generator.next(), generator.next())
     }
 }
