@@ -82,6 +82,23 @@ def test_a_3_0_activity_of_the_wrong_shape_is_refused(emulator, quiet, activity)
             conversation.send_activity(activity)
 
 
+@pytest.mark.parametrize("correlation", ["", ".", "..", "a\nb", "tab\there", "\u0085", "x" * 1025])
+@pytest.mark.parametrize("carrier", ["send", "multipart"])
+def test_a_callers_own_client_activity_id_must_follow_the_id_rules(emulator, quiet, correlation, carrier):
+    # An id confirm() refuses to look up must not leave: the caller could
+    # never reconcile the send.
+    activity = {"type": "message", "from": {"id": "user1"}, "text": "hi",
+                "channelData": {"clientActivityID": correlation}}
+    with directline.Client(emulator.url, secret=SECRET) as client:
+        conversation = client.open_conversation("c")
+        with pytest.raises(directline.InvalidArgumentError, match="clientActivityID"):
+            if carrier == "send":
+                conversation.send_activity(activity)
+            else:
+                conversation.upload("user1", [{"data": b"x", "filename": "a.txt"}], activity=activity)
+    assert emulator.requests() == []
+
+
 @pytest.mark.parametrize("message", [
     {"from": {"id": "user1"}, "text": "from must be a string"},
     {"from": 7, "text": "hi"},

@@ -92,6 +92,8 @@ struct OutgoingActivity {
             var channelData = try reader.object("channelData")?.object ?? JSONObject()
             let channelReader = try JSONReader(.object(channelData), context: "activity.channelData")
             if let existing = try channelReader.string(correlationKey) {
+                // The caller's own id must be one `confirm` can look up.
+                try Validation.identifier(existing, name: "activity.channelData.\(correlationKey)")
                 clientActivityID = existing
             } else {
                 let generated = ClientActivityID.generate()
@@ -121,9 +123,6 @@ struct OutgoingActivity {
                 guard startsWith(range, "\"") else { return nil }
                 let inner = UnsafeBufferPointer(rebasing: bytes[(range.lowerBound + 1)..<(range.upperBound - 1)])
                 return inner.contains(UInt8(ascii: "\\")) ? nil : inner
-            }
-            func plainString(_ range: Range<Int>) -> String? {
-                plainInner(range).map { String(decoding: $0, as: UTF8.self) }
             }
             func identifier(_ range: Range<Int>) -> String? {
                 guard let inner = plainInner(range), Validation.identifierProblem(inner) == nil else { return nil }
@@ -160,7 +159,7 @@ struct OutgoingActivity {
             let closing: StaticString
             if let channelData {
                 if let existing = JSONScanner.value(of: correlationKey, inObject: channelData.value, of: bytes) {
-                    guard let id = plainString(existing) else { return nil }
+                    guard let id = identifier(existing) else { return nil }
                     return (Array(bytes), id, sender, false)
                 }
                 // The last non-blank byte before the closing brace says
