@@ -23,6 +23,11 @@ extension Conversation {
 
     /// `dl_conversation_wait`: polls until an activity arrives that is not
     /// from the caller's users, or the timeout passes.
+    ///
+    /// What the polls read is stored (the watermark, the ids returned) only
+    /// when the wait returns it: a wait that fails part-way leaves the
+    /// handle where it was, and the next one reads those activities again,
+    /// so every reply is returned exactly once.
     func wait(_ options: WaitOptions) throws(DirectLineError) -> JSONValue {
         let start = Clock.monotonicMs()
         let deadline = start + options.timeoutMs
@@ -30,24 +35,44 @@ extension Conversation {
         let lastSend = last == 0 ? nil : last
         // A handle that never sent has nothing to give the bot time for.
         var nextPoll = max(start, lastSend.map { $0 + options.afterSendMs } ?? start)
+        var cursor = ReadCursor(watermark: readPosition.watermark)
         var found: [JSONValue] = []
         while true {
             try sleep(until: min(nextPoll, deadline))
             var replied = false
-            for activity in try receiveNew() {
+            for activity in try receiveNew(into: &cursor) {
                 let mine = isOwn(activity, userIds: options.userIds)
                 if !mine { replied = true }
                 if !mine || options.includeOwn { found.append(activity) }
             }
             let now = Clock.monotonicMs()
             if replied || now >= deadline {
+                let watermark = commit(cursor)
                 var result = JSONObject()
                 result[listKey] = .array(found)
-                result["watermark"] = readPosition.watermark.map(JSONValue.string) ?? .null
+                result["watermark"] = watermark.map(JSONValue.string) ?? .null
                 result["timedOut"] = .bool(!replied)
                 return .object(result)
             }
             nextPoll = now + options.intervalMs
+        }
+    }
+
+    /// Where a wait has read to, not yet stored in the handle.
+    struct ReadCursor {
+        var watermark: String?
+        /// Ids of the activities read since the stored watermark.
+        var read: [String] = []
+        var readSet: Set<String> = []
+    }
+
+    /// Stores what a wait read; returns the handle's watermark after it.
+    private func commit(_ cursor: ReadCursor) -> String? {
+        state.withLock { state in
+            // A null or missing watermark never overwrites the stored one.
+            if let watermark = cursor.watermark { state.watermark = watermark }
+            for id in cursor.read { _ = state.returnedIDs.insert(id) }
+            return state.watermark
         }
     }
 
@@ -79,20 +104,30 @@ extension Conversation {
         }
     }
 
-    /// Pages from the stored watermark until the service has nothing more,
-    /// storing each new watermark, and returns the activities not returned
-    /// by an earlier wait.
-    private func receiveNew() throws(DirectLineError) -> [JSONValue] {
+    /// Pages on from the cursor until the service has nothing more, and
+    /// returns the activities neither an earlier call nor this wait
+    /// returned; the cursor moves, the handle does not.
+    private func receiveNew(into cursor: inout ReadCursor) throws(DirectLineError) -> [JSONValue] {
         let current = readPosition
         var fresh: [JSONValue] = []
-        _ = try drain(after: current.watermark, id: current.id, token: current.token, maxPages: 64) { page, watermark in
-            // A null or missing watermark never overwrites the stored one.
-            state.withLock { state in
-                if let watermark { state.watermark = watermark }
-                fresh += page.filter { state.returnedIDs.insert(Self.id(of: $0)) }
+        var next = cursor
+        _ = try drain(after: cursor.watermark, id: current.id, token: current.token, maxPages: 64) { page, watermark in
+            if let watermark { next.watermark = watermark }
+            let ids = page.map(Self.id(of:))
+            let returned = state.withLock { state in ids.map { $0.map(state.returnedIDs.contains) ?? false } }
+            for (index, activity) in page.enumerated() {
+                // An activity without an id is always new.
+                guard let id = ids[index] else {
+                    fresh.append(activity)
+                    continue
+                }
+                guard !returned[index], next.readSet.insert(id).inserted else { continue }
+                next.read.append(id)
+                fresh.append(activity)
             }
             return true
         }
+        cursor = next
         return fresh
     }
 
