@@ -16,7 +16,7 @@ from .errors import bad_argument, default_code
 ACTIONS = ("status", "deliver_then_fail", "hang", "close", "close_mid", "short_body",
            "garbage", "wrong_type", "slow", "delay")
 DEFAULT_SECONDS = {"hang": 3600.0, "slow": 2.0, "delay": 1.0}
-_KEYS = {"method", "path", "count", "action", "status", "code", "message",
+_KEYS = {"method", "path", "count", "skip", "action", "status", "code", "message",
          "retryAfter", "location", "seconds"}
 
 
@@ -33,6 +33,8 @@ class Fault:
     retry_after: str | None
     seconds: float
     location: str | None = None
+    # Matching requests to let through before the rule fires.
+    skip: int = 0
 
     def matches(self, method: str, path: str) -> bool:
         if self.count == 0:
@@ -46,7 +48,7 @@ class Fault:
                 "path": self.path, "count": self.count, "status": self.status,
                 "code": self.code, "message": self.message,
                 "retryAfter": self.retry_after, "location": self.location,
-                "seconds": self.seconds}
+                "seconds": self.seconds, "skip": self.skip}
 
 
 def _optional_string(spec: dict, key: str) -> str | None:
@@ -80,6 +82,9 @@ def parse_fault(spec: dict, fault_id: int) -> Fault:
     count = spec.get("count", 1)
     if isinstance(count, bool) or not isinstance(count, int) or (count < 1 and count != -1):
         raise bad_argument("fault count must be a positive integer or -1 (forever)")
+    skip = spec.get("skip", 0)
+    if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
+        raise bad_argument("fault skip must be a non-negative integer")
     status = spec.get("status", 502 if action == "deliver_then_fail" else None)
     if action in ("status", "deliver_then_fail"):
         if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
@@ -112,7 +117,7 @@ def parse_fault(spec: dict, fault_id: int) -> Fault:
     return Fault(id=fault_id, action=action,
                  method=method.upper() if method else None, path=path, count=count,
                  status=status, code=code, message=message,
-                 retry_after=retry_after, seconds=float(seconds), location=location)
+                 retry_after=retry_after, seconds=float(seconds), location=location, skip=skip)
 
 
 class FaultBook:
@@ -135,6 +140,9 @@ class FaultBook:
         with self._lock:
             for rule in self._rules:
                 if rule.matches(method, path):
+                    if rule.skip > 0:
+                        rule.skip -= 1
+                        continue
                     if rule.count > 0:
                         rule.count -= 1
                     return rule

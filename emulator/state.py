@@ -62,11 +62,13 @@ class Settings:
     token_lifetime: int
     max_upload_bytes: int
     null_watermark: bool = False
+    page_size: int = PAGE_SIZE
 
     def as_json(self) -> dict:
         return {"tokenLifetime": self.token_lifetime,
                 "maxUploadBytes": self.max_upload_bytes,
-                "nullWatermark": self.null_watermark}
+                "nullWatermark": self.null_watermark,
+                "pageSize": self.page_size}
 
 
 class Store:
@@ -100,7 +102,8 @@ class Store:
 
     def configure(self, token_lifetime: int | None = None,
                   max_upload_bytes: int | None = None,
-                  null_watermark: bool | None = None) -> Settings:
+                  null_watermark: bool | None = None,
+                  page_size: int | None = None) -> Settings:
         with self._lock:
             if token_lifetime is not None:
                 self._settings.token_lifetime = token_lifetime
@@ -108,6 +111,8 @@ class Store:
                 self._settings.max_upload_bytes = max_upload_bytes
             if null_watermark is not None:
                 self._settings.null_watermark = null_watermark
+            if page_size is not None:
+                self._settings.page_size = page_size
             return Settings(**vars(self._settings))
 
     def create_conversation(self, protocol: str) -> Conversation:
@@ -160,9 +165,9 @@ class Store:
             return stored
 
     def page(self, conversation: Conversation, start: int) -> tuple[list[dict], int]:
-        """At most PAGE_SIZE items after watermark `start`, and the new watermark."""
+        """At most `pageSize` items after watermark `start`, and the new watermark."""
         with self._lock:
-            chunk = conversation.items[start:start + PAGE_SIZE]
+            chunk = conversation.items[start:start + self._settings.page_size]
             return chunk, start + len(chunk)
 
     def snapshot(self, conversation: Conversation) -> dict:
