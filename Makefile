@@ -30,8 +30,11 @@ all: library
 
 # SwiftPM names the file libdirectline.so; its SONAME is libdirectline.so.MAJOR,
 # so programs linked against it look for that name: link it next to the file.
+# Package.swift reads MAJOR from LibraryVersion.swift, but SwiftPM's manifest
+# cache is keyed on Package.swift's own text and would keep a stale SONAME
+# after a version bump: evaluate the manifest afresh (under a second).
 library:
-	swift build -c release -Xswiftc -static-stdlib
+	swift build -c release -Xswiftc -static-stdlib --manifest-cache none
 	ln -sf libdirectline.so .build/release/$(SONAME)
 
 install: library
