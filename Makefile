@@ -3,8 +3,10 @@
 #   make                              build .build/release/libdirectline.so (+ SONAME link)
 #   make install PREFIX=/usr/local    install the library, header and pkg-config file
 #   make uninstall PREFIX=/usr/local
-#   make lint                         swift format and ruff
-#   make test / make demo             the two README commands
+#   make check                        the fast tier, for every change: build, header, lint,
+#                                     Swift tests, pytest without the slow suites (minutes)
+#   make lint                         swift format and ruff (part of make check)
+#   make test / make demo             the two README commands (make test: the full run CI does)
 #
 # DESTDIR is honoured for staged installs (packaging).
 
@@ -25,7 +27,7 @@ BUILT  := .build/release/libdirectline.so
 SONAME := libdirectline.so.$(MAJOR)
 REAL   := libdirectline.so.$(VERSION)
 
-.PHONY: all library install uninstall lint test demo clean
+.PHONY: all library install uninstall check lint test demo clean
 
 all: library
 
@@ -52,6 +54,9 @@ install: library
 uninstall:
 	rm -f "$(DESTDIR)$(LIBDIR)/$(REAL)" "$(DESTDIR)$(LIBDIR)/$(SONAME)" "$(DESTDIR)$(LIBDIR)/libdirectline.so" \
 	      "$(DESTDIR)$(INCLUDEDIR)/directline.h" "$(DESTDIR)$(PKGCONFIGDIR)/directline.pc"
+
+check:
+	scripts/check.sh
 
 # swift-format's whitespace findings cannot be turned off by configuration
 # (swiftlang/swift-format#764), and its pretty printer never aligns
