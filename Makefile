@@ -3,7 +3,10 @@
 #   make                              build .build/release/libdirectline.so (+ SONAME link)
 #   make install PREFIX=/usr/local    install the library, header and pkg-config file
 #   make uninstall PREFIX=/usr/local
-#   make test / make demo             the two README commands
+#   make check                        the fast tier, for every change: build, header, lint,
+#                                     Swift tests, pytest without the slow suites (minutes)
+#   make lint                         swift format and ruff (part of make check)
+#   make test / make demo             the two README commands (make test: the full run CI does)
 #
 # DESTDIR is honoured for staged installs (packaging).
 
@@ -24,14 +27,17 @@ BUILT  := .build/release/libdirectline.so
 SONAME := libdirectline.so.$(MAJOR)
 REAL   := libdirectline.so.$(VERSION)
 
-.PHONY: all library install uninstall test demo clean
+.PHONY: all library install uninstall check lint test demo clean
 
 all: library
 
 # SwiftPM names the file libdirectline.so; its SONAME is libdirectline.so.MAJOR,
 # so programs linked against it look for that name: link it next to the file.
+# Package.swift reads MAJOR from LibraryVersion.swift, but SwiftPM's manifest
+# cache is keyed on Package.swift's own text and would keep a stale SONAME
+# after a version bump: evaluate the manifest afresh (under a second).
 library:
-	swift build -c release -Xswiftc -static-stdlib
+	swift build -c release -Xswiftc -static-stdlib --manifest-cache none
 	ln -sf libdirectline.so .build/release/$(SONAME)
 
 install: library
@@ -48,6 +54,20 @@ install: library
 uninstall:
 	rm -f "$(DESTDIR)$(LIBDIR)/$(REAL)" "$(DESTDIR)$(LIBDIR)/$(SONAME)" "$(DESTDIR)$(LIBDIR)/libdirectline.so" \
 	      "$(DESTDIR)$(INCLUDEDIR)/directline.h" "$(DESTDIR)$(PKGCONFIGDIR)/directline.pc"
+
+check:
+	scripts/check.sh
+
+# swift-format's whitespace findings cannot be turned off by configuration
+# (swiftlang/swift-format#764), and its pretty printer never aligns
+# continuation lines under the opening bracket as this code does: only its
+# rules run (--debug-disable-pretty-print, a hidden swift-format flag). ruff writes no cache, which would litter the work tree; it takes
+# a tenth of a second without one. Both always run, so one pass shows all.
+lint:
+	status=0; \
+	swift format lint --strict --recursive --debug-disable-pretty-print Package.swift Sources Tests/DirectLineTests || status=1; \
+	python3 -m ruff check --no-cache || status=1; \
+	exit $$status
 
 test:
 	scripts/test.sh

@@ -1,5 +1,21 @@
 // swift-tools-version: 6.0
+import Foundation
 import PackageDescription
+
+/// The SONAME's major version, read from the library's one version source
+/// (Sources/DirectLine/Support/LibraryVersion.swift, which the Makefile, the
+/// header generator and the Python package read too), so it cannot drift.
+let majorVersion: String = {
+    let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("Sources/DirectLine/Support/LibraryVersion.swift")
+    guard let text = try? String(contentsOf: source, encoding: .utf8),
+          let match = try? Regex(#"static let major = (\d+)"#).firstMatch(in: text),
+          let major = match.output[1].substring
+    else {
+        fatalError("Package.swift: cannot read `static let major = N` from \(source.path)")
+    }
+    return String(major)
+}()
 
 // libdirectline: a Direct Line client exported as a C ABI.
 // The library needs nothing but libcurl and the Swift toolchain.
@@ -24,7 +40,7 @@ let package = Package(
                 // carries the major version (`make` links that name to the
                 // built file; `make install` lays out the usual links).
                 .unsafeFlags(["-Xlinker", "--version-script=Sources/DirectLine/exports.map",
-                              "-Xlinker", "-soname=libdirectline.so.0"]),
+                              "-Xlinker", "-soname=libdirectline.so.\(majorVersion)"]),
             ]
         ),
         .testTarget(name: "DirectLineTests", dependencies: ["DirectLine"]),

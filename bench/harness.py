@@ -84,7 +84,8 @@ def run_json(command: list[str], env: dict | None = None, timeout: float = 300) 
     """Runs one benchmark program and returns the JSON line it printed."""
     completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
     if completed.returncode != 0:
-        raise HarnessError(f"{' '.join(command)} failed ({completed.returncode}):\n{completed.stderr}{completed.stdout}")
+        raise HarnessError(f"{' '.join(command)} failed ({completed.returncode}):\n"
+                           f"{completed.stderr}{completed.stdout}")
     lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
     if not lines:
         raise HarnessError(f"{' '.join(command)} printed no result:\n{completed.stdout}{completed.stderr}")

@@ -6,7 +6,7 @@ LIBRARY="$ROOT/.build/release/libdirectline.so"
 
 log() { printf '\n==> %s\n' "$*"; }
 
-# Debian packages and Python modules the build and tests need.
+# Debian packages and Python modules the build, the tests and the linters need.
 ensure_dependencies() {
     local packages=()
     pkg-config --exists libcurl 2>/dev/null || packages+=(libcurl4-openssl-dev pkg-config)
@@ -30,6 +30,13 @@ ensure_dependencies() {
     if ! python3 -m mypy --version >/dev/null 2>&1; then
         log "installing mypy"
         python3 -m pip install -q mypy
+    fi
+    # ruff.toml pins the version (ruff refuses to run with any other).
+    local ruff_version
+    ruff_version="$(sed -n 's/^required-version = "==\(.*\)"$/\1/p' "$ROOT/ruff.toml")"
+    if [ "$(python3 -m ruff --version 2>/dev/null)" != "ruff $ruff_version" ]; then
+        log "installing ruff $ruff_version"
+        python3 -m pip install -q "ruff==$ruff_version"
     fi
 }
 

@@ -5,6 +5,8 @@
 # passes (the C suite and part of the Python suite under ASan/UBSan and
 # valgrind, the concurrency tests under ThreadSanitizer; docs/testing.md),
 # then the libFuzzer target for 60 s. Installs what a fresh machine lacks.
+# This is the full run CI does; scripts/check.sh (`make check`) is the fast
+# tier for every change.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 

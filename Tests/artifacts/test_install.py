@@ -26,8 +26,11 @@ def run(command, **options):
     return subprocess.run(command, **options)
 
 
+VERSION_SOURCE = ROOT / "Sources" / "DirectLine" / "Support" / "LibraryVersion.swift"
+
+
 def library_version():
-    text = (ROOT / "Sources" / "DirectLine" / "Support" / "LibraryVersion.swift").read_text()
+    text = VERSION_SOURCE.read_text()
     parts = [re.search(rf"static let {name} = (\d+)", text).group(1) for name in ("major", "minor", "patch")]
     return ".".join(parts)
 
@@ -125,10 +128,14 @@ def test_every_exported_symbol_is_recorded_with_its_version():
 
 @pytest.fixture(scope="module")
 def installed_venv(tmp_path_factory):
-    """`pip install ./bindings/python` from a copy of the checkout, into a fresh venv."""
+    """`pip install ./bindings/python` from a copy of the checkout (the binding, the
+    version source and the built library), into a fresh venv."""
     root = tmp_path_factory.mktemp("checkout")
     shutil.copytree(ROOT / "bindings" / "python", root / "bindings" / "python",
                     ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info", "*.so"))
+    version_source = root / VERSION_SOURCE.relative_to(ROOT)
+    version_source.parent.mkdir(parents=True)
+    shutil.copyfile(VERSION_SOURCE, version_source)
     (root / ".build" / "release").mkdir(parents=True)
     shutil.copyfile(LIBRARY, root / ".build" / "release" / "libdirectline.so")
     environment = tmp_path_factory.mktemp("venv")
@@ -167,3 +174,64 @@ def test_pip_install_provides_the_directline_command(installed_venv, emulator, t
     assert result.returncode == 0, result.stdout + result.stderr
     assert "bot: echo: hi there" in result.stdout
     assert "emulator-secret" not in result.stdout + result.stderr
+
+
+def test_package_library_soname_and_header_all_carry_the_version_of_LibraryVersion_swift(installed_venv, tmp_path):
+    python, env = installed_venv
+    script = tmp_path / "versions.py"
+    # The library is the copy pip bundled, loaded without importing the package.
+    script.write_text(
+        "import ctypes, importlib.metadata, importlib.util, pathlib\n"
+        "library = pathlib.Path(importlib.util.find_spec('directline').origin).parent / 'libdirectline.so'\n"
+        "loaded = ctypes.CDLL(str(library))\n"
+        "loaded.dl_version.restype = ctypes.c_char_p\n"
+        "loaded.dl_version_number.restype = ctypes.c_uint32\n"
+        "import directline\n"
+        "print(library)\n"
+        "print(importlib.metadata.version('directline'))\n"
+        "print(directline.__version__)\n"
+        "print(loaded.dl_version().decode())\n"
+        "print(loaded.dl_version_number())\n")
+    result = run([str(python), str(script)], cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    bundled, metadata, package, function, function_number = result.stdout.split()
+    dynamic = run(["readelf", "-d", bundled])
+    assert dynamic.returncode == 0, dynamic.stderr
+    soname = re.search(r"\(SONAME\)\s+Library soname: \[(.+?)\]", dynamic.stdout)
+    header = (ROOT / "include" / "directline.h").read_text()
+    macros = dict(re.findall(r'#define (DL_VERSION_\w+) "?([^"\s]+)"?', header))
+
+    version = library_version()
+    major, minor, patch = (int(part) for part in version.split("."))
+    number = str(major * 10000 + minor * 100 + patch)
+    found = {
+        "package metadata": metadata,
+        "directline.__version__": package,
+        "dl_version()": function,
+        "dl_version_number()": function_number,
+        "SONAME": soname.group(1) if soname else None,
+        "DL_VERSION_MAJOR.MINOR.PATCH": ".".join(macros.get(f"DL_VERSION_{part}", "?")
+                                                 for part in ("MAJOR", "MINOR", "PATCH")),
+        "DL_VERSION_STRING": macros.get("DL_VERSION_STRING"),
+        "DL_VERSION_NUMBER": macros.get("DL_VERSION_NUMBER"),
+    }
+    expected = {
+        "package metadata": version,
+        "directline.__version__": version,
+        "dl_version()": version,
+        "dl_version_number()": number,
+        "SONAME": f"libdirectline.so.{major}",
+        "DL_VERSION_MAJOR.MINOR.PATCH": version,
+        "DL_VERSION_STRING": version,
+        "DL_VERSION_NUMBER": number,
+    }
+    assert found == expected, f"everything derives from {VERSION_SOURCE.relative_to(ROOT)} ({version})"
+
+
+def test_building_the_package_outside_a_checkout_says_where_the_version_was_looked_for(tmp_path):
+    shutil.copytree(ROOT / "bindings" / "python", tmp_path / "bindings" / "python",
+                    ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info", "*.so"))
+    result = run([sys.executable, "setup.py", "--version"], cwd=tmp_path / "bindings" / "python")
+    assert result.returncode != 0
+    missing = tmp_path / VERSION_SOURCE.relative_to(ROOT)
+    assert f"cannot read the package version from {missing}" in result.stderr

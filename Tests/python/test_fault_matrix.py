@@ -34,6 +34,8 @@ import pytest
 from directline import _native  # only to load the library the way the binding finds it
 from support import SECRET
 
+pytestmark = pytest.mark.slow  # 332 fault cases, many waiting out short timeouts: about 25 s
+
 LIB = ctypes.CDLL(_native.lib._name)
 _H, _S, _OUT = c_void_p, c_char_p, POINTER(c_void_p)
 for _name, _argtypes in {

@@ -24,6 +24,8 @@ import directline
 from directline import Status, _native
 from support import SECRET, python_env, sender
 
+pytestmark = pytest.mark.slow  # about 45 s of waiting for tokens to expire
+
 REFRESH_PATH = {"3.0": re.compile(r"^/v3/directline/tokens/refresh$"),
                 "1.1": re.compile(r"^/api/tokens/[^/]+/renew$")}
 

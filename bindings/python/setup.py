@@ -4,12 +4,15 @@ The library is taken from DIRECTLINE_LIBRARY, else from the repository's
 release build (`make` or `swift build -c release -Xswiftc -static-stdlib`
 at the top of the checkout). It links the Swift runtime statically, so the
 installed package needs nothing but libcurl and libc: no compiler and no
-Swift on the user's side. Everything else is in pyproject.toml.
+Swift on the user's side. The version is the library's, read from the
+checkout's Sources/DirectLine/Support/LibraryVersion.swift. Everything else
+is in pyproject.toml.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -19,6 +22,23 @@ from setuptools.dist import Distribution
 
 HERE = Path(__file__).resolve().parent
 LIBRARY = "libdirectline.so"
+# Found from this file, as find_library finds the build, never from the working
+# directory: pip runs this from wherever it was called, or from a temporary one.
+VERSION_SOURCE = HERE.parent.parent / "Sources" / "DirectLine" / "Support" / "LibraryVersion.swift"
+
+
+def library_version() -> str:
+    """MAJOR.MINOR.PATCH from the library's one version source, so the package
+    carries the version of the library it bundles."""
+    try:
+        text = VERSION_SOURCE.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SystemExit(f"cannot read the package version from {VERSION_SOURCE} ({error.strerror}): "
+                         "build the package from a checkout of the repository") from None
+    parts = [re.search(rf"^ *static let {name} = (\d+)$", text, re.MULTILINE) for name in ("major", "minor", "patch")]
+    if not all(parts):
+        raise SystemExit(f"{VERSION_SOURCE} does not define `static let major/minor/patch = N`")
+    return ".".join(part.group(1) for part in parts)
 
 
 def find_library() -> Path:
@@ -50,4 +70,4 @@ class BinaryDistribution(Distribution):
         return True
 
 
-setup(cmdclass={"build_py": BuildWithLibrary}, distclass=BinaryDistribution)
+setup(version=library_version(), cmdclass={"build_py": BuildWithLibrary}, distclass=BinaryDistribution)
