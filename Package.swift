@@ -39,8 +39,13 @@ let package = Package(
                 // Swift symbols stay local to the shared object. The SONAME
                 // carries the major version (`make` links that name to the
                 // built file; `make install` lays out the usual links).
+                // -z nodelete: dlclose() never unmaps the library. Its token
+                // refresh thread, libcurl's handles and the Swift runtime's
+                // state outlive any one caller, so unmapping them under a
+                // running thread would crash the host (Tests/c/test_unload.c).
                 .unsafeFlags(["-Xlinker", "--version-script=Sources/DirectLine/exports.map",
-                              "-Xlinker", "-soname=libdirectline.so.\(majorVersion)"]),
+                              "-Xlinker", "-soname=libdirectline.so.\(majorVersion)",
+                              "-Xlinker", "-z", "-Xlinker", "nodelete"]),
             ]
         ),
         .testTarget(name: "DirectLineTests", dependencies: ["DirectLine"]),

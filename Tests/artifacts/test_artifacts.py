@@ -115,6 +115,19 @@ def test_c_thread_test(tmp_path, emulator):
     assert_c_tests_pass(binary, emulator.url, THREAD_TEST_SECONDS)
 
 
+@pytest.mark.parametrize("handles", ["freed", "alive"])
+def test_unloading_the_library_never_crashes_its_host(tmp_path, emulator, handles):
+    """50 dlopen/use/dlclose cycles with tokens due for refresh, handles
+    freed or left alive; then the refresh time passes and the library is
+    loaded once more (Tests/c/test_unload.c)."""
+    sources = [os.path.join(C_TESTS, "test_unload.c"), os.path.join(C_TESTS, "emulator_control.c")]
+    binary = str(tmp_path / "test_unload")
+    result = run(["gcc", "-std=c11", "-Wall", "-Wextra", "-pedantic", "-Werror", "-I", INCLUDE, *sources,
+                  "-ldl", "-lcurl", "-o", binary])
+    assert result.returncode == 0, result.stderr
+    assert_c_tests_pass(binary, emulator.url, os.path.realpath(LIBRARY), handles)
+
+
 def test_c_quickstart(tmp_path, emulator):
     binary = compile_c(tmp_path, [os.path.join(ROOT, "examples", "c", "quickstart.c")], "quickstart")
     result = run([binary], env={**os.environ, "DIRECTLINE_ENDPOINT": emulator.url,
