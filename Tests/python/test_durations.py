@@ -27,7 +27,8 @@ def test_seconds_become_rounded_milliseconds(seconds, milliseconds):
 
 @pytest.mark.parametrize("seconds", [True, "1", None, b"1", [1]])
 def test_what_is_not_a_number_is_refused_by_its_type(seconds):
-    with pytest.raises(InvalidArgumentError, match=f"^timeout must be a number of seconds, not {type(seconds).__name__}"):
+    expected = f"^timeout must be a number of seconds, not {type(seconds).__name__}$"
+    with pytest.raises(InvalidArgumentError, match=expected):
         _native._milliseconds(seconds, "timeout")
 
 
@@ -39,7 +40,8 @@ def test_negative_and_non_finite_durations_are_refused(seconds):
 
 @pytest.mark.parametrize("seconds", [0, 0.0004, 86400.001, 1e9, -1, math.nan, math.inf])
 def test_a_range_refuses_what_lies_outside_it_and_names_it_in_seconds(seconds):
-    with pytest.raises(InvalidArgumentError, match=re.escape(f"total must be from 0.001 to 86400 seconds, not {seconds!r}")):
+    expected = f"^total must be from 0.001 to 86400 seconds, not {re.escape(repr(seconds))}$"
+    with pytest.raises(InvalidArgumentError, match=expected):
         _native._milliseconds(seconds, "total", within_ms=THREAD_TIMEOUTS_MS)
 
 
@@ -58,7 +60,8 @@ def test_timeouts_refuses_non_finite_seconds_as_an_invalid_argument(argument, se
 
 def test_the_package_converts_seconds_to_milliseconds_in_one_place():
     sources = {str(path.relative_to(PACKAGE)): path.read_text() for path in sorted(PACKAGE.rglob("*.py"))}
-    definitions = [name for name, text in sources.items() for _ in re.finditer(r"^def _milliseconds\(", text, re.MULTILINE)]
+    definitions = [name for name, text in sources.items()
+                   for _ in re.finditer(r"^def _milliseconds\(", text, re.MULTILINE)]
     assert definitions == ["_native.py"]
     multiplications = [name for name, text in sources.items() for line in text.splitlines()
                        if re.search(r"\*\s*1000\b|\b1000\s*\*", line)]
