@@ -1,7 +1,4 @@
 import Testing
-#if canImport(Glibc)
-import Glibc
-#endif
 @testable import DirectLine
 
 /// The send fast path (JSONScanner + splicing) must never accept what the

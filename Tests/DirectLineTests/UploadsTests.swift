@@ -70,7 +70,8 @@ struct UploadsTests {
 
     @Test("boundaries are random and long enough")
     func boundaries() {
-        let first = Uploads.boundary(), second = Uploads.boundary()
+        let first = Uploads.boundary()
+        let second = Uploads.boundary()
         #expect(first != second)
         #expect(first.count >= 32 + "dl-boundary-".count)
     }

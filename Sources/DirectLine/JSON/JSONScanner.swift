@@ -131,7 +131,8 @@ struct JSONScanner {
         let count = name.utf8CodeUnitCount
         guard member.key.count == count else { return false }
         return name.withUTF8Buffer { expected in
-            memcmp(bytes.baseAddress! + member.key.lowerBound, expected.baseAddress!, count) == 0
+            guard let base = bytes.baseAddress, let wanted = expected.baseAddress else { return count == 0 }
+            return memcmp(base + member.key.lowerBound, wanted, count) == 0
         }
     }
 
@@ -338,7 +339,8 @@ struct JSONScanner {
         let count = text.utf8CodeUnitCount
         guard bytes.count - position >= count else { return false }
         let matches = text.withUTF8Buffer { expected in
-            memcmp(bytes.baseAddress! + position, expected.baseAddress!, count) == 0
+            guard let base = bytes.baseAddress, let wanted = expected.baseAddress else { return count == 0 }
+            return memcmp(base + position, wanted, count) == 0
         }
         position += count
         return matches

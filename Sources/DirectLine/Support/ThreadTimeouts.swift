@@ -12,7 +12,8 @@ enum ThreadTimeouts {
     static var current: (total: Int?, connect: Int?) {
         guard let key else { return (nil, nil) }
         let bits = UInt(bitPattern: pthread_getspecific(key))
-        let total = Int(bits >> 32), connect = Int(bits & 0xFFFF_FFFF)
+        let total = Int(bits >> 32)
+        let connect = Int(bits & 0xFFFF_FFFF)
         return (total == 0 ? nil : total, connect == 0 ? nil : connect)
     }
 

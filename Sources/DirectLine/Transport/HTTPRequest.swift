@@ -1,7 +1,10 @@
 /// One HTTP request as the protocol layer describes it; the transport adds
 /// the endpoint, credentials and transport options.
 struct HTTPRequest: Sendable {
-    enum Method: String, Sendable { case get = "GET", post = "POST" }
+    enum Method: String, Sendable {
+        case get = "GET"
+        case post = "POST"
+    }
 
     var method: Method
     /// The path below the endpoint, with every dynamic segment already percent-encoded.
