@@ -9,7 +9,6 @@ import base64
 import hashlib
 import http.client
 import json
-import os
 import re
 import shutil
 import signal

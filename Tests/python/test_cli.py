@@ -20,13 +20,13 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import pytest
 
 import directline
 from directline import _native, cli
-from support import BINDINGS, REPO_ROOT, SECRET, Emulator, python_env, sender
+from support import REPO_ROOT, SECRET, Emulator, python_env, sender
 
 MIB = 1 << 20
 CREDENTIAL_VARIABLES = ("DIRECTLINE_SECRET", "DIRECTLINE_TOKEN", "DIRECTLINE_ENDPOINT", "DIRECTLINE_PROTOCOL")

@@ -535,6 +535,7 @@ THREAD_TIMEOUTS = JSONArg("dl_set_thread_timeouts", "options_json",
                           lambda w: {"timeoutMs": "@N", "connectTimeoutMs": 1000}, b"2000",
                           {("timeoutMs",): "int", ("connectTimeoutMs",): "int"}, required=False)
 
+
 # The "@@" of a JSON argument, in the position of an id or a header value.
 def in_doc(arg: JSONArg, label: str, value: str, path: tuple, expect: str = IA) -> Case:
     return C(arg.function, arg.argument, arg.tag + label,
@@ -1075,6 +1076,8 @@ def test_a_multipart_filename_cannot_add_a_part_header(emulator, world, filename
 
 CONTROL_FILENAMES = [("control_01", "a\x01b.txt"), ("del_7f", "a\x7fb.txt"), ("escape_1b", "a\x1b[31mb.txt"),
                      ("backspace_08", "a\x08b.txt")]
+
+
 def _no_control_bytes(text: str) -> bool:
     return not any(ord(ch) < 0x20 and ch != "\t" or ord(ch) == 0x7F for ch in text)
 

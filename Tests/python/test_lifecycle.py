@@ -458,7 +458,7 @@ def test_generate_token_refuses_a_single_string_of_origins(emulator):
 def test_generate_token_on_1_1_with_a_user_or_origins_is_refused_with_nothing_sent(emulator):
     with directline.Client(emulator.url, secret=SECRET, protocol="1.1") as client:
         for arguments in ({"user_id": "dl_ann"}, {"user_name": "Ann"}, {"trusted_origins": ["https://a.example"]}):
-            raises(directline.InvalidArgumentError, lambda: client.generate_token(**arguments))
+            raises(directline.InvalidArgumentError, lambda arguments=arguments: client.generate_token(**arguments))
     assert emulator.requests() == []
 
 

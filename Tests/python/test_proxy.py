@@ -184,7 +184,7 @@ class _Handler(socketserver.BaseRequestHandler):
                 upstream, keep_alive = self._forward(client, method, target, fields, upstream)
                 if not keep_alive:
                     return
-        except Exception as error:  # noqa: BLE001: every failure is the test's business
+        except Exception as error:  # every failure is the test's business
             proxy._fail(f"connection {number}: {error!r}")
         finally:
             if upstream is not None:

@@ -20,6 +20,7 @@ from support import REPO_ROOT, SECRET
 sys.path.insert(0, str(REPO_ROOT))
 from emulator.server import start_in_thread  # noqa: E402
 
+
 def openssl(*arguments: str, cwd: Path) -> None:
     result = subprocess.run(["openssl", *arguments], cwd=cwd, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
