@@ -553,6 +553,27 @@ def test_fault_matching_by_method_path_and_count(client):
     assert client.activities(conversation).status == 200
 
 
+def test_fault_skip_lets_matching_requests_through_first(client):
+    conversation = client.start()
+    client.fault(action="status", status=500, method="GET", path="/activities", skip=2)
+    assert client.send(conversation, message("not a GET")).status == 200
+    assert client.activities(conversation).status == 200
+    assert client.activities(conversation).status == 200
+    assert client.activities(conversation).status == 500
+    assert client.activities(conversation).status == 200
+
+
+def test_page_size_bounds_each_get(client):
+    conversation = client.start()
+    client.config(pageSize=2)
+    for index in range(3):
+        client.send(conversation, message(f"m{index}"))
+    first = client.activities(conversation).json
+    assert len(first["activities"]) == 2
+    rest = client.activities(conversation, first["watermark"]).json
+    assert len(rest["activities"]) == 2
+
+
 def test_fault_defaults_and_v1_error_shape(client):
     conversation = client.start_v1()
     client.fault(action="status", status=502)
@@ -567,7 +588,8 @@ def test_fault_defaults_and_v1_error_shape(client):
 def test_fault_rules_are_validated(client):
     for spec in ({"action": "explode"}, {"action": "status"}, {"action": "status", "status": 99},
                  {"action": "hang", "count": 0}, {"action": "close", "path": "("},
-                 {"action": "close", "colour": "red"}, {"action": "close", "seconds": 1}):
+                 {"action": "close", "colour": "red"}, {"action": "close", "seconds": 1},
+                 {"action": "close", "skip": -1}, {"action": "close", "skip": "1"}):
         assert_error(client.call("POST", "/_emulator/faults", spec), 400, "BadArgument")
 
 
@@ -790,16 +812,16 @@ def test_null_watermark_config(client):
 
 def test_reset_forgets_everything_and_config_is_strict(client):
     conversation = client.start()
-    client.config(tokenLifetime=5, maxUploadBytes=10, nullWatermark=True)
+    client.config(tokenLifetime=5, maxUploadBytes=10, nullWatermark=True, pageSize=2)
     client.fault(action="close")
     defaults = client.control("POST", "reset").json
     assert defaults == {"tokenLifetime": 1800, "maxUploadBytes": 4_194_304,
-                        "nullWatermark": False}
+                        "nullWatermark": False, "pageSize": 50}
     assert client.control("GET", "faults").json == {"faults": []}
     assert client.requests() == []
     assert_error(client.activities(conversation), 403, "BadArgument")
     for bad in ({"tokenLifetime": 0}, {"maxUploadBytes": "1"}, {"nullWatermark": 1},
-                {"tokenLifetimes": 5}):
+                {"pageSize": 0}, {"pageSize": True}, {"tokenLifetimes": 5}):
         assert_error(client.call("POST", "/_emulator/config", bad), 400, "BadArgument")
 
 
