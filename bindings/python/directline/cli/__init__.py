@@ -17,8 +17,8 @@ Exit codes: 0 success; 1 no reply arrived within ``--timeout``; 2 usage
 
 This module is the entry point, ``main``: it parses, runs the subcommand
 and turns the outcome into the exit code. The options, help and exit codes
-are in ``_cli_parser``, what is printed in ``_cli_output``, and the
-subcommands with their credentials and session in ``_cli_commands``.
+are in ``cli.parser``, what is printed in ``cli.output``, and the
+subcommands with their credentials and session in ``cli.commands``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ._cli_commands import (
+from .commands import (
     SECRET_ENV,
     TOKEN_ENV,
     Credentials,
@@ -38,8 +38,8 @@ from ._cli_commands import (
     wait_for_replies,
     write_state,
 )
-from ._cli_output import PROG, Output, ProgressBar
-from ._cli_parser import (
+from .output import PROG, Output, ProgressBar
+from .parser import (
     DEFAULT_ENDPOINT,
     ENDPOINT_ENV,
     EPILOG,
@@ -57,7 +57,7 @@ from ._cli_parser import (
     refuse_credential_arguments,
     unrecognized,
 )
-from .errors import DirectLineError
+from ..errors import DirectLineError
 
 # The command's public names, importable from here wherever they are defined.
 __all__ = [

@@ -16,11 +16,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ._cli_output import Output, ProgressBar
-from ._native import _milliseconds
-from .client import Client
-from .conversation import Conversation
-from .errors import FileError, InvalidArgumentError
+from .output import Output, ProgressBar
+from .._native import _milliseconds
+from ..client import Client
+from ..conversation import Conversation
+from ..errors import FileError, InvalidArgumentError
 
 SECRET_ENV = "DIRECTLINE_SECRET"
 TOKEN_ENV = "DIRECTLINE_TOKEN"

@@ -9,8 +9,8 @@ import textwrap
 from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn
 
-from . import __version__
-from ._cli_commands import (
+from .. import __version__
+from .commands import (
     SECRET_ENV,
     TOKEN_ENV,
     UsageError,
@@ -20,7 +20,7 @@ from ._cli_commands import (
     run_token_refresh,
     run_upload,
 )
-from ._cli_output import PROG, print_json_error
+from .output import PROG, print_json_error
 
 DEFAULT_ENDPOINT = "https://directline.botframework.com"
 ENDPOINT_ENV = "DIRECTLINE_ENDPOINT"
