@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from .errors import bad_argument, default_code
 
 ACTIONS = ("status", "deliver_then_fail", "hang", "close", "close_mid", "short_body",
-           "garbage", "wrong_type", "slow", "delay")
+           "garbage", "wrong_type", "slow", "delay", "huge_header")
 DEFAULT_SECONDS = {"hang": 3600.0, "slow": 2.0, "delay": 1.0}
 _KEYS = {"method", "path", "count", "skip", "action", "status", "code", "message",
-         "retryAfter", "location", "seconds"}
+         "retryAfter", "location", "seconds", "bare"}
 
 
 @dataclass
@@ -35,6 +35,9 @@ class Fault:
     location: str | None = None
     # Matching requests to let through before the rule fires.
     skip: int = 0
+    # The error comes from an intermediary (a gateway's HTML page), not the
+    # service (its error JSON).
+    bare: bool = False
 
     def matches(self, method: str, path: str) -> bool:
         if self.count == 0:
@@ -48,7 +51,7 @@ class Fault:
                 "path": self.path, "count": self.count, "status": self.status,
                 "code": self.code, "message": self.message,
                 "retryAfter": self.retry_after, "location": self.location,
-                "seconds": self.seconds, "skip": self.skip}
+                "seconds": self.seconds, "skip": self.skip, "bare": self.bare}
 
 
 def _optional_string(spec: dict, key: str) -> str | None:
@@ -82,6 +85,9 @@ def parse_fault(spec: dict, fault_id: int) -> Fault:
     count = spec.get("count", 1)
     if isinstance(count, bool) or not isinstance(count, int) or (count < 1 and count != -1):
         raise bad_argument("fault count must be a positive integer or -1 (forever)")
+    bare = spec.get("bare", False)
+    if not isinstance(bare, bool):
+        raise bad_argument("fault bare must be true or false")
     skip = spec.get("skip", 0)
     if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
         raise bad_argument("fault skip must be a non-negative integer")
@@ -108,6 +114,8 @@ def parse_fault(spec: dict, fault_id: int) -> Fault:
         _header_safe(location, "location")
     code = _optional_string(spec, "code")
     message = _optional_string(spec, "message")
+    if bare and status is None:
+        raise bad_argument(f"fault action {action} takes no bare")
     if status is None:
         if code is not None or message is not None or retry_after is not None or location is not None:
             raise bad_argument(f"fault action {action} takes no code, message, retryAfter or location")
@@ -117,7 +125,7 @@ def parse_fault(spec: dict, fault_id: int) -> Fault:
     return Fault(id=fault_id, action=action,
                  method=method.upper() if method else None, path=path, count=count,
                  status=status, code=code, message=message,
-                 retry_after=retry_after, seconds=float(seconds), location=location, skip=skip)
+                 retry_after=retry_after, seconds=float(seconds), location=location, skip=skip, bare=bare)
 
 
 class FaultBook:

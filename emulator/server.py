@@ -26,6 +26,8 @@ from .messages import (JSON_CONTENT_TYPE, SEND_LIMIT_BYTES, Request, Response, e
 from .service import Emulator
 from .state import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_TOKEN_LIFETIME
 
+# Over libcurl's 100 KiB limit on one response header.
+HUGE_HEADER_BYTES = 128 * 1024
 DEFAULT_SECRET = "emulator-secret"
 IDLE_TIMEOUT_SECONDS = 300
 LINGER_SECONDS = 2.0
@@ -262,6 +264,9 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             headers.append(("Location", fault.location))
         if fault.status in (204, 304):  # statuses that never carry a body
             return Response(fault.status, headers=headers)
+        if fault.bare:
+            page = f"<html><body><h1>{fault.status}</h1>{fault.message}</body></html>".encode()
+            return Response(fault.status, page, "text/html; charset=utf-8", headers)
         return error_response(ApiError(fault.status, fault.code, fault.message, headers),
                               request.legacy)
 
@@ -288,6 +293,10 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             self._respond(Response(200, WRONG_TYPE_BODY, "text/html; charset=utf-8"), entry)
         elif action == "slow":
             self._respond(self._process(request), entry, drip_seconds=fault.seconds)
+        elif action == "huge_header":
+            answer = self._process(request)
+            answer.headers.append(("X-Padding", "x" * HUGE_HEADER_BYTES))
+            self._respond(answer, entry)
         elif action == "delay":
             if emulator.pause(fault.seconds):
                 self._respond(self._process(request), entry)

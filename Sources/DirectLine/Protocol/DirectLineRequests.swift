@@ -19,35 +19,36 @@ struct DirectLineRequests: Sendable {
 
     /// 3.0 `POST conversations` with an optional body; 1.1 `POST conversations`.
     func startConversation(body: JSONObject?, bearer: String) -> HTTPRequest {
-        var request = HTTPRequest(method: .post, path: "\(root)/conversations", bearer: bearer)
-        if version == .v3, let body, !body.isEmpty {
-            request.contentType = "application/json"
-            request.body = RequestBody(JSONValue.object(body).serializedBytes)
-        }
-        return request
+        post("\(root)/conversations", jsonBody: version == .v3 ? body : nil, bearer: bearer)
     }
 
     /// 3.0 `POST tokens/generate` with an optional body; 1.1 `POST tokens/conversation`.
     func generateToken(body: JSONObject?, bearer: String) -> HTTPRequest {
         let leaf = version == .v3 ? "generate" : "conversation"
-        var request = HTTPRequest(method: .post, path: "\(root)/tokens/\(leaf)", bearer: bearer)
-        if version == .v3, let body, !body.isEmpty {
+        return post("\(root)/tokens/\(leaf)", jsonBody: version == .v3 ? body : nil, bearer: bearer)
+    }
+
+    /// Every POST: it may change something at the service, so only the
+    /// service's own refusal lets the transport send it again.
+    private func post(_ path: String, jsonBody: JSONObject? = nil, bearer: String) -> HTTPRequest {
+        var request = HTTPRequest(method: .post, path: path, bearer: bearer, isRefusal: Responses.isServiceRefusal)
+        if let jsonBody, !jsonBody.isEmpty {
             request.contentType = "application/json"
-            request.body = RequestBody(JSONValue.object(body).serializedBytes)
+            request.body = RequestBody(JSONValue.object(jsonBody).serializedBytes)
         }
         return request
     }
 
     /// 3.0 `POST tokens/refresh`, authorized by the token itself.
     func refreshToken(bearer: String) -> HTTPRequest {
-        HTTPRequest(method: .post, path: "\(root)/tokens/refresh", bearer: bearer)
+        post("\(root)/tokens/refresh", bearer: bearer)
     }
 
     /// 1.1 `tokens/{id}/renew`: GET in the Swagger, POST in the
     /// authentication page, so the caller falls back from one to the other.
     func renewToken(conversationId: String, method: HTTPRequest.Method, bearer: String) -> HTTPRequest {
-        HTTPRequest(method: method, path: "\(root)/tokens/\(conversationId.percentEncoded)/renew",
-                    bearer: bearer)
+        let path = "\(root)/tokens/\(conversationId.percentEncoded)/renew"
+        return method == .post ? post(path, bearer: bearer) : HTTPRequest(method: .get, path: path, bearer: bearer)
     }
 
     /// 3.0 `GET conversations/{id}?watermark=`: a new stream URL (and token).
@@ -65,13 +66,14 @@ struct DirectLineRequests: Sendable {
     func send(path: String, payload: [UInt8], bearer: String) -> HTTPRequest {
         // Built in one initializer call: assigning fields of a `var`
         // afterwards would copy the whole request again.
-        HTTPRequest(method: .post, path: path, contentType: "application/json", body: RequestBody(payload), bearer: bearer)
+        HTTPRequest(method: .post, path: path, contentType: "application/json", body: RequestBody(payload), bearer: bearer,
+                    isRefusal: Responses.isServiceRefusal)
     }
 
     /// `POST conversations/{id}/upload?userId=` (both versions).
     func upload(conversationId: String, userId: String, body: RequestBody, contentType: String,
                 disposition: String?, bearer: String) -> HTTPRequest {
-        var request = HTTPRequest(method: .post, path: "\(conversationPath(conversationId))/upload", bearer: bearer)
+        var request = post("\(conversationPath(conversationId))/upload", bearer: bearer)
         request.query = [("userId", userId)]
         request.contentType = contentType
         request.body = body

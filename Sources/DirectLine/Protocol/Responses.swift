@@ -51,10 +51,20 @@ enum Responses {
         case 502:
             status = .bot
             delivery = .unknown
-        case 503: status = .service
+        case 503:
+            // Only the service's own 503 proves nothing was processed.
+            status = .service
+            if code == nil { delivery = .unknown }
         case 500...599:
             status = .service
             delivery = .unknown
+        case 408:
+            // The server gave up waiting for the request: it may have seen it.
+            status = .http
+            delivery = .unknown
+        case 400...499:
+            // Any other 4xx refuses the request.
+            status = .http
         default:
             status = .http
             delivery = .unknown
@@ -85,6 +95,13 @@ enum Responses {
         case .service: "the service failed"
         default: "the service answered with an unexpected status"
         }
+    }
+
+    /// Whether the service itself refused the request unprocessed: 429, or
+    /// 503 with the service's error JSON. A bare 502, 503 or 504 may come
+    /// from a gateway after it forwarded the request: not a refusal.
+    @Sendable static func isServiceRefusal(_ response: HTTPResponse) -> Bool {
+        response.status == 429 || (response.status == 503 && serviceError(response.body).code != nil)
     }
 
     /// `{"error": {"code": "...", "message": "..."}}`, tolerating anything else.

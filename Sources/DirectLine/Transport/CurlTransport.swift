@@ -27,7 +27,8 @@ final class CurlTransport: Sendable {
     }
 
     /// Sends the request, retrying only where it provably was not processed
-    /// (connect or DNS failure, 429, 503). Any HTTP status is returned as a
+    /// (a connect or DNS failure or connect timeout, or an answer the
+    /// request's `isRefusal` accepts). Any HTTP status is returned as a
     /// response; transport failures are thrown.
     func send(_ request: HTTPRequest) throws(DirectLineError) -> HTTPResponse {
         let policy = config.retry
@@ -43,7 +44,8 @@ final class CurlTransport: Sendable {
             let reason: String
             switch outcome {
             case .success(let response):
-                guard response.status == 429 || response.status == 503, attempt < policy.maxAttempts else {
+                let refused = request.isRefusal?(response) ?? request.refusedByDefault(response)
+                guard refused, attempt < policy.maxAttempts else {
                     return response
                 }
                 retryAfterMs = response.retryAfterMs

@@ -247,6 +247,10 @@ final class EasyHandle: @unchecked Sendable {
         return error
     }
 
+    /// CURLE_TOO_LARGE, which libcurl 8.6 and later give for an oversized
+    /// answer (older headers do not name it).
+    private static let tooLarge: UInt32 = 100
+
     /// Maps a libcurl failure to a status and says whether the request may
     /// have reached the service.
     static func error(for code: CURLcode, requestSent: Bool, responseOverflow: Bool) -> DirectLineError {
@@ -258,7 +262,11 @@ final class EasyHandle: @unchecked Sendable {
             error.retryable = true
             return error
         case CURLE_OPERATION_TIMEDOUT:
-            return DirectLineError(.timeout, "the request timed out: \(detail)", delivery: delivery)
+            var error = DirectLineError(.timeout, "the request timed out: \(detail)", delivery: delivery)
+            // Nothing left before the time ran out (a connect timeout, say):
+            // as safe to try again as a refused connection.
+            error.retryable = !requestSent
+            return error
         case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM,
              CURLE_SSL_CIPHER, CURLE_SSL_CACERT_BADFILE, CURLE_SSL_ISSUER_ERROR,
              CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_SSL_INVALIDCERTSTATUS, CURLE_SSL_CRL_BADFILE:
@@ -273,6 +281,11 @@ final class EasyHandle: @unchecked Sendable {
                                    delivery: .unknown)
         case CURLE_UNSUPPORTED_PROTOCOL, CURLE_URL_MALFORMAT:
             return DirectLineError(.invalidArgument, "the request URL was refused: \(detail)")
+        case CURLE_OUT_OF_MEMORY where requestSent, CURLcode(rawValue: tooLarge) where requestSent:
+            // libcurl refuses an answer whose header is over its limit with
+            // these codes: the request left, so it may have been processed.
+            return DirectLineError(.protocolViolation, "the service's answer could not be read: \(detail)",
+                                   delivery: .unknown)
         case CURLE_OUT_OF_MEMORY, CURLE_FAILED_INIT, CURLE_BAD_FUNCTION_ARGUMENT:
             return DirectLineError(.internalError, "libcurl failed: \(detail)")
         default:

@@ -17,8 +17,18 @@ struct HTTPRequest: Sendable {
     var body = RequestBody()
     /// The credential to send in `Authorization: Bearer`.
     var bearer: String
+    /// Whether an answer proves the request was refused unprocessed, so it
+    /// may be sent again; nil: `refusedByDefault`.
+    var isRefusal: (@Sendable (HTTPResponse) -> Bool)?
     /// Told as the body goes out; may cancel the transfer.
     var progress: ProgressReporter?
+
+    /// A GET changes nothing, so any 429 or 503 may be retried; a POST only
+    /// on 429, unless the request says more (an intermediary's 503 may come
+    /// after it forwarded the request).
+    func refusedByDefault(_ response: HTTPResponse) -> Bool {
+        response.status == 429 || (response.status == 503 && method == .get)
+    }
 }
 
 /// The caller's progress callback: `report(done, total)` is called as body
