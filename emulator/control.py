@@ -30,20 +30,25 @@ def _integer(value, key: str, minimum: int) -> int:
 
 def set_config(emulator: Emulator, request: Request) -> Response:
     changes = _body_object(request)
-    unknown = sorted(set(changes) - {"tokenLifetime", "maxUploadBytes", "nullWatermark", "pageSize"})
+    unknown = sorted(set(changes) - {"tokenLifetime", "maxUploadBytes", "nullWatermark", "pageSize",
+                                  "endlessPages"})
     if unknown:
         raise bad_argument(f"unknown config key(s): {', '.join(unknown)}")
     lifetime = changes.get("tokenLifetime")
     limit = changes.get("maxUploadBytes")
     null_watermark = changes.get("nullWatermark")
     page_size = changes.get("pageSize")
+    endless_pages = changes.get("endlessPages")
+    if endless_pages is not None and not isinstance(endless_pages, bool):
+        raise bad_argument("endlessPages must be true or false")
     if null_watermark is not None and not isinstance(null_watermark, bool):
         raise bad_argument("nullWatermark must be true or false")
     settings = emulator.store.configure(
         token_lifetime=None if lifetime is None else _integer(lifetime, "tokenLifetime", 1),
         max_upload_bytes=None if limit is None else _integer(limit, "maxUploadBytes", 0),
         null_watermark=null_watermark,
-        page_size=None if page_size is None else _integer(page_size, "pageSize", 1))
+        page_size=None if page_size is None else _integer(page_size, "pageSize", 1),
+        endless_pages=endless_pages)
     return json_response(200, settings.as_json())
 
 

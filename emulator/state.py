@@ -63,12 +63,16 @@ class Settings:
     max_upload_bytes: int
     null_watermark: bool = False
     page_size: int = PAGE_SIZE
+    # Past the stored items, every GET answers one more made-up activity
+    # and a new watermark, for ever: a service that never stops paging.
+    endless_pages: bool = False
 
     def as_json(self) -> dict:
         return {"tokenLifetime": self.token_lifetime,
                 "maxUploadBytes": self.max_upload_bytes,
                 "nullWatermark": self.null_watermark,
-                "pageSize": self.page_size}
+                "pageSize": self.page_size,
+                "endlessPages": self.endless_pages}
 
 
 class Store:
@@ -103,7 +107,8 @@ class Store:
     def configure(self, token_lifetime: int | None = None,
                   max_upload_bytes: int | None = None,
                   null_watermark: bool | None = None,
-                  page_size: int | None = None) -> Settings:
+                  page_size: int | None = None,
+                  endless_pages: bool | None = None) -> Settings:
         with self._lock:
             if token_lifetime is not None:
                 self._settings.token_lifetime = token_lifetime
@@ -113,6 +118,8 @@ class Store:
                 self._settings.null_watermark = null_watermark
             if page_size is not None:
                 self._settings.page_size = page_size
+            if endless_pages is not None:
+                self._settings.endless_pages = endless_pages
             return Settings(**vars(self._settings))
 
     def create_conversation(self, protocol: str) -> Conversation:
@@ -168,6 +175,11 @@ class Store:
         """At most `pageSize` items after watermark `start`, and the new watermark."""
         with self._lock:
             chunk = conversation.items[start:start + self._settings.page_size]
+            if not chunk and self._settings.endless_pages:
+                filler = {"type": "message", "id": f"{conversation.id}|{start:07d}",
+                          "from": {"id": "filler"} if conversation.protocol == "3.0" else "filler",
+                          "text": f"filler {start}"}
+                chunk = [filler]
             return chunk, start + len(chunk)
 
     def snapshot(self, conversation: Conversation) -> dict:

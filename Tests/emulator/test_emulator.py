@@ -574,6 +574,16 @@ def test_page_size_bounds_each_get(client):
     assert len(rest["activities"]) == 2
 
 
+def test_endless_pages_never_run_dry(client):
+    conversation = client.start()
+    client.config(endlessPages=True)
+    watermark = None
+    for expected in range(1, 6):
+        page = client.activities(conversation, watermark).json
+        assert len(page["activities"]) == 1 and page["watermark"] == str(expected)
+        watermark = page["watermark"]
+
+
 def test_fault_defaults_and_v1_error_shape(client):
     conversation = client.start_v1()
     client.fault(action="status", status=502)
@@ -816,12 +826,12 @@ def test_reset_forgets_everything_and_config_is_strict(client):
     client.fault(action="close")
     defaults = client.control("POST", "reset").json
     assert defaults == {"tokenLifetime": 1800, "maxUploadBytes": 4_194_304,
-                        "nullWatermark": False, "pageSize": 50}
+                        "nullWatermark": False, "pageSize": 50, "endlessPages": False}
     assert client.control("GET", "faults").json == {"faults": []}
     assert client.requests() == []
     assert_error(client.activities(conversation), 403, "BadArgument")
     for bad in ({"tokenLifetime": 0}, {"maxUploadBytes": "1"}, {"nullWatermark": 1},
-                {"pageSize": 0}, {"pageSize": True}, {"tokenLifetimes": 5}):
+                {"pageSize": 0}, {"pageSize": True}, {"endlessPages": 1}, {"tokenLifetimes": 5}):
         assert_error(client.call("POST", "/_emulator/config", bad), 400, "BadArgument")
 
 

@@ -43,7 +43,8 @@
     case DL_ERR_HTTP = 17
     /// The response is not what the protocol says.
     case DL_ERR_PROTOCOL = 18
-    /// A progress callback asked to stop, or the handle was freed during dl_conversation_wait().
+    /// A progress callback asked to stop, or the handle was freed during a read
+    /// (dl_conversation_wait(), dl_conversation_confirm(), dl_get_activities()).
     case DL_ERR_CANCELLED = 19
     /// Called from inside one of this library's callbacks.
     case DL_ERR_REENTRANT = 20

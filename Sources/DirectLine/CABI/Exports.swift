@@ -237,8 +237,10 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 
 /// Frees a conversation handle (the conversation itself goes on at the
 /// service; see dl_conversation_end to end it). Its token is no longer
-/// refreshed, and a dl_conversation_wait() running on another thread returns
-/// DL_ERR_CANCELLED within about 50 ms; other calls already running finish.
+/// refreshed, and a dl_conversation_wait(), dl_conversation_confirm() or
+/// dl_get_activities() running on another thread returns DL_ERR_CANCELLED
+/// within about a second (a request in flight is aborted); other calls
+/// already running finish.
 ///
 /// Destructor. NULL is a no-op returning DL_OK; a handle already freed
 /// returns DL_ERR_INVALID_HANDLE.
@@ -295,7 +297,9 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 /// advances to the one returned; a null or missing watermark never
 /// overwrites it. Call again until the list is empty to page.
 ///
-/// Returns DL_OK, DL_ERR_INVALID_HANDLE, or a network or service status.
+/// Freeing the handle from another thread aborts the read (DL_ERR_CANCELLED).
+///
+/// Returns DL_OK, DL_ERR_INVALID_HANDLE, DL_ERR_CANCELLED, or a network or service status.
 @c public func dl_get_activities(_ conversation: OpaquePointer?, _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
         try handles.lookup(conversation, as: Conversation.self).receive()
@@ -317,10 +321,14 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 /// even if the service delivers it twice. A timeout is not an error:
 /// `timedOut` is true and the list holds what arrived. The watermark
 /// advances as with dl_get_activities(), so the next wait returns only newer
-/// replies.
+/// replies; a wait that fails part-way moves nothing, so the next one
+/// returns what it had read.
 ///
-/// Blocks the calling thread. Freeing the handle from another thread ends
-/// the wait with DL_ERR_CANCELLED.
+/// Blocks the calling thread for at most `timeoutMs`, or one second when
+/// `timeoutMs` is shorter (so that a zero timeout still reads once), also
+/// when the service does not answer: each request gets the time left.
+/// Freeing the handle from another thread ends the wait with
+/// DL_ERR_CANCELLED within about a second.
 ///
 /// Returns DL_OK, DL_ERR_INVALID_ARGUMENT, DL_ERR_INVALID_HANDLE,
 /// DL_ERR_CANCELLED, or a network or service status.
@@ -339,6 +347,9 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 /// activities, from the start, without moving the handle's watermark.
 /// `options_json` may be NULL or `{"timeoutMs": 0}`: how long to keep
 /// looking (polling every 500 ms) in case the service is still processing it.
+/// The call ends within `timeoutMs` plus the client's `timeoutMs` (the last
+/// look must finish); a look that cannot read the conversation to its end
+/// in that time fails with DL_ERR_TIMEOUT, never `"delivered": false`.
 ///
 /// `out_json` receives `{"delivered": true, "id": "...", "clientActivityID":
 /// "..."}` or `{"delivered": false, "clientActivityID": "..."}`. Delivered:

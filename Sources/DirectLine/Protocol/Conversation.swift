@@ -28,13 +28,15 @@ final class Conversation: Sendable {
     /// `dl_conversation_free`: stops waits and automatic refreshes. Calls
     /// already running on other threads finish normally.
     func close() {
+        freed.raise()
         state.withLock { state in
             state.closed = true
             TokenRefresher.shared.cancel(ObjectIdentifier(self))
         }
     }
 
-    var isClosed: Bool { state.withLock { $0.closed } }
+    /// Raised by `close`: waits stop, and reads in flight are aborted.
+    var isClosed: Bool { freed.isRaised }
 
     /// The token requests on this conversation carry now.
     var currentToken: String { state.withLock { $0.token.value } }
@@ -112,6 +114,9 @@ final class Conversation: Sendable {
     }
 
     /// After it: when, from which `wait` times its first poll (0: never).
+    /// Raised when the handle is freed.
+    let freed = Cancellation()
+
     let lastSendMs = Atomic(0)
 
     func noteSent() {

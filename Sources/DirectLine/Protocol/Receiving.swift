@@ -10,9 +10,14 @@ extension Conversation {
 
     /// One GET of the activities after `watermark`: the service's answer and
     /// the watermark it gave (nil when null or missing). Stores nothing.
-    func page(after watermark: String?, id: String, token: String) throws(DirectLineError) -> (JSONValue, String?) {
-        let response = try client.execute(
-            client.requests.receive(conversationId: id, watermark: watermark, bearer: token), reaching: .service)
+    /// `deadlineMs` bounds the request by the call's time left; freeing the
+    /// handle aborts it.
+    func page(after watermark: String?, id: String, token: String,
+              deadlineMs: Int? = nil) throws(DirectLineError) -> (JSONValue, String?) {
+        var request = client.requests.receive(conversationId: id, watermark: watermark, bearer: token)
+        request.deadlineMs = deadlineMs
+        request.cancellation = freed
+        let response = try client.execute(request, reaching: .service)
         let answer = try Responses.json(response, what: "get activities")
         guard let object = answer.objectValue, object[listKey]?.arrayValue != nil else {
             throw Responses.protocolError("the service's answer has no \"\(listKey)\" array", response)
@@ -40,7 +45,18 @@ extension Conversation {
         while true {
             try sleep(until: min(nextPoll, deadline))
             var replied = false
-            for activity in try receiveNew(into: &cursor) {
+            // Each poll may take until the wait's deadline, and at least a
+            // second, so that a short (or zero) timeout still reads once.
+            let pollDeadline = max(deadline, Clock.monotonicMs() + Self.minimumPollMs)
+            let fresh: [JSONValue]
+            do {
+                fresh = try receiveNew(into: &cursor, deadlineMs: pollDeadline)
+            } catch where error.status == .timeout && Clock.monotonicMs() >= pollDeadline {
+                // The wait's own time ran out during a poll: that is a
+                // timeout of the wait, not a failure.
+                fresh = []
+            }
+            for activity in fresh {
                 let mine = isOwn(activity, userIds: options.userIds)
                 if !mine { replied = true }
                 if !mine || options.includeOwn { found.append(activity) }
@@ -57,6 +73,9 @@ extension Conversation {
             nextPoll = now + options.intervalMs
         }
     }
+
+    /// The least time one poll of a wait is given.
+    static let minimumPollMs = 1000
 
     /// Where a wait has read to, not yet stored in the handle.
     struct ReadCursor {
@@ -79,11 +98,11 @@ extension Conversation {
     /// Pages from `watermark` until the service has nothing more (a page
     /// that is empty, or leaves the watermark missing or where it was), or
     /// `onPage` returns false; returns the last watermark reached.
-    func drain(after watermark: String?, id: String, token: String, maxPages: Int = 10_000,
-                       onPage: ([JSONValue], String?) -> Bool) throws(DirectLineError) -> String? {
+    func drain(after watermark: String?, id: String, token: String, maxPages: Int = 10_000, deadlineMs: Int? = nil,
+               onPage: ([JSONValue], String?) -> Bool) throws(DirectLineError) -> String? {
         var watermark = watermark
         for _ in 0..<maxPages {
-            let (answer, next) = try page(after: watermark, id: id, token: token)
+            let (answer, next) = try page(after: watermark, id: id, token: token, deadlineMs: deadlineMs)
             let activities = answer.objectValue?[listKey]?.arrayValue ?? []
             guard onPage(activities, next) else { break }
             guard !activities.isEmpty, let next, next != watermark else { break }
@@ -107,11 +126,12 @@ extension Conversation {
     /// Pages on from the cursor until the service has nothing more, and
     /// returns the activities neither an earlier call nor this wait
     /// returned; the cursor moves, the handle does not.
-    private func receiveNew(into cursor: inout ReadCursor) throws(DirectLineError) -> [JSONValue] {
+    private func receiveNew(into cursor: inout ReadCursor, deadlineMs: Int) throws(DirectLineError) -> [JSONValue] {
         let current = readPosition
         var fresh: [JSONValue] = []
         var next = cursor
-        _ = try drain(after: cursor.watermark, id: current.id, token: current.token, maxPages: 64) { page, watermark in
+        _ = try drain(after: cursor.watermark, id: current.id, token: current.token, maxPages: 64,
+                      deadlineMs: deadlineMs) { page, watermark in
             if let watermark { next.watermark = watermark }
             let ids = page.map(Self.id(of:))
             let returned = state.withLock { state in ids.map { $0.map(state.returnedIDs.contains) ?? false } }

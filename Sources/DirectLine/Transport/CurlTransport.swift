@@ -59,6 +59,13 @@ final class CurlTransport: Sendable {
                 reason = error.message
             }
             let delay = Backoff.delay(attempt: attempt, retryAfterMs: retryAfterMs, policy: policy)
+            if let deadline = request.deadlineMs, Clock.monotonicMs() + delay >= deadline {
+                // No time left for another attempt: the last outcome stands.
+                switch outcome {
+                case .success(let response): return response
+                case .failure(let error): throw error
+                }
+            }
             Log.emit(.warn, "\(request.method.rawValue) \(config.url(for: request)): \(reason); attempt \(attempt + 1) of \(policy.maxAttempts) in \(delay) ms")
             sleepMilliseconds(delay)
             attempt += 1
@@ -70,8 +77,18 @@ final class CurlTransport: Sendable {
         let handle = try checkOut()
         defer { checkIn(handle) }
         let overrides = ThreadTimeouts.current
-        let timeouts = Timeouts(total: overrides.total ?? config.timeoutMs,
+        var timeouts = Timeouts(total: overrides.total ?? config.timeoutMs,
                                 connect: overrides.connect ?? config.connectTimeoutMs)
+        if let deadline = request.deadlineMs {
+            let left = deadline - Clock.monotonicMs()
+            guard left > 0 else {
+                var error = DirectLineError(.timeout, "the call's time ran out before the request was sent")
+                error.attempts = attempt - 1
+                throw error
+            }
+            timeouts.total = min(timeouts.total, left)
+            timeouts.connect = min(timeouts.connect, left)
+        }
         return try handle.perform(request, config: config, timeouts: timeouts, attempt: attempt)
     }
 

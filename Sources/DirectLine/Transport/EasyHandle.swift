@@ -141,7 +141,7 @@ final class EasyHandle: @unchecked Sendable {
 
         transfer.start(source: inMemory == nil ? BodySource(request.body) : nil,
                        bodyLength: request.body.length, progress: request.progress,
-                       refusesResend: request.method == .post)
+                       cancellation: request.cancellation, refusesResend: request.method == .post)
         defer { transfer.end() }
         switch request.method {
         case .get:
@@ -163,7 +163,7 @@ final class EasyHandle: @unchecked Sendable {
             set(ccurl_set_debug_fn(curl, tracing ? debugCallback : nil))
             traceOn = tracing
         }
-        let wantsProgress = request.progress != nil
+        let wantsProgress = request.progress != nil || request.cancellation != nil
         if wantsProgress != progressOn {
             set(ccurl_set_long(curl, CURLOPT_NOPROGRESS, wantsProgress ? 0 : 1))
             progressOn = wantsProgress
@@ -205,6 +205,9 @@ final class EasyHandle: @unchecked Sendable {
                 error = Self.error(for: CURLE_SEND_FAIL_REWIND, requestSent: true, responseOverflow: false)
             } else if let refusal = tunnelRefusal() {
                 error = refusal
+            } else if transfer.abandoned {
+                error = DirectLineError(.cancelled, "the handle was freed while the request ran",
+                                        delivery: requestBytes > 0 ? .unknown : .notSent)
             } else if transfer.cancelled {
                 error = DirectLineError(.cancelled, "the progress callback cancelled the transfer",
                                         delivery: bodyComplete ? .unknown : .notSent)
@@ -304,6 +307,9 @@ private final class TransferState {
     private(set) var source: BodySource?
     private(set) var bodyLength: Int64 = 0
     private(set) var progress: ProgressReporter?
+    private(set) var cancellation: Cancellation?
+    /// The request's cancellation was raised and the transfer aborted.
+    private(set) var abandoned = false
     /// A POST: libcurl may not start it over by itself.
     private(set) var refusesResend = false
     private(set) var cancelled = false
@@ -314,11 +320,14 @@ private final class TransferState {
     private(set) var starts = 0
     private var lastReported: UInt64?
 
-    func start(source: BodySource?, bodyLength: Int64, progress: ProgressReporter?, refusesResend: Bool) {
+    func start(source: BodySource?, bodyLength: Int64, progress: ProgressReporter?, cancellation: Cancellation?,
+               refusesResend: Bool) {
         self.source = source
         self.bodyLength = bodyLength
         self.progress = progress
+        self.cancellation = cancellation
         self.refusesResend = refusesResend
+        abandoned = false
         cancelled = false
         resendRefused = false
         starts = 0
@@ -329,6 +338,7 @@ private final class TransferState {
     func end() {
         source = nil
         progress = nil
+        cancellation = nil
     }
 
     /// Called as each attempt's request is about to go out; false stops a
@@ -344,8 +354,14 @@ private final class TransferState {
         return true
     }
 
-    /// Tells the caller how much of the body left; false cancels.
+    /// Tells the caller how much of the body left; false cancels. libcurl
+    /// calls it at least about once a second, also while nothing moves,
+    /// which is when a freed handle's transfer is abandoned.
     func reportProgress(uploaded: UInt64) -> Bool {
+        if cancellation?.isRaised == true {
+            abandoned = true
+            return false
+        }
         guard let progress, !cancelled else { return !cancelled }
         let total = UInt64(bodyLength)
         let done = min(uploaded, total)

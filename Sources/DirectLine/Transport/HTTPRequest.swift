@@ -22,6 +22,12 @@ struct HTTPRequest: Sendable {
     var isRefusal: (@Sendable (HTTPResponse) -> Bool)?
     /// Told as the body goes out; may cancel the transfer.
     var progress: ProgressReporter?
+    /// When the call this request serves must end (monotonic ms): the
+    /// request gets the time left, and is not tried again past it.
+    var deadlineMs: Int?
+    /// Raised when the request must stop (its handle was freed): the
+    /// transfer in flight is aborted within about a second.
+    var cancellation: Cancellation?
 
     /// A GET changes nothing, so any 429 or 503 may be retried; a POST only
     /// on 429, unless the request says more (an intermediary's 503 may come

@@ -1,0 +1,80 @@
+"""Time limits are limits: a call ends by the time it was given, whatever the
+service does (the hostile audit's deadline cases).
+
+The bounds asserted here are generous (a second or more of slack): they
+tell a call that honours its limit from one that runs to the client's
+request timeout, not how fast the machine is.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import directline
+from support import SECRET
+
+LIST_PATH = r"/(activities|messages)$"
+
+
+@pytest.fixture
+def slow_client(emulator, protocol):
+    """A client whose own request timeout (20 s) is far past the limits tested."""
+    with directline.Client(emulator.url, secret=SECRET, protocol=protocol, timeout_ms=20_000,
+                           retry={"max_attempts": 1}) as made:
+        yield made
+
+
+def test_a_wait_against_a_hanging_service_ends_at_its_timeout_as_a_timeout(slow_client, emulator):
+    with slow_client.start_conversation() as conversation:
+        emulator.fault(method="GET", path=LIST_PATH, action="hang", seconds=30, count=-1)
+        started = time.monotonic()
+        replies = conversation.wait(timeout=1.0, after_send=0)
+        elapsed = time.monotonic() - started
+    assert replies == []  # timedOut, not an error
+    assert elapsed < 3.0, f"the wait took {elapsed:.1f} s for a 1 s timeout"
+
+
+def test_a_zero_timeout_wait_still_reads_once(slow_client, emulator):
+    with slow_client.start_conversation() as conversation:
+        conversation.send_text("user1", "hello")
+        time.sleep(0.2)
+        replies = conversation.wait(timeout=0, after_send=0)
+    assert [reply.get("text") for reply in replies][-1:] == ["echo: hello"]
+
+
+def test_freeing_the_handle_aborts_a_poll_in_flight(slow_client, emulator):
+    conversation = slow_client.start_conversation()
+    emulator.fault(method="GET", path=LIST_PATH, action="hang", seconds=30, count=-1)
+    outcome: dict[str, Any] = {}
+
+    def wait() -> None:
+        try:
+            conversation.wait(timeout=20, after_send=0)
+        except directline.DirectLineError as error:
+            outcome["error"] = error
+        outcome["ended"] = time.monotonic()
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.5)  # the poll is now hanging
+    freed = time.monotonic()
+    conversation.close()
+    waiter.join(15)
+    assert not waiter.is_alive()
+    assert isinstance(outcome.get("error"), directline.CancelledError), outcome
+    assert outcome["ended"] - freed < 2.5, "freeing did not abort the request in flight"
+
+
+def test_confirm_with_no_time_to_wait_ends_within_one_request_timeout_against_endless_paging(emulator):
+    with directline.Client(emulator.url, secret=SECRET, timeout_ms=1500) as client:
+        with client.start_conversation() as conversation:
+            emulator.configure(endlessPages=True)
+            started = time.monotonic()
+            with pytest.raises(directline.DirectLineTimeoutError):
+                conversation.confirm("dlc-never-sent", timeout=0)
+            elapsed = time.monotonic() - started
+    assert elapsed < 4.0, f"confirm took {elapsed:.1f} s"
