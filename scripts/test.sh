@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: Swift unit tests, then pytest over the emulator,
+# The whole test suite: the header check and the linters, Swift unit tests, then pytest over the emulator,
 # the build artifacts (exports, header, the C suite and C examples, install,
 # pip, the benchmark harness) and the Python binding, then the sanitizer
 # passes (the C suite and part of the Python suite under ASan/UBSan and
@@ -12,6 +12,10 @@ source "$(dirname "$0")/common.sh"
 
 ensure_dependencies
 build_library
+
+log "header up to date, linters"
+python3 "$ROOT/scripts/generate_header.py" --check
+make -C "$ROOT" --no-print-directory lint
 
 log "Swift unit tests"
 (cd "$ROOT" && swift test)

@@ -21,9 +21,12 @@ struct ResponsesTests {
         (429, nil, .throttled, .notSent),
         (500, nil, .service, .unknown),
         (502, "BotError", .bot, .unknown),
-        (503, nil, .service, .notSent),
+        (503, "ServiceUnavailable", .service, .notSent),
+        (503, nil, .service, .unknown),
         (504, nil, .service, .unknown),
-        (418, nil, .http, .unknown),
+        (408, nil, .http, .unknown),
+        (418, nil, .http, .notSent),
+        (301, nil, .http, .unknown),
     ] as [(Int, String?, Status, Delivery)])
     func mapping(status: Int, code: String?, expected: Status, delivery: Delivery) {
         for version in [ProtocolVersion.v3, .v1] {
