@@ -128,6 +128,14 @@ def test_unloading_the_library_never_crashes_its_host(tmp_path, emulator, handle
     assert_c_tests_pass(binary, emulator.url, os.path.realpath(LIBRARY), handles)
 
 
+def test_a_forked_child_has_a_working_library(tmp_path, emulator):
+    """20 forks while four threads keep the library busy; each child starts,
+    sends, sees its token refreshed and uses ids of its own (Tests/c/test_fork.c)."""
+    sources = [os.path.join(C_TESTS, "test_fork.c"), os.path.join(C_TESTS, "emulator_control.c")]
+    binary = compile_c(tmp_path, sources, "test_fork", extra=["-lcurl", "-pthread"], standard="c11")
+    assert_c_tests_pass(binary, emulator.url)
+
+
 def test_c_quickstart(tmp_path, emulator):
     binary = compile_c(tmp_path, [os.path.join(ROOT, "examples", "c", "quickstart.c")], "quickstart")
     result = run([binary], env={**os.environ, "DIRECTLINE_ENDPOINT": emulator.url,

@@ -29,6 +29,7 @@ final class HandleTable: @unchecked Sendable {
         var generator = SystemRandomNumberGenerator()
         // Keep the top bit clear so a handle never looks like a kernel pointer.
         key = (generator.next() as UInt64) & 0x7FFF_FFFF_FFFF_FFF0
+        storage.guardAcrossFork()
     }
 
     private func encode(index: Int, generation: UInt32) -> UInt64 {

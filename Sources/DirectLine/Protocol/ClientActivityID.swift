@@ -85,7 +85,7 @@ final class IDKey: @unchecked Sendable {
 
     private init() {
         key.initialize(to: Self.draw())
-        pthread_atfork(nil, nil) { IDKey.shared.redraw() }
+        ForkSafety.register(ForkSafety.Handlers(child: { IDKey.shared.redraw() }))
     }
 
     private func redraw() { key.pointee = Self.draw() }

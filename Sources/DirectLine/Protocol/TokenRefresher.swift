@@ -27,6 +27,8 @@ final class TokenRefresher: @unchecked Sendable {
     private var entries: [ObjectIdentifier: Entry] = [:]
     /// The conversation being refreshed right now, if any.
     private var inFlight: ObjectIdentifier?
+    /// Its entry, so that a forked child can schedule it again.
+    private var inFlightEntry: Entry?
     private var running = false
 
     private init() {
@@ -40,6 +42,31 @@ final class TokenRefresher: @unchecked Sendable {
         pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
         pthread_cond_init(condition, &attributes)
         pthread_condattr_destroy(&attributes)
+        ForkSafety.register(ForkSafety.Handlers(
+            prepare: { [self] in pthread_mutex_lock(mutex) },
+            parent: { [self] in pthread_mutex_unlock(mutex) },
+            child: { [self] in afterFork() }))
+    }
+
+    /// In a forked child: the refresh thread did not come along, so it is
+    /// started again for the tokens still scheduled; a refresh that was in
+    /// flight in the parent is scheduled again at once.
+    private func afterFork() {
+        pthread_mutex_init(mutex, nil)
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(condition, &attributes)
+        pthread_condattr_destroy(&attributes)
+        running = false
+        if let id = inFlight, let entry = inFlightEntry, entries[id] == nil {
+            entries[id] = Entry(conversation: entry.conversation, dueMs: Clock.monotonicMs())
+        }
+        inFlight = nil
+        inFlightEntry = nil
+        if !entries.isEmpty {
+            running = Self.spawn()
+        }
     }
 
     private func locked<T>(_ body: () -> T) -> T {
@@ -89,7 +116,10 @@ final class TokenRefresher: @unchecked Sendable {
     private func run() {
         while let conversation = nextDue() {
             conversation.refreshOnSchedule()
-            locked { inFlight = nil }
+            locked {
+                inFlight = nil
+                inFlightEntry = nil
+            }
         }
     }
 
@@ -107,6 +137,7 @@ final class TokenRefresher: @unchecked Sendable {
                     entries.removeValue(forKey: id)
                     if let conversation = entry.conversation {
                         inFlight = id
+                        inFlightEntry = entry
                         return conversation
                     }
                     continue

@@ -11,9 +11,32 @@ final class CallbackSlot<Callback: Sendable>: Sendable {
     /// One installed callback and how many threads are using it.
     final class Pin: Sendable {
         let callback: Callback
-        fileprivate let users = Atomic(0)
+        /// How many threads use the callback (low 32 bits), counted in which
+        /// process generation (high 32 bits): a count from before a fork()
+        /// is nobody in the child, where those threads do not exist.
+        private let users = Atomic<UInt64>(0)
 
         fileprivate init(_ callback: Callback) { self.callback = callback }
+
+        fileprivate func enter() {
+            let generation = UInt64(truncatingIfNeeded: ProcessGeneration.current) & 0xFFFF_FFFF
+            var old = users.load(ordering: .relaxed)
+            while true {
+                let next = old >> 32 == generation ? old &+ 1 : generation << 32 | 1
+                let (exchanged, original) = users.compareExchange(expected: old, desired: next,
+                                                                  successOrdering: .acquiring,
+                                                                  failureOrdering: .relaxed)
+                if exchanged { return }
+                old = original
+            }
+        }
+
+        /// Threads using the callback in this process.
+        fileprivate var activeUsers: UInt64 {
+            let value = users.load(ordering: .acquiring)
+            let generation = UInt64(truncatingIfNeeded: ProcessGeneration.current) & 0xFFFF_FFFF
+            return value >> 32 == generation ? value & 0xFFFF_FFFF : 0
+        }
 
         /// Ends this thread's use of the callback.
         func unpin() { users.wrappingSubtract(1, ordering: .releasing) }
@@ -32,7 +55,7 @@ final class CallbackSlot<Callback: Sendable>: Sendable {
         guard installed.load(ordering: .acquiring) else { return nil }
         return current.withLock { pin in
             guard let pin, accept(pin.callback) else { return nil }
-            pin.users.wrappingAdd(1, ordering: .acquiring)
+            pin.enter()
             return pin
         }
     }
@@ -50,6 +73,6 @@ final class CallbackSlot<Callback: Sendable>: Sendable {
             return pin
         }
         guard let previous else { return }
-        while previous.users.load(ordering: .acquiring) > 0 { sleepMilliseconds(1) }
+        while previous.activeUsers > 0 { sleepMilliseconds(1) }
     }
 }

@@ -21,6 +21,12 @@ final class Locked<Value>: @unchecked Sendable {
         self.value = .allocate(capacity: 1)
         self.value.initialize(to: value)
         mutex = .allocate(capacity: 1)
+        Self.initialize(mutex)
+        LockRegistry.add(mutex)
+    }
+
+    /// Makes `mutex` a fresh, unlocked adaptive mutex.
+    static func initialize(_ mutex: UnsafeMutablePointer<pthread_mutex_t>) {
         var attributes = pthread_mutexattr_t()
         pthread_mutexattr_init(&attributes)
         // PTHREAD_MUTEX_ADAPTIVE_NP (3), which Swift's Glibc module does not name.
@@ -30,6 +36,7 @@ final class Locked<Value>: @unchecked Sendable {
     }
 
     deinit {
+        LockRegistry.remove(mutex)
         pthread_mutex_destroy(mutex)
         mutex.deallocate()
         value.deinitialize(count: 1)
@@ -66,6 +73,16 @@ final class ReadWriteLocked<Value>: @unchecked Sendable {
         lock.deallocate()
         value.deinitialize(count: 1)
         value.deallocate()
+    }
+
+    /// Makes a fork() wait until no thread holds the lock, and gives the
+    /// child a fresh one. For values that live as long as the process: the
+    /// handlers keep this object alive.
+    func guardAcrossFork() {
+        ForkSafety.register(ForkSafety.Handlers(
+            prepare: { pthread_rwlock_wrlock(self.lock) },
+            parent: { pthread_rwlock_unlock(self.lock) },
+            child: { pthread_rwlock_init(self.lock, nil) }))
     }
 
     func read<T>(_ body: (Value) -> T) -> T {

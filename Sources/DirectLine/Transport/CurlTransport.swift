@@ -93,12 +93,16 @@ final class CurlTransport: Sendable {
     }
 
     private func checkOut() throws(DirectLineError) -> EasyHandle {
-        if let handle = idleHandles.withLock({ $0.popLast() }) { return handle }
+        while let handle = idleHandles.withLock({ $0.popLast() }) {
+            guard handle.inherited else { return handle }
+            handle.abandon()
+        }
         guard let handle = EasyHandle(config: config) else { throw .internalError("libcurl could not create a handle") }
         return handle
     }
 
     private func checkIn(_ handle: EasyHandle) {
+        guard !handle.inherited else { return handle.abandon() }
         idleHandles.withLock { idle in
             if idle.count < Self.maxIdleHandles { idle.append(handle) }
         }

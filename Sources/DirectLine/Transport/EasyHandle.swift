@@ -33,6 +33,20 @@ final class EasyHandle: @unchecked Sendable {
 
     static func proxied(_ config: TransportConfig) -> Bool { !(config.proxy ?? "").isEmpty }
 
+    /// The process generation the handle was made in: a forked child
+    /// starts a new one (`ProcessGeneration`).
+    private let generation = ProcessGeneration.current
+
+    /// Made before a fork(): its connections are the parent's too.
+    var inherited: Bool { generation != ProcessGeneration.current }
+
+    /// Lets go of a handle inherited from the parent without closing it:
+    /// curl_easy_cleanup would end its connections (a TLS close_notify on a
+    /// socket the parent still uses), so it is left as it is, for good.
+    func abandon() {
+        _ = Unmanaged.passRetained(self)
+    }
+
     init?(config: TransportConfig) {
         guard let curl = curl_easy_init() else { return nil }
         self.curl = curl
