@@ -185,15 +185,16 @@ def parse_content_disposition(value: str) -> tuple[str | None, dict[str, str]]:
     return first.lower(), scanner.parameters()
 
 
-_FORM_ESCAPES = re.compile(r"%(22|0d|0a)", re.IGNORECASE)
-_FORM_UNESCAPED = {"22": '"', "0d": "\r", "0a": "\n"}
+_FORM_ESCAPES = re.compile(r"%(22|0d|0a|25)", re.IGNORECASE)
+_FORM_UNESCAPED = {"22": '"', "0d": "\r", "0a": "\n", "25": "%"}
 
 
 def decode_filename(params: dict[str, str]) -> str | None:
     """The filename a client meant, from `filename*` (RFC 8187) or `filename`.
 
-    In `filename`, only the HTML form escapes %22, %0D and %0A are decoded;
-    any other `%` is literal, as browsers and this library send it.
+    In `filename`, the HTML form escapes %22, %0D and %0A are decoded, and
+    %25 (which this library sends for `%`, so that a name containing `%22`
+    survives); any other `%` is literal, as browsers send it.
     """
     extended = params.get("filename*")
     if extended is not None:

@@ -376,8 +376,9 @@ int32_t dl_conversation_end(dl_conversation *conversation, const char *user_id, 
 ///
 /// `content_type` may be NULL (guessed from the file name's extension,
 /// `application/octet-stream` otherwise); `filename` may be NULL (the path's
-/// last component). In the file name, `"`, CR and LF are sent as `%22`,
-/// `%0D`, `%0A`. 3.0: `out_json` receives `{"id": "..."}`; 1.1: `{}`.
+/// last component). In the file name, `"`, CR, LF and `%` are sent as
+/// `%22`, `%0D`, `%0A`, `%25`, and `\` as `\\`. 3.0: `out_json` receives
+/// `{"id": "..."}`; 1.1: `{}`.
 ///
 /// Returns DL_OK, DL_ERR_INVALID_ARGUMENT, DL_ERR_INVALID_HANDLE, DL_ERR_IO
 /// (missing or unreadable file: nothing is sent), DL_ERR_TOO_LARGE (over the

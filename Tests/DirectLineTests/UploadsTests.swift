@@ -4,10 +4,11 @@ import Testing
 
 @Suite("uploads")
 struct UploadsTests {
-    @Test("file names cannot end the header: quote, CR and LF are escaped")
+    @Test("file names cannot end the header: quote, CR and LF are escaped, and so are % and backslash")
     func quoting() {
         #expect(Uploads.quotedFilename("a.png") == "\"a.png\"")
         #expect(Uploads.quotedFilename("a\"b\r\nX: 1\n.png") == "\"a%22b%0D%0AX: 1%0A.png\"")
+        #expect(Uploads.quotedFilename("50%22off\\") == "\"50%2522off\\\\\"")
         #expect(Uploads.quotedFilename("résumé.pdf") == "\"résumé.pdf\"")
     }
 

@@ -658,3 +658,15 @@ def test_a_send_that_picked_up_the_callback_can_still_call_it_after_the_upload_r
     result = subprocess.run([sys.executable, "-c", SENDS_DURING_PROGRESS_UPLOADS, emulator.url, SECRET],
                             env=python_env(), capture_output=True, text=True, timeout=120)
     assert (result.returncode, result.stdout, result.stderr) == (0, "ok\n", "")
+
+
+@pytest.mark.parametrize("name", ["ends in a backslash\\", "back\\slash.txt", "50%22off.txt", "100%.txt",
+                                  "%25 literal", 'a "quoted" name', "crlf\r\n.txt"])
+@pytest.mark.parametrize("how", ["raw", "multipart"])
+def test_every_file_name_comes_back_as_itself(conversation, name, how):
+    if how == "raw":
+        conversation.upload_bytes(USER, b"abc", filename=name)
+    else:
+        conversation.upload(USER, [{"data": b"abc", "filename": name}])
+    (attachment,) = user_items(conversation)[0]["attachments"]
+    assert attachment["name"] == name

@@ -54,7 +54,10 @@ enum Uploads {
     }
 
     /// The file name as a quoted-string value: `"`, CR and LF are
-    /// percent-escaped (as browsers do), so a name cannot end the header.
+    /// percent-escaped (as browsers do), so a name cannot end the header;
+    /// `%` is escaped too (`%25`), so that a name which contains `%22`
+    /// comes back as itself, and `\` is sent as the quoted pair `\\`, so
+    /// that a name ending in one cannot swallow the closing quote.
     static func quotedFilename(_ name: String) -> String {
         var output = "\""
         for scalar in name.unicodeScalars {
@@ -62,6 +65,8 @@ enum Uploads {
             case "\"": output += "%22"
             case "\r": output += "%0D"
             case "\n": output += "%0A"
+            case "%": output += "%25"
+            case "\\": output += "\\\\"
             default: output.unicodeScalars.append(scalar)
             }
         }

@@ -434,7 +434,8 @@ class Conversation(NativeObject):
                 extension (``.png`` is ``image/png``), else
                 ``application/octet-stream``.
             filename: the name sent; None sends the path's last component.
-                ``"``, CR and LF in it are sent as ``%22``, ``%0D``, ``%0A``.
+                ``"``, CR, LF and ``%`` in it are sent as ``%22``, ``%0D``,
+                ``%0A``, ``%25``, and ``\\`` as ``\\\\``; the name comes back as given.
             progress: ``progress(done, total)``, called on this thread as
                 body bytes go out (``done`` rises to ``total``, the body's
                 size). Return ``False`` (exactly) to cancel; any other value,
