@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .errors import bad_argument, default_code
 
 ACTIONS = ("status", "deliver_then_fail", "hang", "close", "close_mid", "short_body",
-           "garbage", "wrong_type", "slow", "delay", "huge_header")
+           "garbage", "wrong_type", "slow", "delay", "huge_header", "invalid_utf8")
 DEFAULT_SECONDS = {"hang": 3600.0, "slow": 2.0, "delay": 1.0}
 _KEYS = {"method", "path", "count", "skip", "action", "status", "code", "message",
          "retryAfter", "location", "seconds", "bare"}

@@ -33,6 +33,9 @@ IDLE_TIMEOUT_SECONDS = 300
 LINGER_SECONDS = 2.0
 LINGER_MAX_BYTES = 64 * 1024 * 1024
 GARBAGE_BODY = b'{"activities": [ this is not JSON'
+# Well-formed JSON whose strings hold bytes that are not UTF-8.
+INVALID_UTF8_BODY = (b'{"id":"\xff","activities":[{"type":"message","text":"\xc3("}],'
+                     b'"messages":[{"text":"\xc3("}],"watermark":"1"}')
 WRONG_TYPE_BODY = (b"<!DOCTYPE html>\n<html><head><title>Service Unavailable</title></head>"
                    b"<body><h1>Service Unavailable</h1></body></html>\n")
 PLACEHOLDER_BODY = b'{"note":"the emulator cut this response short on purpose"}'
@@ -293,6 +296,8 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             self._respond(Response(200, WRONG_TYPE_BODY, "text/html; charset=utf-8"), entry)
         elif action == "slow":
             self._respond(self._process(request), entry, drip_seconds=fault.seconds)
+        elif action == "invalid_utf8":
+            self._respond(Response(200, INVALID_UTF8_BODY, "application/json"), entry)
         elif action == "huge_header":
             answer = self._process(request)
             answer.headers.append(("X-Padding", "x" * HUGE_HEADER_BYTES))

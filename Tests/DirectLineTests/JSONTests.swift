@@ -43,6 +43,14 @@ struct JSONTests {
         #expect(throws: JSONParseError(message: message, offset: offset)) { try JSONParser.parse(text) }
     }
 
+    @Test("strings that are not UTF-8 are refused, with or without escapes", arguments: [
+        [0x22, 0xFF, 0x22], [0x22, 0x61, 0xC3, 0x28, 0x22], [0x22, 0x5C, 0x6E, 0xED, 0xA0, 0x80, 0x22],
+        [0x7B, 0x22, 0xC0, 0xAF, 0x22, 0x3A, 0x31, 0x7D],
+    ] as [[UInt8]])
+    func invalidUTF8(bytes: [UInt8]) {
+        #expect(throws: JSONParseError.self) { try JSONParser.parse(bytes: bytes) }
+    }
+
     @Test("surrogate pairs decode to one scalar")
     func surrogates() throws {
         #expect(try JSONParser.parse(#""\ud83d\ude00""#) == .string("😀"))

@@ -160,6 +160,12 @@ def test_a_garbage_response_is_a_ProtocolError(conversation, emulator):
         conversation.get_activities()
 
 
+def test_an_answer_whose_strings_are_not_utf8_is_a_ProtocolError(conversation, emulator):
+    emulator.fault(method="GET", action="invalid_utf8")
+    with pytest.raises(directline.ProtocolError):
+        conversation.get_activities()
+
+
 def test_a_request_timeout_is_a_builtin_TimeoutError_too(emulator):
     with directline.Client(emulator.url, secret=SECRET, timeout_ms=300) as client:
         with client.start_conversation() as conversation:

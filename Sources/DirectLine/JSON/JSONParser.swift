@@ -156,7 +156,7 @@ struct JSONParser {
             let byte = bytes[position]
             if byte == UInt8(ascii: "\"") {
                 position += 1
-                return String(decoding: bytes[start..<(position - 1)], as: UTF8.self)
+                return try utf8String(bytes[start..<(position - 1)], at: start)
             }
             if byte == UInt8(ascii: "\\") { break }
             guard byte >= 0x20 else { throw error("control character in string") }
@@ -171,7 +171,7 @@ struct JSONParser {
             switch byte {
             case UInt8(ascii: "\""):
                 position += 1
-                return String(decoding: buffer, as: UTF8.self)
+                return try utf8String(buffer[...], at: start)
             case UInt8(ascii: "\\"):
                 position += 1
                 UTF8.encode(try parseEscape()) { buffer.append($0) }
@@ -182,6 +182,16 @@ struct JSONParser {
                 position += 1
             }
         }
+    }
+
+    /// A string's bytes as text, refused unless they are UTF-8: a service
+    /// answer with other bytes breaks the protocol, and must not be passed
+    /// on with its bytes silently replaced.
+    private func utf8String(_ slice: ArraySlice<UInt8>, at offset: Int) throws(JSONParseError) -> String {
+        guard let text = String(validating: slice, as: UTF8.self) else {
+            throw JSONParseError(message: "invalid UTF-8 in string", offset: offset)
+        }
+        return text
     }
 
     private mutating func parseEscape() throws(JSONParseError) -> Unicode.Scalar {
