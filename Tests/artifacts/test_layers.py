@@ -4,8 +4,8 @@
 
 A file may name what its own layer and the layers below it declare, never
 what a layer above declares. Only the C boundary (CABI/) knows the C ABI:
-its `dl_*` types and the C strings handed to the caller (malloc'd results,
-`UnsafeMutablePointer<CChar>`). docs/internals.md explains the rule.
+its `dl_*` types and the C strings handed to the caller (malloc'd results
+written into `out_json` slots). docs/internals.md explains the rule.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ DECLARATION = re.compile(
 C_ABI_ONLY = [
     (re.compile(r"\bmalloc\s*\("), "allocates a C result (malloc)"),
     (re.compile(r"\bstrdup\s*\("), "allocates a C string (strdup)"),
-    (re.compile(r"UnsafeMutablePointer<CChar>"), "handles a caller's C string"),
+    (re.compile(r"UnsafeMutablePointer<UnsafeMutablePointer<CChar>\?>"), "writes a caller's out_json slot"),
     (re.compile(r"\bdl_\w+"), "names a C ABI declaration"),
 ]
 

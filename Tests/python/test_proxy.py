@@ -661,7 +661,10 @@ PRIVATE_PROXIES = ["http://127.0.0.1:3128", "localhost:3128", "http://[::1]:3128
                    "https://proxy.example:443"]
 # These would see the bearer credential of a plain http:// request in clear text.
 REMOTE_PROXIES = ["http://10.1.2.3:3128", "proxy.example:8080", "socks5://[2001:db8::1]:1080",
-                  "http://user:pw@10.0.0.1:3128", "HTTP://Proxy.Example:1"]
+                  "http://user:pw@10.0.0.1:3128", "HTTP://Proxy.Example:1",
+                  # libcurl reads each of these as the remote host, whatever the text after it says
+                  "http://proxy.example:3128#@127.0.0.1:3128", "http://proxy.example:3128/@127.0.0.1",
+                  "http://proxy.example:3128?@127.0.0.1:3128", "proxy.example:3128#@localhost"]
 
 
 def client_config(endpoint: str, proxy: str, **config: Any) -> dict[str, Any]:
@@ -691,6 +694,12 @@ def test_a_plain_http_endpoint_refuses_a_proxy_on_another_machine_without_tls(pr
 def test_allow_insecure_http_lets_a_plain_http_endpoint_use_a_remote_proxy(proxy_url: str) -> None:
     with directline.Client.from_config(client_config(PLAIN_ENDPOINT, proxy_url, allowInsecureHttp=True)):
         pass
+
+
+@pytest.mark.parametrize("proxy_url", ["http://", "http://:3128", "://x", "http://[::1"])
+def test_a_proxy_libcurl_cannot_read_is_refused(proxy_url: str) -> None:
+    with pytest.raises(directline.InvalidArgumentError, match="config.proxy"):
+        directline.Client.from_config(client_config(TLS_ENDPOINT, proxy_url))
 
 
 @pytest.mark.parametrize("proxy_url", PRIVATE_PROXIES + REMOTE_PROXIES)

@@ -78,10 +78,15 @@ struct ClientConfig: Sendable {
             try Validation.singleLine(value, name: "config.proxy")
             transport.proxy = value
         }
-        if let proxy = transport.proxy, endpoint.scheme == "http", !allowInsecureHttp, !Self.proxyIsPrivate(proxy) {
-            throw .invalidArgument("config.proxy is another machine reached without TLS, so a plain http:// endpoint would "
-                                   + "hand it the credential unencrypted; use https://, a loopback or https:// proxy, "
-                                   + "or set \"allowInsecureHttp\": true")
+        if let proxy = transport.proxy {
+            guard let isPrivate = Self.proxyIsPrivate(proxy) else {
+                throw .invalidArgument("config.proxy is not a URL libcurl can use")
+            }
+            if endpoint.scheme == "http", !allowInsecureHttp, !isPrivate {
+                throw .invalidArgument("config.proxy is another machine reached without TLS, so a plain http:// endpoint "
+                                       + "would hand it the credential unencrypted; use https://, a loopback or https:// "
+                                       + "proxy, or set \"allowInsecureHttp\": true")
+            }
         }
         transport.insecureSkipTlsVerify = try reader.bool("insecureSkipTlsVerify") ?? false
         if let value = try reader.integer("maxUploadBytes", in: 1...(Int64(1) << 40)) { maxUploadBytes = value }
@@ -90,15 +95,10 @@ struct ClientConfig: Sendable {
 
 extension ClientConfig {
     /// Whether what goes to `proxy` stays private: an https:// proxy, or
-    /// one on this machine. libcurl takes "host:port" without a scheme as
-    /// an http:// proxy.
-    static func proxyIsPrivate(_ proxy: String) -> Bool {
-        let parts = proxy.split(separator: "://", maxSplits: 1, omittingEmptySubsequences: false)
-        let scheme = parts.count == 2 ? parts[0].lowercased() : "http"
-        if scheme == "https" { return true }
-        var authority = parts.count == 2 ? parts[1] : parts[0]
-        if let slash = authority.firstIndex(of: "/") { authority = authority[..<slash] }
-        if let at = authority.lastIndex(of: "@") { authority = authority[authority.index(after: at)...] }
-        return Endpoint.isLoopback(Endpoint.host(ofAuthority: String(authority)).lowercased())
+    /// one on this machine, as libcurl will read the setting; nil when
+    /// libcurl cannot read it at all.
+    static func proxyIsPrivate(_ proxy: String) -> Bool? {
+        guard let parsed = ProxyURL(parsing: proxy) else { return nil }
+        return parsed.scheme == "https" || Endpoint.isLoopback(parsed.host)
     }
 }
