@@ -9,6 +9,7 @@ import email.message
 import gc
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -670,3 +671,17 @@ def test_every_file_name_comes_back_as_itself(conversation, name, how):
         conversation.upload(USER, [{"data": b"abc", "filename": name}])
     (attachment,) = user_items(conversation)[0]["attachments"]
     assert attachment["name"] == name
+
+
+@pytest.mark.parametrize("how", ["raw", "multipart"])
+def test_a_file_that_reports_no_size_is_read_to_its_end(conversation, how):
+    # /proc files report a size of 0 and still have content.
+    path = "/proc/version"
+    expected = open(path, "rb").read()
+    assert expected and os.stat(path).st_size == 0
+    if how == "raw":
+        conversation.upload_file(USER, path)
+    else:
+        conversation.upload(USER, [path])
+    (attachment,) = user_items(conversation)[0]["attachments"]
+    assert fetch(attachment) == expected

@@ -10,11 +10,16 @@ enum Uploads {
 
         /// A file on disk, opened now so that a missing one is refused with
         /// nothing sent; named by the path's last component by default.
-        /// `pathName` names the argument in errors.
+        /// `pathName` names the argument in errors. A file that reports no
+        /// size (under /proc, say) is read to its end now, up to
+        /// `maxUnsizedFileBytes`; any other is streamed as it is sent.
         static func onDisk(path: String, pathName: String = "path", contentType: String?,
                            filename: String?) throws(DirectLineError) -> File {
             guard !path.isEmpty else { throw .invalidArgument("\(pathName) must not be empty") }
-            return try File(segment: .file(OpenFile(path: path)), contentType: contentType, filename: filename,
+            let file = try OpenFile(path: path)
+            let segment: RequestBody.Segment = file.size == 0
+                ? .bytes(try file.readToEnd(limit: Uploads.maxUnsizedFileBytes)) : .file(file)
+            return try File(segment: segment, contentType: contentType, filename: filename,
                             defaultName: Uploads.lastComponent(of: path))
         }
 
@@ -46,6 +51,10 @@ enum Uploads {
             }
         }
     }
+
+    /// The most a file that reports no size is read into memory (the
+    /// client's `maxUploadBytes` then applies as to any upload).
+    static let maxUnsizedFileBytes = 64 * 1024 * 1024
 
     /// The last component of a path, which names the uploaded file by default.
     static func lastComponent(of path: String) -> String {

@@ -30,4 +30,23 @@ final class OpenFile: @unchecked Sendable {
     }
 
     deinit { close(descriptor) }
+
+    /// The whole file, read to its end: for files whose size says nothing
+    /// (those under /proc and /sys report 0). Refused past `limit` bytes.
+    func readToEnd(limit: Int) throws(DirectLineError) -> [UInt8] {
+        var content: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw DirectLineError(.io, "reading \"\(path)\" failed: \(String(cString: strerror(errno)))")
+            }
+            if count == 0 { return content }
+            guard content.count + count <= limit else {
+                throw DirectLineError(.tooLarge, "\"\(path)\" reports no size and is longer than \(limit) bytes")
+            }
+            content.append(contentsOf: chunk[..<count])
+        }
+    }
 }
