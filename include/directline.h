@@ -372,7 +372,8 @@ int32_t dl_conversation_end(dl_conversation *conversation, const char *user_id, 
 /// Uploads one file from disk as a raw attachment:
 /// `POST .../upload?userId=` with the file as the body, `Content-Type` and
 /// `Content-Disposition: name="file"; filename="..."`. The file is streamed,
-/// never read whole into memory.
+/// never read whole into memory (a file that reports no size, such as one
+/// under /proc, is read to its end first, up to 64 MiB).
 ///
 /// `content_type` may be NULL (guessed from the file name's extension,
 /// `application/octet-stream` otherwise); `filename` may be NULL (the path's

@@ -391,7 +391,8 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 /// Uploads one file from disk as a raw attachment:
 /// `POST .../upload?userId=` with the file as the body, `Content-Type` and
 /// `Content-Disposition: name="file"; filename="..."`. The file is streamed,
-/// never read whole into memory.
+/// never read whole into memory (a file that reports no size, such as one
+/// under /proc, is read to its end first, up to 64 MiB).
 ///
 /// `content_type` may be NULL (guessed from the file name's extension,
 /// `application/octet-stream` otherwise); `filename` may be NULL (the path's
