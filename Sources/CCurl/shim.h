@@ -14,6 +14,7 @@ typedef int (*ccurl_seek_fn)(void *userdata, curl_off_t offset, int origin);
 typedef int (*ccurl_prereq_fn)(void *userdata, char *primary_ip, char *local_ip, int primary_port,
                                  int local_port);
 typedef int (*ccurl_debug_fn)(CURL *handle, curl_infotype type, char *data, size_t size, void *userdata);
+typedef curl_socket_t (*ccurl_opensocket_fn)(void *userdata, curlsocktype purpose, struct curl_sockaddr *address);
 
 static inline CURLcode ccurl_set_long(CURL *h, CURLoption o, long v) {
     return curl_easy_setopt(h, o, v);
@@ -41,6 +42,9 @@ static inline CURLcode ccurl_set_seek_fn(CURL *h, ccurl_seek_fn v) {
 }
 static inline CURLcode ccurl_set_debug_fn(CURL *h, ccurl_debug_fn v) {
     return curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, v);
+}
+static inline CURLcode ccurl_set_opensocket_fn(CURL *h, ccurl_opensocket_fn v) {
+    return curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, v);
 }
 static inline CURLcode ccurl_set_prereq_fn(CURL *h, ccurl_prereq_fn v) {
     return curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, v);

@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import pickle
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
 
 import directline
 from directline import Status
-from support import SECRET
+from support import BINDINGS, SECRET
 
 SEND_PATH = r"/(activities|messages)$"
 START_PATH = r"/conversations$"
@@ -279,3 +281,33 @@ class TestExceptionClasses:
         assert type(copy) is directline.BotError
         assert (copy.status, copy.message, copy.detail) == (
             caught.value.status, caught.value.message, caught.value.detail)
+
+
+EMFILE_SCRIPT = r"""
+import os, resource, sys
+sys.path.insert(0, sys.argv[2])
+import directline
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+with directline.Client(sys.argv[1], secret="emulator-secret", retry={"max_attempts": 1}) as client:
+    held = []
+    try:
+        while True:
+            held.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        pass
+    try:
+        client.start_conversation()
+    except directline.DirectLineError as error:
+        print(error.name, error.delivery, error.message)
+"""
+
+
+def test_running_out_of_file_descriptors_says_so(emulator, tmp_path):
+    script = tmp_path / "emfile.py"
+    script.write_text(EMFILE_SCRIPT)
+    result = subprocess.run([sys.executable, str(script), emulator.url, str(BINDINGS)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "DL_ERR_NETWORK not_sent" in result.stdout
+    assert "too many open files" in result.stdout

@@ -81,8 +81,10 @@ final class EasyHandle: @unchecked Sendable {
         set(ccurl_set_xferinfo_fn(curl, progressCallback))
         set(ccurl_set_long(curl, CURLOPT_NOPROGRESS, 1))
         set(ccurl_set_prereq_fn(curl, prereqCallback))
+        set(ccurl_set_opensocket_fn(curl, openSocketCallback))
         let transferPointer = Unmanaged.passUnretained(transfer).toOpaque()
-        for option in [CURLOPT_PREREQDATA, CURLOPT_READDATA, CURLOPT_SEEKDATA, CURLOPT_XFERINFODATA] {
+        for option in [CURLOPT_PREREQDATA, CURLOPT_READDATA, CURLOPT_SEEKDATA, CURLOPT_XFERINFODATA,
+                       CURLOPT_OPENSOCKETDATA] {
             set(ccurl_set_pointer(curl, option, transferPointer))
         }
         guard !failed else {
@@ -226,7 +228,8 @@ final class EasyHandle: @unchecked Sendable {
                 error = DirectLineError(.cancelled, "the progress callback cancelled the transfer",
                                         delivery: bodyComplete ? .unknown : .notSent)
             } else {
-                error = Self.error(for: code, requestSent: requestBytes > 0, responseOverflow: sink.overflow)
+                error = Self.error(for: code, requestSent: requestBytes > 0, responseOverflow: sink.overflow,
+                                   socketError: transfer.socketError)
             }
             // libcurl may have sent a GET again by itself on a fresh connection.
             error.attempts = attempt + max(0, transfer.starts - 1)
@@ -270,10 +273,16 @@ final class EasyHandle: @unchecked Sendable {
 
     /// Maps a libcurl failure to a status and says whether the request may
     /// have reached the service.
-    static func error(for code: CURLcode, requestSent: Bool, responseOverflow: Bool) -> DirectLineError {
+    static func error(for code: CURLcode, requestSent: Bool, responseOverflow: Bool,
+                      socketError: Int32 = 0) -> DirectLineError {
         let detail = String(cString: curl_easy_strerror(code))
         let delivery: Delivery = requestSent ? .unknown : .notSent
         switch code {
+        case CURLE_COULDNT_CONNECT where socketError == EMFILE || socketError == ENFILE:
+            // The process (or the system) is out of file descriptors: no
+            // socket could be made, which libcurl reports as a failed connect.
+            return DirectLineError(.network, "no connection could be opened: too many open files ("
+                                   + (socketError == EMFILE ? "the process's limit" : "the system's limit") + ")")
         case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_COULDNT_CONNECT:
             var error = DirectLineError(.network, "could not connect to the service: \(detail)")
             error.retryable = true
@@ -324,6 +333,8 @@ private final class TransferState {
     private(set) var cancellation: Cancellation?
     /// The request's cancellation was raised and the transfer aborted.
     private(set) var abandoned = false
+    /// errno of a socket that could not be made (EMFILE, say), or 0.
+    var socketError: Int32 = 0
     /// A POST: libcurl may not start it over by itself.
     private(set) var refusesResend = false
     private(set) var cancelled = false
@@ -342,6 +353,7 @@ private final class TransferState {
         self.cancellation = cancellation
         self.refusesResend = refusesResend
         abandoned = false
+        socketError = 0
         cancelled = false
         resendRefused = false
         starts = 0
@@ -407,6 +419,19 @@ private final class ResponseSink {
         defer { body = [] }
         return body
     }
+}
+
+/// Makes libcurl's sockets: close-on-exec, so that a child the host spawns
+/// does not keep the service's connections open, and with the reason kept
+/// when none can be made (libcurl reports only a failed connect).
+private let openSocketCallback: ccurl_opensocket_fn = { userdata, _, address in
+    guard let address else { return CURL_SOCKET_BAD }
+    let made = socket(address.pointee.family, address.pointee.socktype | Int32(SOCK_CLOEXEC.rawValue),
+                      address.pointee.protocol)
+    if made < 0, let userdata {
+        Unmanaged<TransferState>.fromOpaque(userdata).takeUnretainedValue().socketError = errno
+    }
+    return made < 0 ? CURL_SOCKET_BAD : made
 }
 
 private let prereqCallback: ccurl_prereq_fn = { userdata, _, _, _, _ in
