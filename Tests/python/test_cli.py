@@ -286,6 +286,27 @@ def test_tail_follows_a_conversation_and_ctrl_c_exits_130_quietly(emulator, tmp_
     assert saved["token"] is None  # the conversation used the client's secret, never written out
 
 
+def test_ctrl_c_ends_tail_promptly_even_while_the_service_hangs(emulator):
+    with directline.Client(emulator.url, secret=SECRET) as client, client.start_conversation() as conversation:
+        emulator.fault(method="GET", action="hang", seconds=60, count=-1)
+        tail = start_tail(emulator, "--conversation", conversation.id)
+        timer = threading.Timer(30, tail.kill)  # never hang the suite
+        timer.start()
+        try:
+            time.sleep(2.0)  # tail is now inside a poll the service never answers
+            interrupted = time.monotonic()
+            tail.send_signal(signal.SIGINT)
+            tail.communicate(timeout=20)
+            took = time.monotonic() - interrupted
+        finally:
+            timer.cancel()
+            tail.kill()
+            tail.wait()
+        emulator.reset()
+    assert tail.returncode == 130
+    assert took < 2.5, f"Ctrl-C took {took:.1f} s"
+
+
 # ---- tokens -----------------------------------------------------------------------------
 
 def test_token_generate_and_refresh(emulator, protocol):
