@@ -307,6 +307,15 @@ def test_ctrl_c_ends_tail_promptly_even_while_the_service_hangs(emulator):
     assert took < 2.5, f"Ctrl-C took {took:.1f} s"
 
 
+@pytest.mark.parametrize("option", ["--secret-file", "--token-file"])
+def test_a_credential_given_instead_of_a_file_name_is_never_echoed(emulator, option):
+    value = "Xq7-not-a-file-but-a-credential-9ZZ"
+    result = run_cli(emulator, "send", "hi", option, value)
+    assert result.returncode == cli.EXIT_USAGE
+    assert value not in result.stdout + result.stderr
+    assert option in result.stderr
+
+
 # ---- tokens -----------------------------------------------------------------------------
 
 def test_token_generate_and_refresh(emulator, protocol):

@@ -41,6 +41,13 @@ def _source(path: str, what: str) -> str:
     return f"the {what} on standard input" if path == "-" else f"the {what} file {path}"
 
 
+def _credential_source(path: str, what: str) -> str:
+    """How messages name where a credential was to be read from: by its
+    option, never by the value given, which may be the credential itself,
+    passed by mistake instead of a file name."""
+    return f"the {what} on standard input" if path == "-" else f"the file given to --{what}-file"
+
+
 def _read_credential_file(path: str, what: str) -> str:
     """The first line of ``path`` (or stdin), stripped; never echoed in messages."""
     try:
@@ -51,10 +58,10 @@ def _read_credential_file(path: str, what: str) -> str:
                 text = file.readline()
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
-        raise UsageError(f"cannot read {_source(path, what)}: {reason}") from None
+        raise UsageError(f"cannot read {_credential_source(path, what)}: {reason}") from None
     value = text.strip()
     if not value:
-        raise UsageError(f"{_source(path, what)} is empty")
+        raise UsageError(f"{_credential_source(path, what)} is empty")
     return value
 
 
