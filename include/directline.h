@@ -267,7 +267,8 @@ int32_t dl_conversation_refresh(dl_conversation *conversation, char **out_json);
 /// refreshed, and a dl_conversation_wait(), dl_conversation_confirm() or
 /// dl_get_activities() running on another thread returns DL_ERR_CANCELLED
 /// within about a second (a request in flight is aborted); other calls
-/// already running finish.
+/// already running finish, and the progress callback is never called after
+/// this returns.
 ///
 /// Destructor. NULL is a no-op returning DL_OK; a handle already freed
 /// returns DL_ERR_INVALID_HANDLE.
@@ -420,10 +421,11 @@ int32_t dl_upload_multipart(dl_conversation *conversation, const char *user_id, 
 /// The callback applies to transfers on every thread using this
 /// conversation, and is called on the thread running the transfer. It must
 /// not call into the library: such calls return DL_ERR_REENTRANT.
-/// Replacing or removing it waits until no transfer still uses the previous
-/// one, so its `userdata` may be released as soon as this returns. Remove
-/// the callback (NULL) before dl_conversation_free() if other threads may
-/// still be sending on the conversation.
+/// Replacing or removing it waits only for a call of the previous one in
+/// progress on another thread; every later report, of transfers already
+/// running too, goes to the new callback (or none), so the old `userdata`
+/// may be released as soon as this returns. dl_conversation_free() removes
+/// it the same way: after the free returns it is never called.
 ///
 /// Returns DL_OK or DL_ERR_INVALID_HANDLE.
 int32_t dl_conversation_set_progress(dl_conversation *conversation, dl_progress_fn progress, void *userdata);

@@ -46,5 +46,7 @@ int main(int argc, char **argv) {
     test_threads();
     test_log_callback();
     test_thread_timeouts();
+    test_free_revokes_progress();
+    test_thread_cancel_is_deferred();
     return report_checks();
 }

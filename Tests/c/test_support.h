@@ -66,5 +66,8 @@ void test_auto_refresh_in_flight(const char *protocol);
 void test_threads(void);
 void test_log_callback(void);
 void test_thread_timeouts(void);
+/* test_cancellation.c */
+void test_free_revokes_progress(void);
+void test_thread_cancel_is_deferred(void);
 
 #endif

@@ -15,6 +15,13 @@ enum Boundary {
 
     static func call<Result: SerializedResult>(_ out: ResultSlot?, _ body: () throws(DirectLineError) -> Result) -> Int32 {
         out?.pointee = nil
+        // A thread cancelled (pthread_cancel) while it runs library code,
+        // or a caller's callback, is cancelled once the call has returned:
+        // cancelled in the middle, it would leave a lock or a pinned
+        // callback behind for ever.
+        var cancelState: Int32 = 0
+        pthread_setcancelstate(Int32(PTHREAD_CANCEL_DISABLE), &cancelState)
+        defer { pthread_setcancelstate(cancelState, nil) }
         do throws(DirectLineError) {
             guard !CallbackGuard.isInsideCallback else {
                 throw DirectLineError(.reentrant,

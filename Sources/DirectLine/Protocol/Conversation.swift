@@ -29,6 +29,9 @@ final class Conversation: Sendable {
     /// already running on other threads finish normally.
     func close() {
         freed.raise()
+        // After the free returns, the caller's progress callback is never
+        // called again, by transfers still running either.
+        progress.replace(with: nil)
         state.withLock { state in
             state.closed = true
             TokenRefresher.shared.cancel(ObjectIdentifier(self))
@@ -44,24 +47,25 @@ final class Conversation: Sendable {
     /// `dl_conversation_set_progress`: told as the body of each send or
     /// upload on this conversation goes out; nil stops it.
     ///
-    /// Returns once no transfer uses the previous callback any more, so the
-    /// caller may release that callback's userdata right after.
+    /// Returns once no call of the previous callback is in progress; every
+    /// later report, of transfers already running too, goes to the new one
+    /// (or nowhere), so the caller may release the old userdata right after.
     func setProgress(_ reporter: ProgressReporter?) {
         progress.replace(with: reporter)
-    }
-
-    /// The current progress callback, pinned: a replacement waits for the
-    /// caller's `unpin()` before returning; nil when there is no callback.
-    func pinProgress() -> CallbackSlot<ProgressReporter>.Pin? {
-        progress.pin()
     }
 
     /// Sends a POST on this conversation with the progress callback attached;
     /// a failure carries the activity's clientActivityID.
     func post(_ request: consuming HTTPRequest, clientActivityID: String?) throws(DirectLineError) -> HTTPResponse {
-        let pinned = pinProgress()
-        defer { pinned?.unpin() }
-        request.progress = pinned?.callback
+        if progress.isInstalled {
+            // Each report pins the callback only for the call itself, so a
+            // replacement (or a free) never waits for a whole transfer.
+            request.progress = ProgressReporter { [progress] done, total in
+                guard let pinned = progress.pin() else { return true }
+                defer { pinned.unpin() }
+                return pinned.callback.report(done, total)
+            }
+        }
         do {
             return try client.execute(request, reaching: .bot)
         } catch {

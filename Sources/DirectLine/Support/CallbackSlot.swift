@@ -48,6 +48,9 @@ final class CallbackSlot<Callback: Sendable>: Sendable {
     /// shared between threads where taking the lock would not.
     private let installed = Atomic(false)
 
+    /// Whether a callback is installed now (read without the lock).
+    var isInstalled: Bool { installed.load(ordering: .acquiring) }
+
     /// The current callback, pinned (call `unpin()` when done), or nil when
     /// there is none or `accept` turns it down. A call that races an
     /// installation may miss the new callback, as if it had started first.
