@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import DirectLine
 
-@Suite("progress callback replacement")
+@Suite("callback slots")
 struct CallbackSlotTests {
     final class Flag: @unchecked Sendable {
         private let lock = NSLock()
@@ -11,27 +11,28 @@ struct CallbackSlotTests {
         var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
     }
 
-    @Test("replacing the callback waits until no running transfer uses the old one")
+    @Test("replacing the callback waits until no call of the old one is in progress")
     func replacementWaits() throws {
-        let client = DirectLineClient(config: try ClientConfig(json: JSONParser.parse(#"{"secret":"s"}"#)))
-        let conversation = try client.openConversation(JSONParser.parse(#"{"conversationId":"c"}"#))
-        conversation.setProgress(ProgressReporter { _, _ in true })
-        let transfer = try #require(conversation.pinProgress())
-        #expect(transfer.callback.report(1, 2), "the pin holds the installed callback")
+        let slot = CallbackSlot<ProgressReporter>()
+        slot.replace(with: ProgressReporter { _, _ in true })
+        #expect(slot.isInstalled)
+        let call = try #require(slot.pin())
+        #expect(call.callback.report(1, 2), "the pin holds the installed callback")
 
         let returned = Flag()
         let done = DispatchSemaphore(value: 0)
         Thread.detachNewThread {
-            conversation.setProgress(nil)
+            slot.replace(with: nil)
             returned.set()
             done.signal()
         }
         Thread.sleep(forTimeInterval: 0.2)
-        #expect(!returned.isSet, "setProgress returned while a transfer still used the old callback")
-        transfer.unpin()
+        #expect(!returned.isSet, "the replacement returned while a call of the old callback was in progress")
+        call.unpin()
         #expect(done.wait(timeout: .now() + 10) == .success)
         #expect(returned.isSet)
         // No callback: nothing to pin.
-        #expect(conversation.pinProgress() == nil)
+        #expect(slot.pin() == nil)
+        #expect(!slot.isInstalled)
     }
 }
