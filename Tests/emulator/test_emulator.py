@@ -859,19 +859,20 @@ def test_raw_upload_serves_identical_bytes(client):
                         auth=conversation["token"],
                         headers={"Content-Type": "application/octet-stream",
                                  "Content-Disposition":
-                                     'name="file"; filename="a%22b%0D%0Ac%25.bin"'})
+                                     'name="file"; filename="a%22b%0D%0Ac%25d%41.bin"'})
     assert reply.status == 200
     assert reply.json == {"id": f"{cid}|0000000"}
     user, bot = client.activities(conversation).json["activities"]
     assert user["type"] == "message" and user["from"] == {"id": "user1"}
     [attachment] = user["attachments"]
     assert attachment["contentType"] == "application/octet-stream"
-    assert attachment["name"] == 'a"b\r\nc%25.bin'
+    # %22, %0D, %0A and %25 are decoded; any other % stays as it is.
+    assert attachment["name"] == 'a"b\r\nc%d%41.bin'
     served = fetch(attachment["contentUrl"])
     assert served.status == 200
     assert served.headers["Content-Type"] == "application/octet-stream"
     assert served.body == ALL_BYTES
-    assert bot["text"] == (f'received 1 attachment(s): a"b\r\nc%25.bin '
+    assert bot["text"] == (f'received 1 attachment(s): a"b\r\nc%d%41.bin '
                            f"(application/octet-stream, {len(ALL_BYTES)} bytes)")
     assert bot["replyToId"] == f"{cid}|0000000"
 
