@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
 import pytest
 
 import directline
+from directline import _native
 from support import SECRET, items, sender, text_activity
 
 
@@ -272,3 +274,18 @@ class TestClosing:
         del conversation, client
         gc.collect()
         assert directline._native.lib.dl_conversation_info(handle, None) == directline.Status.ERR_INVALID_HANDLE
+
+
+def test_a_conversation_finalised_inside_a_library_callback_is_still_freed(client):
+    doomed = client.start_conversation()
+    handle = doomed._handle
+    holder = [doomed]
+    holder.append(holder)  # a cycle: only the garbage collector frees it
+    del doomed, holder
+
+    def progress(done: int, total: int) -> None:
+        gc.collect()  # finalises the conversation on this thread, inside the library's call
+
+    with client.start_conversation() as conversation:
+        conversation.upload_bytes("user1", b"x" * 100_000, filename="a.bin", progress=progress)
+    assert _native.lib.dl_conversation_info(handle, None) == directline.Status.ERR_INVALID_HANDLE

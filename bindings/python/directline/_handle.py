@@ -18,6 +18,26 @@ if TYPE_CHECKING:
     from typing import Self  # only for annotations: Python 3.11 added it
 
 
+# Handles whose free the library refused because it was asked from inside
+# one of its own callbacks (the garbage collector finalising an object
+# there): they are freed as soon as a call outside callbacks returns.
+_deferred_frees: list[tuple[Callable[[int], int], int]] = []
+_deferred_lock = threading.Lock()
+
+
+def _free_deferred() -> None:
+    """Frees the handles left by finalisers that ran inside a callback."""
+    with _deferred_lock:
+        if not _deferred_frees:
+            return
+        pending = list(_deferred_frees)
+        _deferred_frees.clear()
+    for free, handle in pending:
+        if free(handle) == Status.ERR_REENTRANT:  # still inside a callback on this thread
+            with _deferred_lock:
+                _deferred_frees.append((free, handle))
+
+
 class NativeObject:
     """Owns one C handle; frees it exactly once, never while a call is using it.
 
@@ -75,6 +95,7 @@ class NativeObject:
                 self._keepalive = [kept for kept in self._keepalive if kept[0] >= oldest]
                 orphan = self._take_if_idle()
             self._release(orphan)
+            _free_deferred()
 
     def _keep_while_busy(self, thing: object) -> None:
         """Keeps ``thing`` referenced until every call now in flight has returned.
@@ -96,6 +117,12 @@ class NativeObject:
         if handle is None:
             return
         status = self._free(handle)
+        if status == Status.ERR_REENTRANT:
+            # Freed from inside a library callback (a finaliser run by the
+            # garbage collector there): free it once the call has returned.
+            with _deferred_lock:
+                _deferred_frees.append((self._free, handle))
+            return
         if status != Status.OK:
             raise error_from_status(
                 status, None, f"freeing a {self._kind} handle failed ({_native.status_name(status)})")
