@@ -382,6 +382,10 @@ int32_t dl_conversation_end(dl_conversation *conversation, const char *user_id, 
 /// `%22`, `%0D`, `%0A`, `%25`, and `\` as `\\`. 3.0: `out_json` receives
 /// `{"id": "..."}`; 1.1: `{}`.
 ///
+/// `path` is bytes, as the file system holds it: it need not be UTF-8, but
+/// the name sent must be, so give `filename` when the path's last component
+/// is not.
+///
 /// Returns DL_OK, DL_ERR_INVALID_ARGUMENT, DL_ERR_INVALID_HANDLE, DL_ERR_IO
 /// (missing or unreadable file: nothing is sent), DL_ERR_TOO_LARGE (over the
 /// client's maxUploadBytes, default 4 MiB: nothing is sent), DL_ERR_CANCELLED,

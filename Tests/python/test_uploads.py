@@ -685,3 +685,14 @@ def test_a_file_that_reports_no_size_is_read_to_its_end(conversation, how):
         conversation.upload(USER, [path])
     (attachment,) = user_items(conversation)[0]["attachments"]
     assert fetch(attachment) == expected
+
+
+def test_a_path_need_not_be_utf8_only_the_name_sent(conversation, tmp_path):
+    path = os.path.join(os.fsencode(tmp_path), b"caf\xe9.txt")  # Latin-1, as old file systems hold it
+    with open(path, "wb") as file:
+        file.write(b"abc")
+    conversation.upload_file(USER, path, filename="cafe.txt")
+    (attachment,) = user_items(conversation)[0]["attachments"]
+    assert attachment["name"] == "cafe.txt" and fetch(attachment) == b"abc"
+    with pytest.raises(directline.InvalidArgumentError, match="filename"):
+        conversation.upload_file(USER, path)

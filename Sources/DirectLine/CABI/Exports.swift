@@ -401,6 +401,10 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 /// `%22`, `%0D`, `%0A`, `%25`, and `\` as `\\`. 3.0: `out_json` receives
 /// `{"id": "..."}`; 1.1: `{}`.
 ///
+/// `path` is bytes, as the file system holds it: it need not be UTF-8, but
+/// the name sent must be, so give `filename` when the path's last component
+/// is not.
+///
 /// Returns DL_OK, DL_ERR_INVALID_ARGUMENT, DL_ERR_INVALID_HANDLE, DL_ERR_IO
 /// (missing or unreadable file: nothing is sent), DL_ERR_TOO_LARGE (over the
 /// client's maxUploadBytes, default 4 MiB: nothing is sent), DL_ERR_CANCELLED,
@@ -412,7 +416,7 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
     Boundary.call(out_json) { () throws(DirectLineError) -> SendResult in
         let conversationHandle = try handles.lookup(conversation, as: Conversation.self)
         let user = try Boundary.identifier(user_id, name: "user_id")
-        let file = try Uploads.File.onDisk(path: Boundary.requiredString(path, name: "path"),
+        let file = try Uploads.File.onDisk(pathBytes: Array(Boundary.requiredBytes(path, name: "path")),
                                            contentType: Boundary.string(content_type, name: "content_type"),
                                            filename: Boundary.string(filename, name: "filename"))
         return try conversationHandle.upload(userId: user, file: file)

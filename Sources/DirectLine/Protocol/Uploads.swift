@@ -15,12 +15,28 @@ enum Uploads {
         /// `maxUnsizedFileBytes`; any other is streamed as it is sent.
         static func onDisk(path: String, pathName: String = "path", contentType: String?,
                            filename: String?) throws(DirectLineError) -> File {
-            guard !path.isEmpty else { throw .invalidArgument("\(pathName) must not be empty") }
-            let file = try OpenFile(path: path)
+            try onDisk(pathBytes: Array(path.utf8), pathName: pathName, contentType: contentType, filename: filename)
+        }
+
+        /// As `onDisk(path:...)`, for a path given as bytes, which need not
+        /// be UTF-8; only the name sent must be (give `filename` when the
+        /// path's last component is not).
+        static func onDisk(pathBytes: [UInt8], pathName: String = "path", contentType: String?,
+                           filename: String?) throws(DirectLineError) -> File {
+            guard !pathBytes.isEmpty else { throw .invalidArgument("\(pathName) must not be empty") }
+            var defaultName = ""
+            if filename == nil {
+                let component = Uploads.lastComponent(of: pathBytes)
+                guard let name = String(validating: component, as: UTF8.self) else {
+                    throw .invalidArgument("the file name taken from \(pathName) is not UTF-8; give the name to send "
+                                           + "(filename)")
+                }
+                defaultName = name
+            }
+            let file = try OpenFile(pathBytes: pathBytes)
             let segment: RequestBody.Segment = file.size == 0
                 ? .bytes(try file.readToEnd(limit: Uploads.maxUnsizedFileBytes)) : .file(file)
-            return try File(segment: segment, contentType: contentType, filename: filename,
-                            defaultName: Uploads.lastComponent(of: path))
+            return try File(segment: segment, contentType: contentType, filename: filename, defaultName: defaultName)
         }
 
         /// Bytes from memory, named "file" by default.
@@ -55,6 +71,14 @@ enum Uploads {
     /// The most a file that reports no size is read into memory (the
     /// client's `maxUploadBytes` then applies as to any upload).
     static let maxUnsizedFileBytes = 64 * 1024 * 1024
+
+    /// The last component of a path given as bytes.
+    static func lastComponent(of path: [UInt8]) -> ArraySlice<UInt8> {
+        var end = path.count
+        if end > 1, path[end - 1] == UInt8(ascii: "/") { end -= 1 }
+        let start = path[..<end].lastIndex(of: UInt8(ascii: "/")).map { $0 + 1 } ?? 0
+        return path[start..<end]
+    }
 
     /// The last component of a path, which names the uploaded file by default.
     static func lastComponent(of path: String) -> String {

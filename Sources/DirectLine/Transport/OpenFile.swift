@@ -9,14 +9,25 @@ import Glibc
 final class OpenFile: @unchecked Sendable {
     let descriptor: Int32
     let size: Int64
+    /// The path as messages show it (bytes that are not UTF-8 replaced).
     let path: String
 
-    init(path: String) throws(DirectLineError) {
-        self.path = path
+    convenience init(path: String) throws(DirectLineError) {
+        try self.init(pathBytes: Array(path.utf8))
+    }
+
+    /// A path is bytes to the kernel: it need not be UTF-8.
+    init(pathBytes: [UInt8]) throws(DirectLineError) {
+        path = String(decoding: pathBytes, as: UTF8.self)
         // O_NONBLOCK: opening a FIFO (or a device) for reading must not wait
         // for a writer; such files are refused just below. Reads of regular
         // files ignore the flag.
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        let descriptor = (pathBytes + [0]).withUnsafeBufferPointer { bytes in
+            bytes.withMemoryRebound(to: CChar.self) { path -> Int32 in
+                guard let base = path.baseAddress else { return -1 }
+                return open(base, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+            }
+        }
         guard descriptor >= 0 else {
             throw DirectLineError(.io, "cannot open \"\(path)\": \(String(cString: strerror(errno)))")
         }
