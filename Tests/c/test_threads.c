@@ -17,7 +17,8 @@
  *  2. The same eight threads again, while the main thread frees the
  *     conversation and then the client under them: every call must either
  *     succeed, or be refused with DL_ERR_INVALID_HANDLE (or end with
- *     DL_ERR_CANCELLED for wait and confirm); nothing else, no crash.
+ *     DL_ERR_CANCELLED for the reads it interrupted: wait, confirm, get);
+ *     nothing else, no crash.
  *
  * Prints one line per phase with the counts, and "N passed, N failed" last.
  * Shared test state is in C11 atomics, so the test itself is race-free:
@@ -234,12 +235,14 @@ static int32_t run_op(struct worker *worker, enum op op, char **out) {
 }
 
 /* Statuses allowed in phase 2: a refusal of a handle the main thread has
- * begun to free, and the cancellation of a wait or confirm it interrupted. */
+ * begun to free, and the cancellation of a read it interrupted. */
 static int acceptable_after_free(struct shared *shared, enum op op, int32_t status) {
     if (!shared->freeing) return 0;
     int conversation_going = atomic_load(&shared->conversation_freeing);
     int client_going = atomic_load(&shared->client_freeing);
-    if (status == DL_ERR_CANCELLED) return (op == OP_WAIT || op == OP_CONFIRM) && conversation_going;
+    if (status == DL_ERR_CANCELLED) {
+        return (op == OP_WAIT || op == OP_CONFIRM || op == OP_GET_ACTIVITIES) && conversation_going;
+    }
     if (status != DL_ERR_INVALID_HANDLE) return 0;
     switch (op) {
     case OP_TOKEN_GENERATE:
