@@ -1,10 +1,15 @@
 """The built artifacts: the shared object's exports and dependencies, the
 generated header, and the C programs compiled against both (the C test
 suite, the C thread test and the C quickstart), run against the emulator."""
+import contextlib
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -134,6 +139,62 @@ def test_a_forked_child_has_a_working_library(tmp_path, emulator):
     sources = [os.path.join(C_TESTS, "test_fork.c"), os.path.join(C_TESTS, "emulator_control.c")]
     binary = compile_c(tmp_path, sources, "test_fork", extra=["-lcurl", "-pthread"], standard="c11")
     assert_c_tests_pass(binary, emulator.url)
+
+
+@contextlib.contextmanager
+def closing_server():
+    """A server that reads a little of each request, then ends the
+    connection: a client writing a large body meets EPIPE."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                continue
+            with connection:
+                connection.recv(4096)
+                # FIN first (the client's socket moves to CLOSE_WAIT), then a
+                # close with unread data, which resets: the client's next
+                # write then fails with EPIPE, which raises SIGPIPE unless
+                # the writer asked for none.
+                connection.shutdown(socket.SHUT_WR)
+                time.sleep(0.2)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+@pytest.mark.parametrize("mode", ["sigpipe", "exit", "two-copies"])
+def test_the_host_survives(tmp_path, emulator, mode):
+    """What held under the hostile audit, kept true (Tests/c/test_host.c): a
+    server closing mid-body with SIGPIPE at its default action, exit() while
+    a wait runs, and two copies of the library loaded side by side."""
+    sources = [os.path.join(C_TESTS, "test_host.c"), os.path.join(C_TESTS, "emulator_control.c")]
+    binary = compile_c(tmp_path, sources, "test_host", extra=["-ldl", "-lcurl", "-pthread"], standard="c11")
+    arguments = [emulator.url, mode]
+    if mode == "sigpipe":
+        with closing_server() as url:
+            assert_c_tests_pass(binary, url, mode)
+        return
+    if mode == "two-copies":
+        for name in ("a", "b"):
+            copy = tmp_path / f"copy-{name}" / "libdirectline.so"
+            copy.parent.mkdir()
+            shutil.copyfile(os.path.realpath(LIBRARY), copy)
+            arguments.append(str(copy))
+    assert_c_tests_pass(binary, *arguments)
 
 
 def test_c_quickstart(tmp_path, emulator):
