@@ -32,10 +32,9 @@ final class Conversation: Sendable {
         // After the free returns, the caller's progress callback is never
         // called again, by transfers still running either.
         progress.replace(with: nil)
-        state.withLock { state in
-            state.closed = true
-            TokenRefresher.shared.cancel(ObjectIdentifier(self))
-        }
+        // Cancelled under the lock after `freed` is raised, so a refresh
+        // being scheduled now either sees it raised or is cancelled here.
+        state.withLock { _ in TokenRefresher.shared.cancel(ObjectIdentifier(self)) }
     }
 
     /// Raised by `close`: waits stop, and reads in flight are aborted.

@@ -35,7 +35,7 @@ extension Conversation {
     func scheduleRefresh(atMs override: Int? = nil) {
         let now = Clock.monotonicMs()
         state.withLock { state in
-            guard !state.closed, !state.ended, let due = override ?? state.token.refreshDueMs(now: now) else { return }
+            guard !isClosed, !state.ended, let due = override ?? state.token.refreshDueMs(now: now) else { return }
             TokenRefresher.shared.schedule(self, atMs: due)
         }
     }

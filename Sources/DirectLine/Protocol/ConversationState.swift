@@ -10,8 +10,6 @@ struct ConversationState: Sendable {
     var streamUrl: String?
     /// `dl_conversation_end` was called: the token is no longer refreshed.
     var ended = false
-    /// The handle was freed: waits stop, the token is no longer refreshed.
-    var closed = false
     /// Why the last automatic refresh failed, if it did.
     var refreshError: String?
     /// The user ids this handle sent as, most recent last (for `wait`).

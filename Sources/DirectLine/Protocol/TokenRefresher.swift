@@ -25,23 +25,17 @@ final class TokenRefresher: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let condition: UnsafeMutablePointer<pthread_cond_t>
     private var entries: [ObjectIdentifier: Entry] = [:]
-    /// The conversation being refreshed right now, if any.
-    private var inFlight: ObjectIdentifier?
-    /// Its entry, so that a forked child can schedule it again.
-    private var inFlightEntry: Entry?
+    /// The conversation being refreshed right now, if any, with its entry
+    /// (so that a forked child can schedule it again).
+    private var inFlight: (id: ObjectIdentifier, entry: Entry)?
     private var running = false
 
     private init() {
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(mutex, nil)
         condition = .allocate(capacity: 1)
         condition.initialize(to: pthread_cond_t())
-        var attributes = pthread_condattr_t()
-        pthread_condattr_init(&attributes)
-        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
-        pthread_cond_init(condition, &attributes)
-        pthread_condattr_destroy(&attributes)
+        initializeSynchronization()
         ForkSafety.register(ForkSafety.Handlers(
             prepare: { [self] in pthread_mutex_lock(mutex) },
             parent: { [self] in pthread_mutex_unlock(mutex) },
@@ -52,21 +46,26 @@ final class TokenRefresher: @unchecked Sendable {
     /// started again for the tokens still scheduled; a refresh that was in
     /// flight in the parent is scheduled again at once.
     private func afterFork() {
+        initializeSynchronization()
+        running = false
+        if let (id, entry) = inFlight, entries[id] == nil {
+            entries[id] = Entry(conversation: entry.conversation, dueMs: Clock.monotonicMs())
+        }
+        inFlight = nil
+        if !entries.isEmpty {
+            running = Self.spawn()
+        }
+    }
+
+    /// A fresh mutex, and a condition on the monotonic clock: at start, and
+    /// in a forked child, where the parent's may be held or waited on.
+    private func initializeSynchronization() {
         pthread_mutex_init(mutex, nil)
         var attributes = pthread_condattr_t()
         pthread_condattr_init(&attributes)
         pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
         pthread_cond_init(condition, &attributes)
         pthread_condattr_destroy(&attributes)
-        running = false
-        if let id = inFlight, let entry = inFlightEntry, entries[id] == nil {
-            entries[id] = Entry(conversation: entry.conversation, dueMs: Clock.monotonicMs())
-        }
-        inFlight = nil
-        inFlightEntry = nil
-        if !entries.isEmpty {
-            running = Self.spawn()
-        }
     }
 
     private func locked<T>(_ body: () -> T) -> T {
@@ -99,7 +98,7 @@ final class TokenRefresher: @unchecked Sendable {
 
     /// Whether a refresh is scheduled or running for the conversation (info's `autoRefresh`).
     func isActive(_ id: ObjectIdentifier) -> Bool {
-        locked { entries[id] != nil || inFlight == id }
+        locked { entries[id] != nil || inFlight?.id == id }
     }
 
     private static func spawn() -> Bool {
@@ -116,10 +115,7 @@ final class TokenRefresher: @unchecked Sendable {
     private func run() {
         while let conversation = nextDue() {
             conversation.refreshOnSchedule()
-            locked {
-                inFlight = nil
-                inFlightEntry = nil
-            }
+            locked { inFlight = nil }
         }
     }
 
@@ -136,8 +132,7 @@ final class TokenRefresher: @unchecked Sendable {
                 if entry.dueMs <= now {
                     entries.removeValue(forKey: id)
                     if let conversation = entry.conversation {
-                        inFlight = id
-                        inFlightEntry = entry
+                        inFlight = (id, entry)
                         return conversation
                     }
                     continue

@@ -82,8 +82,7 @@ enum Uploads {
 
     /// The last component of a path, which names the uploaded file by default.
     static func lastComponent(of path: String) -> String {
-        let trimmed = path.hasSuffix("/") ? String(path.dropLast()) : path
-        return trimmed.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? path
+        String(decoding: lastComponent(of: Array(path.utf8)), as: UTF8.self)
     }
 
     /// The file name as a quoted-string value: `"`, CR and LF are
