@@ -181,7 +181,7 @@ def test_the_host_survives(tmp_path, emulator, mode):
     """What held under the hostile audit, kept true (Tests/c/test_host.c): a
     server closing mid-body with SIGPIPE at its default action, exit() while
     a wait runs, and two copies of the library loaded side by side."""
-    sources = [os.path.join(C_TESTS, "test_host.c"), os.path.join(C_TESTS, "emulator_control.c")]
+    sources = [os.path.join(C_TESTS, name) for name in ("test_host.c", "test_support.c", "emulator_control.c")]
     binary = compile_c(tmp_path, sources, "test_host", extra=["-ldl", "-lcurl", "-pthread"], standard="c11")
     arguments = [emulator.url, mode]
     if mode == "sigpipe":

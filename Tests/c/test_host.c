@@ -18,24 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "directline.h"
-#include "emulator_control.h"
-
-static int passed, failed;
-
-static void check(int ok, const char *what) {
-    if (ok) {
-        passed++;
-    } else {
-        failed++;
-        fprintf(stderr, "FAILED: %s\n", what);
-    }
-}
-
-static int report(void) {
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
-}
+#include "test_support.h"
 
 static char config[512];
 
@@ -44,20 +27,19 @@ static int sigpipe(void) {
     dl_client *client = NULL;
     dl_conversation *conversation = NULL;
     char *out = NULL;
-    check(dl_client_new(config, &client, &out) == DL_OK, "dl_client_new");
+    CHECK(dl_client_new(config, &client, &out) == DL_OK);
     dl_string_free(out);
-    check(dl_conversation_open(client, "{\"conversationId\": \"c\"}", &conversation, &out) == DL_OK,
-          "dl_conversation_open");
+    CHECK(dl_conversation_open(client, "{\"conversationId\": \"c\"}", &conversation, &out) == DL_OK);
     dl_string_free(out);
     size_t length = 3 * 1024 * 1024;
     char *data = calloc(1, length);
     int32_t status = dl_upload_bytes(conversation, "user1", data, length, NULL, "big.bin", &out);
-    check(status == DL_ERR_NETWORK, "the upload fails as a network error, and the process lives");
+    CHECK(status == DL_ERR_NETWORK);
     dl_string_free(out);
     free(data);
     dl_conversation_free(conversation);
     dl_client_free(client);
-    return report();
+    return report_checks();
 }
 
 static void *wait_long(void *argument) {
@@ -71,17 +53,16 @@ static int exit_during_calls(void) {
     dl_client *client = NULL;
     dl_conversation *conversation = NULL;
     char *out = NULL;
-    check(dl_client_new(config, &client, &out) == DL_OK, "dl_client_new");
+    CHECK(dl_client_new(config, &client, &out) == DL_OK);
     dl_string_free(out);
-    check(dl_conversation_start(client, NULL, &conversation, &out) == DL_OK, "dl_conversation_start");
+    CHECK(dl_conversation_start(client, NULL, &conversation, &out) == DL_OK);
     dl_string_free(out);
     pthread_t thread;
-    check(pthread_create(&thread, NULL, wait_long, conversation) == 0, "a thread waits");
+    CHECK(pthread_create(&thread, NULL, wait_long, conversation) == 0);
     usleep(300 * 1000);
     /* exit() runs atexit handlers and static destructors while the wait runs. */
-    printf("%d passed, %d failed\n", passed, failed);
     fflush(stdout);
-    exit(failed == 0 ? 0 : 1);
+    exit(report_checks());
 }
 
 typedef int32_t (*client_new_fn)(const char *, dl_client **, char **);
@@ -119,31 +100,30 @@ static int load(struct copy *copy, const char *path) {
 
 static int two_copies(const char *path_a, const char *path_b) {
     struct copy a, b;
-    check(load(&a, path_a) && load(&b, path_b), "both copies load");
-    if (failed) return report();
-    check(a.loaded != b.loaded && a.client_new != b.client_new, "two distinct copies");
+    if (!CHECK(load(&a, path_a) && load(&b, path_b))) return report_checks();
+    CHECK(a.loaded != b.loaded && a.client_new != b.client_new);
     dl_client *client_a = NULL, *client_b = NULL;
     dl_conversation *conversation_a = NULL, *conversation_b = NULL;
     char *out = NULL;
-    check(a.client_new(config, &client_a, &out) == DL_OK, "copy A: client");
+    CHECK(a.client_new(config, &client_a, &out) == DL_OK);
     a.string_free(out);
-    check(b.client_new(config, &client_b, &out) == DL_OK, "copy B: client");
+    CHECK(b.client_new(config, &client_b, &out) == DL_OK);
     b.string_free(out);
-    check(a.start(client_a, NULL, &conversation_a, &out) == DL_OK, "copy A: start");
+    CHECK(a.start(client_a, NULL, &conversation_a, &out) == DL_OK);
     a.string_free(out);
-    check(b.start(client_b, NULL, &conversation_b, &out) == DL_OK, "copy B: start");
+    CHECK(b.start(client_b, NULL, &conversation_b, &out) == DL_OK);
     b.string_free(out);
     for (int i = 0; i < 5; i++) {
-        check(a.send_text(conversation_a, "user1", "from A", &out) == DL_OK, "copy A: send");
+        CHECK(a.send_text(conversation_a, "user1", "from A", &out) == DL_OK);
         a.string_free(out);
-        check(b.send_text(conversation_b, "user1", "from B", &out) == DL_OK, "copy B: send");
+        CHECK(b.send_text(conversation_b, "user1", "from B", &out) == DL_OK);
         b.string_free(out);
     }
     /* A handle of one copy means nothing to the other. */
-    check(b.conversation_free(conversation_a) == DL_ERR_INVALID_HANDLE, "copy B refuses copy A's handle");
-    check(a.conversation_free(conversation_a) == DL_OK && b.conversation_free(conversation_b) == DL_OK, "frees");
-    check(a.client_free(client_a) == DL_OK && b.client_free(client_b) == DL_OK, "client frees");
-    return report();
+    CHECK(b.conversation_free(conversation_a) == DL_ERR_INVALID_HANDLE);
+    CHECK(a.conversation_free(conversation_a) == DL_OK && b.conversation_free(conversation_b) == DL_OK);
+    CHECK(a.client_free(client_a) == DL_OK && b.client_free(client_b) == DL_OK);
+    return report_checks();
 }
 
 int main(int argc, char **argv) {
