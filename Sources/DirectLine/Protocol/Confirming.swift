@@ -21,7 +21,7 @@ extension Conversation {
         while true {
             // Page on from where the last look ended: an activity stored
             // later still appears after that watermark.
-            watermark = try drain(after: watermark, id: current.id, token: current.token,
+            watermark = try drain(after: watermark, id: current.id,
                                   deadlineMs: callDeadline) { activities, _ in
                 found = activities.first {
                     $0.objectValue?["channelData"]?.objectValue?["clientActivityID"]?.stringValue == clientActivityID

@@ -98,11 +98,13 @@ extension Conversation {
     /// Pages from `watermark` until the service has nothing more (a page
     /// that is empty, or leaves the watermark missing or where it was), or
     /// `onPage` returns false; returns the last watermark reached.
-    func drain(after watermark: String?, id: String, token: String, maxPages: Int = 10_000, deadlineMs: Int? = nil,
+    /// Each page carries the handle's token of the moment, so a long read
+    /// goes on with the refreshed one when a refresh lands meanwhile.
+    func drain(after watermark: String?, id: String, maxPages: Int = 10_000, deadlineMs: Int? = nil,
                onPage: ([JSONValue], String?) -> Bool) throws(DirectLineError) -> String? {
         var watermark = watermark
         for _ in 0..<maxPages {
-            let (answer, next) = try page(after: watermark, id: id, token: token, deadlineMs: deadlineMs)
+            let (answer, next) = try page(after: watermark, id: id, token: currentToken, deadlineMs: deadlineMs)
             let activities = answer.objectValue?[listKey]?.arrayValue ?? []
             guard onPage(activities, next) else { break }
             guard !activities.isEmpty, let next, next != watermark else { break }
@@ -130,7 +132,7 @@ extension Conversation {
         let current = readPosition
         var fresh: [JSONValue] = []
         var next = cursor
-        _ = try drain(after: cursor.watermark, id: current.id, token: current.token, maxPages: 64,
+        _ = try drain(after: cursor.watermark, id: current.id, maxPages: 64,
                       deadlineMs: deadlineMs) { page, watermark in
             if let watermark { next.watermark = watermark }
             let ids = page.map(Self.id(of:))
