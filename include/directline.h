@@ -266,7 +266,7 @@ int32_t dl_conversation_refresh(dl_conversation *conversation, char **out_json);
 /// service; see dl_conversation_end to end it). Its token is no longer
 /// refreshed, and a dl_conversation_wait(), dl_conversation_confirm() or
 /// dl_get_activities() running on another thread returns DL_ERR_CANCELLED
-/// within about a second (a request in flight is aborted); other calls
+/// within about 50 ms (a request in flight is aborted at once); other calls
 /// already running finish, and the progress callback is never called after
 /// this returns.
 ///
@@ -331,7 +331,7 @@ int32_t dl_get_activities(dl_conversation *conversation, char **out_json);
 /// `timeoutMs` is shorter (so that a zero timeout still reads once), also
 /// when the service does not answer: each request gets the time left.
 /// Freeing the handle from another thread ends the wait with
-/// DL_ERR_CANCELLED within about a second.
+/// DL_ERR_CANCELLED within about 50 ms, aborting a request in flight.
 ///
 /// Returns DL_OK, DL_ERR_INVALID_ARGUMENT, DL_ERR_INVALID_HANDLE,
 /// DL_ERR_CANCELLED, or a network or service status.

@@ -69,6 +69,35 @@ def test_freeing_the_handle_aborts_a_poll_in_flight(slow_client, emulator):
     assert outcome["ended"] - freed < 2.5, "freeing did not abort the request in flight"
 
 
+@pytest.mark.slow
+def test_freeing_the_handle_wakes_the_poll_at_once(slow_client, emulator):
+    """A free wakes the transfer's poll instead of waiting for libcurl's
+    next progress call, which comes about once a second while a read hangs.
+    One free could land just before such a call, so eight are summed: an
+    abort at the next progress call would add up to about 4 s (under 1.5 s
+    with a chance of 1 in 1,500), a wakeup to a few milliseconds each."""
+    emulator.fault(method="GET", path=LIST_PATH, action="hang", seconds=30, count=-1)
+    delays = []
+    for _ in range(8):
+        conversation = slow_client.start_conversation()
+        ended: list[float] = []
+
+        def wait(conversation: directline.Conversation = conversation, ended: list[float] = ended) -> None:
+            with pytest.raises(directline.CancelledError):
+                conversation.wait(timeout=20, after_send=0)
+            ended.append(time.monotonic())
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        time.sleep(0.3)  # the poll is now hanging
+        freed = time.monotonic()
+        conversation.close()
+        waiter.join(15)
+        assert ended, "the wait did not end with a cancellation"
+        delays.append(ended[0] - freed)
+    assert sum(delays) < 1.5, f"frees took {[round(delay, 3) for delay in delays]} s to abort the reads"
+
+
 def test_confirm_with_no_time_to_wait_ends_within_one_request_timeout_against_endless_paging(emulator):
     with directline.Client(emulator.url, secret=SECRET, timeout_ms=1500) as client:
         with client.start_conversation() as conversation:

@@ -13,6 +13,13 @@ import Glibc
 /// parse them again. Used by one thread at a time (the pool guarantees it).
 final class EasyHandle: @unchecked Sendable {
     let curl: UnsafeMutableRawPointer
+    /// The handle's own multi handle, which runs its transfers and keeps
+    /// its connections. A blocking perform could not be woken: driving the
+    /// transfer here lets freeing the conversation wake the poll
+    /// (curl_multi_wakeup) and abort at once. Nil if libcurl could not make
+    /// one; transfers then run in curl_easy_perform and a free is noticed at
+    /// libcurl's next progress call, within about a second.
+    private let multi: UnsafeMutableRawPointer?
     private let sink = ResponseSink(limit: CurlTransport.maxResponseBytes)
     /// The running transfer's state, shared with the callbacks.
     private let transfer = TransferState()
@@ -50,6 +57,7 @@ final class EasyHandle: @unchecked Sendable {
     init?(config: TransportConfig) {
         guard let curl = curl_easy_init() else { return nil }
         self.curl = curl
+        multi = curl_multi_init()
         let sinkPointer = Unmanaged.passUnretained(sink).toOpaque()
         var failed = false
         func set(_ result: CURLcode) { if result != CURLE_OK { failed = true } }
@@ -88,12 +96,15 @@ final class EasyHandle: @unchecked Sendable {
             set(ccurl_set_pointer(curl, option, transferPointer))
         }
         guard !failed else {
+            if let multi { curl_multi_cleanup(multi) }
             curl_easy_cleanup(curl)
             return nil
         }
     }
 
     deinit {
+        // The multi handle holds the connections: it goes first.
+        if let multi { curl_multi_cleanup(multi) }
         curl_easy_cleanup(curl)
         curl_slist_free_all(headerList)
     }
@@ -196,11 +207,14 @@ final class EasyHandle: @unchecked Sendable {
                     return CURLE_FAILED_INIT
                 }
                 defer { _ = ccurl_set_pointer(curl, CURLOPT_POSTFIELDS, nil) }
-                return curl_easy_perform(curl)
+                return run(cancellation: request.cancellation)
             }
         } else {
-            code = curl_easy_perform(curl)
+            code = run(cancellation: request.cancellation)
         }
+        // The response's headers are read below, while the handle is still
+        // in its multi handle.
+        defer { if let multi { curl_multi_remove_handle(multi, curl) } }
 
         guard code == CURLE_OK else {
             var requestBytes = 0
@@ -252,6 +266,38 @@ final class EasyHandle: @unchecked Sendable {
         }
         return HTTPResponse(status: status, body: sink.takeBody(), attempts: attempt + max(0, transfer.starts - 1),
                             retryAfterMs: retryAfterMs)
+    }
+
+    /// Runs the prepared transfer to its end and gives libcurl's result. On
+    /// the handle's multi handle, the wait for the socket is woken when the
+    /// request's cancellation is raised, and the transfer is abandoned then.
+    /// The caller removes the handle from the multi handle once it has read
+    /// the response.
+    private func run(cancellation: Cancellation?) -> CURLcode {
+        guard let multi else { return curl_easy_perform(curl) }
+        guard curl_multi_add_handle(multi, curl) == CURLM_OK else { return CURLE_FAILED_INIT }
+        let waker = cancellation.map { cancellation in
+            cancellation.register { [unowned self] in _ = curl_multi_wakeup(self.multi) }
+        }
+        defer { if let waker { cancellation?.withdraw(waker) } }
+        while true {
+            var running: Int32 = 0
+            let performed = curl_multi_perform(multi, &running)
+            guard performed == CURLM_OK else { return CURLE_OUT_OF_MEMORY }
+            if running == 0 {
+                var queued: Int32 = 0
+                while let message = curl_multi_info_read(multi, &queued) {
+                    if message.pointee.msg == CURLMSG_DONE { return message.pointee.data.result }
+                }
+                return CURLE_FAILED_INIT
+            }
+            if cancellation?.isRaised == true {
+                transfer.markAbandoned()
+                return CURLE_ABORTED_BY_CALLBACK
+            }
+            // libcurl shortens the wait to its own next timeout.
+            guard curl_multi_poll(multi, nil, 0, 1000, nil) == CURLM_OK else { return CURLE_OUT_OF_MEMORY }
+        }
     }
 
     /// The failure when a proxy answered CONNECT with anything but 2xx: the
@@ -360,6 +406,11 @@ private final class TransferState {
         lastReported = nil
     }
 
+    /// The request's cancellation was raised: the transfer stops here.
+    func markAbandoned() {
+        abandoned = true
+    }
+
     /// Drops what the transfer held; the counters stay readable.
     func end() {
         source = nil
@@ -381,8 +432,9 @@ private final class TransferState {
     }
 
     /// Tells the caller how much of the body left; false cancels. libcurl
-    /// calls it at least about once a second, also while nothing moves,
-    /// which is when a freed handle's transfer is abandoned.
+    /// calls it at least about once a second, also while nothing moves; a
+    /// freed handle's transfer is abandoned here too when no multi handle
+    /// could wake it.
     func reportProgress(uploaded: UInt64) -> Bool {
         if cancellation?.isRaised == true {
             abandoned = true

@@ -26,7 +26,7 @@ struct HTTPRequest: Sendable {
     /// request gets the time left, and is not tried again past it.
     var deadlineMs: Int?
     /// Raised when the request must stop (its handle was freed): the
-    /// transfer in flight is aborted within about a second.
+    /// transfer in flight is woken and aborted at once.
     var cancellation: Cancellation?
 
     /// A GET changes nothing, so any 429 or 503 may be retried; a POST only
