@@ -300,9 +300,10 @@ int32_t dl_send_text(dl_conversation *conversation, const char *user_id, const c
 /// Reads the activities (3.0) or messages (1.1) that arrived after the
 /// handle's watermark: `out_json` receives the service's ActivitySet
 /// `{"activities": [...], "watermark": "..."}` or MessageSet
-/// `{"messages": [...], "watermark": "..."}`. The handle's watermark
-/// advances to the one returned; a null or missing watermark never
-/// overwrites it. Call again until the list is empty to page.
+/// `{"messages": [...], "watermark": "..."}`, as the service wrote it
+/// (checked to be JSON of that shape, not rewritten). The handle's
+/// watermark advances to the one returned; a null or missing watermark
+/// never overwrites it. Call again until the list is empty to page.
 ///
 /// Freeing the handle from another thread aborts the read (DL_ERR_CANCELLED).
 ///
@@ -315,8 +316,9 @@ int32_t dl_get_activities(dl_conversation *conversation, char **out_json);
 /// until an activity arrives that is not from the caller's users, or
 /// `timeoutMs` passes. `options_json` may be NULL or
 /// `{"timeoutMs": 10000, "intervalMs": 1000, "afterSendMs": 300,
-/// "userId": "...", "includeOwn": false}`; the caller's users are `userId`
-/// or, by default, every user this handle has sent or uploaded as.
+/// "userId": "...", "includeOwn": false, "maxBytes": 16777216}`; the
+/// caller's users are `userId` or, by default, every user this handle has
+/// sent or uploaded as.
 ///
 /// `out_json` receives `{"activities": [...], "watermark": "...",
 /// "timedOut": bool}` (1.1: `"messages"`): the new activities from others
@@ -325,7 +327,10 @@ int32_t dl_get_activities(dl_conversation *conversation, char **out_json);
 /// `timedOut` is true and the list holds what arrived. The watermark
 /// advances as with dl_get_activities(), so the next wait returns only newer
 /// replies; a wait that fails part-way moves nothing, so the next one
-/// returns what it had read.
+/// returns what it had read. Once the pages the list holds activities from
+/// reach `maxBytes` (1 to 64 MiB, default 16 MiB), the wait returns at once
+/// with `"more": true` (and `timedOut` false); the next wait returns the
+/// rest, nothing lost.
 ///
 /// Blocks the calling thread for at most `timeoutMs`, or one second when
 /// `timeoutMs` is shorter (so that a zero timeout still reads once), also

@@ -39,10 +39,12 @@ enum Boundary {
     /// A malloc'd, NUL-terminated copy that the caller releases with
     /// `dl_string_free`. Serialized JSON never holds a raw NUL.
     static func copyToC(_ bytes: [UInt8]) -> UnsafeMutablePointer<CChar>? {
+        bytes.withUnsafeBufferPointer { copyToC($0) }
+    }
+
+    static func copyToC(_ bytes: UnsafeBufferPointer<UInt8>) -> UnsafeMutablePointer<CChar>? {
         guard let copy = malloc(bytes.count + 1)?.assumingMemoryBound(to: CChar.self) else { return nil }
-        bytes.withUnsafeBytes { source in
-            if let base = source.baseAddress { memcpy(copy, base, bytes.count) }
-        }
+        if let base = bytes.baseAddress { memcpy(copy, base, bytes.count) }
         copy[bytes.count] = 0
         return copy
     }
@@ -113,7 +115,20 @@ extension SerializedResult {
     }
 }
 
-extension JSONValue: SerializedResult {}
+extension JSONValue: SerializedResult {
+    /// A page handed back as the service wrote it goes straight into the
+    /// caller's C string: one copy of a page of up to 64 MiB, not two.
+    func handOver(to out: Boundary.ResultSlot?) {
+        guard let out else { return }
+        guard case .raw(let raw) = self else {
+            out.pointee = Boundary.copyToC(serializedBytes)
+            return
+        }
+        out.pointee = raw.document.withUnsafeBufferPointer { bytes in
+            Boundary.copyToC(UnsafeBufferPointer(rebasing: bytes[raw.range]))
+        }
+    }
+}
 
 /// A send's result is written straight into the caller's C string.
 extension SendResult: SerializedResult {

@@ -9,8 +9,13 @@ struct JSONParser {
     private let bytes: [UInt8]
     private var position = 0
     private var depth = 0
+    /// False: the text is only checked, and no value is kept.
+    private let building: Bool
 
-    private init(bytes: [UInt8]) { self.bytes = bytes }
+    private init(bytes: [UInt8], building: Bool = true) {
+        self.bytes = bytes
+        self.building = building
+    }
 
     static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
         try parse(bytes: Array(text.utf8))
@@ -23,6 +28,22 @@ struct JSONParser {
         parser.skipWhitespace()
         guard parser.position == bytes.count else { throw parser.error("unexpected data after the JSON value") }
         return value
+    }
+
+    /// Checks `bytes` against the same grammar without building a tree, and
+    /// gives the text as `RawJSON` to be read in place. Peak memory is the
+    /// input's (plus the longest string or number, briefly): a hostile
+    /// answer of many small values cannot multiply it. Keys are not checked
+    /// for repeats here; `RawJSON.member` reports a repeated key it is asked for.
+    static func validate(bytes: [UInt8]) throws(JSONParseError) -> RawJSON {
+        var parser = JSONParser(bytes: bytes, building: false)
+        parser.skipWhitespace()
+        let start = parser.position
+        _ = try parser.parseValue()
+        let end = parser.position
+        parser.skipWhitespace()
+        guard parser.position == bytes.count else { throw parser.error("unexpected data after the JSON value") }
+        return RawJSON(document: bytes, range: start..<end)
     }
 
     private func error(_ message: String) -> JSONParseError {
@@ -84,6 +105,18 @@ struct JSONParser {
             skipWhitespace()
             guard current == UInt8(ascii: "\"") else { throw error("expected a string key") }
             let key = try parseString()
+            guard building else {
+                try skipMember()
+                switch current {
+                case UInt8(ascii: ","): position += 1
+                case UInt8(ascii: "}"):
+                    position += 1
+                    depth -= 1
+                    return .null
+                default: throw error("expected ',' or '}'")
+                }
+                continue
+            }
             let duplicate: Bool
             if var keys = seen {
                 seen = nil
@@ -111,6 +144,16 @@ struct JSONParser {
         }
     }
 
+    /// The ':' and value of a member whose key was read, checked and dropped.
+    private mutating func skipMember() throws(JSONParseError) {
+        skipWhitespace()
+        guard current == UInt8(ascii: ":") else { throw error("expected ':'") }
+        position += 1
+        skipWhitespace()
+        _ = try parseValue()
+        skipWhitespace()
+    }
+
     private mutating func parseArray() throws(JSONParseError) -> JSONValue {
         try enter()
         position += 1
@@ -123,7 +166,8 @@ struct JSONParser {
         }
         while true {
             skipWhitespace()
-            array.append(try parseValue())
+            let element = try parseValue()
+            if building { array.append(element) }
             skipWhitespace()
             switch current {
             case UInt8(ascii: ","): position += 1

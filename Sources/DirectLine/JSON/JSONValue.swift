@@ -11,6 +11,9 @@ enum JSONValue: Equatable, Sendable {
     case string(String)
     case array([JSONValue])
     case object(JSONObject)
+    /// Checked text read in place (pages of activities, `RawJSON`): written
+    /// out as it is; the accessors above see none of it.
+    case raw(RawJSON)
 
     static func integer<T: BinaryInteger>(_ value: T) -> JSONValue { .number(String(value)) }
 
@@ -51,6 +54,7 @@ enum JSONValue: Equatable, Sendable {
         case .string: "string"
         case .array: "array"
         case .object: "object"
+        case .raw(let raw): raw.isObject ? "object" : raw.isArray ? "array" : "value"
         }
     }
 }

@@ -33,6 +33,8 @@ extension JSONValue {
                 member.value.write(to: &output)
             }
             output.append(UInt8(ascii: "}"))
+        case .raw(let raw):
+            raw.write(to: &output)
         }
     }
 

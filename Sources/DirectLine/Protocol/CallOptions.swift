@@ -9,11 +9,15 @@ struct WaitOptions {
     /// Whose activities do not end the wait; nil: the users this handle sent as.
     var userIds: [String]?
     var includeOwn = false
+    /// The most page bytes the result holds activities from before the wait
+    /// returns with `"more": true` (`Conversation.defaultMaximumHeldBytes`).
+    var maxBytes = Conversation.defaultMaximumHeldBytes
 
     init(json: JSONValue?) throws(DirectLineError) {
         guard let json else { return }
         let reader = try JSONReader(json, context: "options")
-        try reader.rejectUnknownKeys(["timeoutMs", "intervalMs", "afterSendMs", "userId", "includeOwn"])
+        try reader.rejectUnknownKeys(["timeoutMs", "intervalMs", "afterSendMs", "userId", "includeOwn", "maxBytes"])
+        if let value = try reader.integer("maxBytes", in: 1...Int64(CurlTransport.maxResponseBytes)) { maxBytes = Int(value) }
         if let value = try reader.integer("timeoutMs", in: 0...86_400_000) { timeoutMs = Int(value) }
         if let value = try reader.integer("intervalMs", in: 50...3_600_000) { intervalMs = Int(value) }
         if let value = try reader.integer("afterSendMs", in: 0...60_000) { afterSendMs = Int(value) }

@@ -17,14 +17,15 @@ extension Conversation {
         let callDeadline = deadline + client.config.transport.timeoutMs
         let current = readPosition
         var watermark: String?
-        var found: JSONValue?
+        var found: RawJSON?
         while true {
             // Page on from where the last look ended: an activity stored
             // later still appears after that watermark.
             watermark = try drain(after: watermark, id: current.id,
-                                  deadlineMs: callDeadline) { activities, _ in
-                found = activities.first {
-                    $0.objectValue?["channelData"]?.objectValue?["clientActivityID"]?.stringValue == clientActivityID
+                                  deadlineMs: callDeadline) { page in
+                page.list.forEachElement { activity in
+                    if Self.clientActivityID(of: activity) == clientActivityID { found = activity }
+                    return found == nil
                 }
                 return found == nil
             }
@@ -33,7 +34,7 @@ extension Conversation {
         }
         var result = JSONObject()
         result["delivered"] = .bool(found != nil)
-        if let found { result["id"] = found.objectValue?["id"] ?? .null }
+        if let found { result["id"] = found.member("id").map(JSONValue.raw) ?? .null }
         result["clientActivityID"] = .string(clientActivityID)
         return .object(result)
     }

@@ -1,30 +1,66 @@
+/// One page of a conversation's activities as the service wrote it, read
+/// in place (`RawJSON`): its memory is its own bytes, whatever its shape.
+struct ActivityPage {
+    /// The whole ActivitySet or MessageSet.
+    let document: RawJSON
+    /// Its `activities` or `messages` array.
+    let list: RawJSON
+    /// Its watermark; nil when null or missing.
+    let watermark: String?
+
+    var byteCount: Int { document.byteCount }
+    var isEmpty: Bool {
+        var empty = true
+        list.forEachElement { _ in
+            empty = false
+            return false
+        }
+        return empty
+    }
+}
+
 extension Conversation {
     /// `dl_get_activities`: the activities after the stored watermark; the
     /// watermark advances unless the service answers a null or missing one.
+    /// The page goes back as the service wrote it.
     func receive() throws(DirectLineError) -> JSONValue {
         let current = readPosition
-        let (answer, watermark) = try page(after: current.watermark, id: current.id, token: current.token)
-        if let watermark { state.withLock { $0.watermark = watermark } }
-        return answer
+        let page = try page(after: current.watermark, id: current.id, token: current.token)
+        if let watermark = page.watermark { state.withLock { $0.watermark = watermark } }
+        return .raw(page.document)
     }
 
-    /// One GET of the activities after `watermark`: the service's answer and
-    /// the watermark it gave (nil when null or missing). Stores nothing.
+    /// One GET of the activities after `watermark`. Stores nothing.
     /// `deadlineMs` bounds the request by the call's time left; freeing the
     /// handle aborts it.
     func page(after watermark: String?, id: String, token: String,
-              deadlineMs: Int? = nil) throws(DirectLineError) -> (JSONValue, String?) {
+              deadlineMs: Int? = nil) throws(DirectLineError) -> ActivityPage {
         var request = client.requests.receive(conversationId: id, watermark: watermark, bearer: token)
         request.deadlineMs = deadlineMs
         request.cancellation = freed
         let response = try client.execute(request, reaching: .service)
-        let answer = try Responses.json(response, what: "get activities")
-        guard let object = answer.objectValue, object[listKey]?.arrayValue != nil else {
-            throw Responses.protocolError("the service's answer has no \"\(listKey)\" array", response)
+        let document = try Responses.checkedJSON(response, what: "get activities")
+        guard document.isObject else { throw Responses.protocolError("the service's answer is not a JSON object", response) }
+        let list: RawJSON
+        switch document.lookup(listKey) {
+        case .found(let value) where value.isArray: list = value
+        case .repeated: throw Responses.protocolError("the service's answer has \"\(listKey)\" twice", response)
+        default: throw Responses.protocolError("the service's answer has no \"\(listKey)\" array", response)
         }
-        return (answer, object["watermark"]?.stringValue)
+        let mark: String?
+        switch document.lookup("watermark") {
+        case .found(let value): mark = value.stringValue
+        case .repeated: throw Responses.protocolError("the service's answer has \"watermark\" twice", response)
+        case .absent: mark = nil
+        }
+        return ActivityPage(document: document, list: list, watermark: mark)
     }
 
+    /// By default, the most page bytes one wait holds activities from
+    /// before it returns them (with `"more": true`); the rest waits for the
+    /// next call, nothing lost. One page may be larger (up to the 64 MiB
+    /// answer limit): a wait returns at least the page it read.
+    static let defaultMaximumHeldBytes = 16 << 20
 
     /// `dl_conversation_wait`: polls until an activity arrives that is not
     /// from the caller's users, or the timeout passes.
@@ -42,32 +78,38 @@ extension Conversation {
         var nextPoll = max(start, lastSend.map { $0 + options.afterSendMs } ?? start)
         var cursor = ReadCursor(watermark: readPosition.watermark)
         var found: [JSONValue] = []
+        // Bytes of the pages `found` holds activities from.
+        var heldBytes = 0
         while true {
             try sleep(until: min(nextPoll, deadline))
             var replied = false
             // Each poll may take until the wait's deadline, and at least a
             // second, so that a short (or zero) timeout still reads once.
             let pollDeadline = max(deadline, Clock.monotonicMs() + Self.minimumPollMs)
-            let fresh: [JSONValue]
             do {
-                fresh = try receiveNew(into: &cursor, deadlineMs: pollDeadline)
+                try receiveNew(into: &cursor, deadlineMs: pollDeadline) { activity in
+                    let mine = isOwn(activity, userIds: options.userIds)
+                    if !mine { replied = true }
+                    guard !mine || options.includeOwn else { return false }
+                    found.append(.raw(activity))
+                    return true
+                } held: { bytes in
+                    heldBytes += bytes
+                    return heldBytes < options.maxBytes
+                }
             } catch where error.status == .timeout && Clock.monotonicMs() >= pollDeadline {
                 // The wait's own time ran out during a poll: that is a
                 // timeout of the wait, not a failure.
-                fresh = []
-            }
-            for activity in fresh {
-                let mine = isOwn(activity, userIds: options.userIds)
-                if !mine { replied = true }
-                if !mine || options.includeOwn { found.append(activity) }
             }
             let now = Clock.monotonicMs()
-            if replied || now >= deadline {
+            let full = heldBytes >= options.maxBytes
+            if replied || now >= deadline || full {
                 let watermark = commit(cursor)
                 var result = JSONObject()
                 result[listKey] = .array(found)
                 result["watermark"] = watermark.map(JSONValue.string) ?? .null
-                result["timedOut"] = .bool(!replied)
+                result["timedOut"] = .bool(!replied && !full)
+                if full { result["more"] = .bool(true) }
                 return .object(result)
             }
             nextPoll = now + options.intervalMs
@@ -101,13 +143,12 @@ extension Conversation {
     /// Each page carries the handle's token of the moment, so a long read
     /// goes on with the refreshed one when a refresh lands meanwhile.
     func drain(after watermark: String?, id: String, maxPages: Int = 10_000, deadlineMs: Int? = nil,
-               onPage: ([JSONValue], String?) -> Bool) throws(DirectLineError) -> String? {
+               onPage: (ActivityPage) -> Bool) throws(DirectLineError) -> String? {
         var watermark = watermark
         for _ in 0..<maxPages {
-            let (answer, next) = try page(after: watermark, id: id, token: currentToken, deadlineMs: deadlineMs)
-            let activities = answer.objectValue?[listKey]?.arrayValue ?? []
-            guard onPage(activities, next) else { break }
-            guard !activities.isEmpty, let next, next != watermark else { break }
+            let page = try page(after: watermark, id: id, token: currentToken, deadlineMs: deadlineMs)
+            guard onPage(page) else { break }
+            guard !page.isEmpty, let next = page.watermark, next != watermark else { break }
             watermark = next
         }
         return watermark
@@ -126,35 +167,36 @@ extension Conversation {
     }
 
     /// Pages on from the cursor until the service has nothing more, and
-    /// returns the activities neither an earlier call nor this wait
-    /// returned; the cursor moves, the handle does not.
-    private func receiveNew(into cursor: inout ReadCursor, deadlineMs: Int) throws(DirectLineError) -> [JSONValue] {
+    /// hands `take` the activities neither an earlier call nor this wait
+    /// returned (it answers whether it kept one); `held` is told the bytes
+    /// of each page something was kept from, and stops the paging by
+    /// answering false. The cursor moves past what was read, the handle
+    /// does not.
+    private func receiveNew(into cursor: inout ReadCursor, deadlineMs: Int, take: (RawJSON) -> Bool,
+                            held: (Int) -> Bool) throws(DirectLineError) {
         let current = readPosition
-        var fresh: [JSONValue] = []
         var next = cursor
+        defer { cursor = next }
         _ = try drain(after: cursor.watermark, id: current.id, maxPages: 64,
-                      deadlineMs: deadlineMs) { page, watermark in
-            if let watermark { next.watermark = watermark }
-            let ids = page.map(Self.id(of:))
-            let returned = state.withLock { state in ids.map { $0.map(state.returnedIDs.contains) ?? false } }
-            for (index, activity) in page.enumerated() {
+                      deadlineMs: deadlineMs) { page in
+            if let watermark = page.watermark { next.watermark = watermark }
+            var kept = false
+            page.list.forEachElement { activity in
                 // An activity without an id is always new.
-                guard let id = ids[index] else {
-                    fresh.append(activity)
-                    continue
+                if let id = Self.id(of: activity) {
+                    let returned = state.withLock { $0.returnedIDs.contains(id) }
+                    guard !returned, next.readSet.insert(id).inserted else { return true }
+                    next.read.append(id)
                 }
-                guard !returned[index], next.readSet.insert(id).inserted else { continue }
-                next.read.append(id)
-                fresh.append(activity)
+                if take(activity) { kept = true }
+                return true
             }
-            return true
+            return kept ? held(page.byteCount) : true
         }
-        cursor = next
-        return fresh
     }
 
-    private static func id(of activity: JSONValue) -> String? {
-        activity.objectValue?["id"]?.stringValue
+    private static func id(of activity: RawJSON) -> String? {
+        activity.member("id")?.stringValue
     }
 
     /// Whether the caller sent `activity`. With `userIds` given: it comes
@@ -163,10 +205,10 @@ extension Conversation {
     /// also teaches the handle the id the service put in `from` (a token
     /// with an embedded user overrides the one sent), so that its later
     /// uploads count as its own too.
-    private func isOwn(_ activity: JSONValue, userIds: [String]?) -> Bool {
+    private func isOwn(_ activity: RawJSON, userIds: [String]?) -> Bool {
         let from = sender(of: activity)
         if let userIds { return from.map(userIds.contains) ?? false }
-        let correlation = activity.objectValue?["channelData"]?.objectValue?["clientActivityID"]?.stringValue
+        let correlation = Self.clientActivityID(of: activity)
         return state.withLock { state in
             if let correlation, state.sentClientActivityIDs.contains(correlation) {
                 if let from, !state.senders.contains(from) { state.noteSender(from) }
@@ -177,8 +219,13 @@ extension Conversation {
     }
 
     /// 3.0 `from.id`; 1.1 `from` (a string).
-    private func sender(of activity: JSONValue) -> String? {
-        let from = activity.objectValue?["from"]
-        return client.version == .v3 ? from?.objectValue?["id"]?.stringValue : from?.stringValue
+    private func sender(of activity: RawJSON) -> String? {
+        let from = activity.member("from")
+        return client.version == .v3 ? from?.member("id")?.stringValue : from?.stringValue
+    }
+
+    /// 3.0 `channelData.clientActivityID`.
+    static func clientActivityID(of activity: RawJSON) -> String? {
+        activity.member("channelData")?.member("clientActivityID")?.stringValue
     }
 }

@@ -14,13 +14,22 @@ enum Responses {
         do {
             return try JSONParser.parse(bytes: response.body)
         } catch {
-            var failure = DirectLineError(.protocolViolation,
-                                          "the service's answer to \(what) is not valid JSON (\(error.message) at byte \(error.offset))",
-                                          delivery: .unknown)
-            failure.httpStatus = response.status
-            failure.attempts = response.attempts
-            throw failure
+            throw notJSON(error, response, what: what)
         }
+    }
+
+    /// The response's body checked as JSON and read in place (`RawJSON`),
+    /// or a protocol error: for answers that may be large (pages).
+    static func checkedJSON(_ response: HTTPResponse, what: String) throws(DirectLineError) -> RawJSON {
+        do {
+            return try JSONParser.validate(bytes: response.body)
+        } catch {
+            throw notJSON(error, response, what: what)
+        }
+    }
+
+    private static func notJSON(_ error: JSONParseError, _ response: HTTPResponse, what: String) -> DirectLineError {
+        protocolError("the service's answer to \(what) is not valid JSON (\(error.message) at byte \(error.offset))", response)
     }
 
     static func protocolError(_ message: String, _ response: HTTPResponse) -> DirectLineError {

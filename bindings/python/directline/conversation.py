@@ -213,7 +213,8 @@ class Conversation(NativeObject):
         return result
 
     def wait(self, timeout: float = 10.0, *, interval: float = 1.0, after_send: float = 0.3,
-             user_id: str | None = None, include_own: bool = False) -> list[dict[str, Any]]:
+             user_id: str | None = None, include_own: bool = False,
+             max_bytes: int | None = None) -> list[dict[str, Any]]:
         """Waits for the bot's replies: polls until something arrives from others, or ``timeout``.
 
         Polls what arrived after the watermark (first ``after_send`` seconds
@@ -223,6 +224,10 @@ class Conversation(NativeObject):
         this Conversation has sent or uploaded as. The watermark advances, so
         the next wait returns only newer replies; each activity is returned
         at most once even if the service delivers it twice.
+
+        What one wait returns is bounded: once the pages it holds
+        activities from reach ``max_bytes`` (16 MiB by default), it returns
+        them at once, and the next wait returns the rest.
 
         Blocks the calling thread (without the GIL) for up to ``timeout``;
         Ctrl-C takes effect when it returns. ``replies()`` polls in short
@@ -235,6 +240,8 @@ class Conversation(NativeObject):
             after_send: seconds from the last send to the first poll.
             user_id: the one user whose activities do not count as replies.
             include_own: also return the caller's users' own activities.
+            max_bytes: the most page bytes (1 to 64 MiB) one wait holds
+                activities from before it returns; None: 16 MiB.
 
         Returns:
             the new activities (3.0) or messages (1.1) from others (and with
@@ -251,6 +258,10 @@ class Conversation(NativeObject):
         options = self._wait_options(interval, user_id, include_own)
         options["timeoutMs"] = _milliseconds(timeout, "timeout")
         options["afterSendMs"] = _milliseconds(after_send, "after_send")
+        if max_bytes is not None:
+            if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
+                raise InvalidArgumentError.local(f"max_bytes must be an int, not {type(max_bytes).__name__}")
+            options["maxBytes"] = max_bytes
         result = self._wait_once(_native.encode_json(options, "wait options"), cancel_if_closed=False)
         return _activities(result)
 
@@ -315,6 +326,8 @@ class Conversation(NativeObject):
             polled = time.monotonic()
             found = _activities(result)
             yield from found
+            if result.get("more"):
+                continue  # cut at the byte bound: the rest is there already
             now = time.monotonic()
             if found and idle_ms is not None:
                 deadline = now + idle_ms / 1000
