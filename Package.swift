@@ -30,9 +30,12 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
+        // Zeroing on release: free() and realloc() of everything linked into
+        // the shared object wipe the block first (Sources/CWipe/wipe.c).
+        .target(name: "CWipe"),
         .target(
             name: "DirectLine",
-            dependencies: ["CCurl"],
+            dependencies: ["CCurl", "CWipe"],
             exclude: ["exports.map"],
             linkerSettings: [
                 // Export only the dl_* C ABI; the Swift runtime and our own
@@ -45,7 +48,8 @@ let package = Package(
                 // running thread would crash the host (Tests/c/test_unload.c).
                 .unsafeFlags(["-Xlinker", "--version-script=Sources/DirectLine/exports.map",
                               "-Xlinker", "-soname=libdirectline.so.\(majorVersion)",
-                              "-Xlinker", "-z", "-Xlinker", "nodelete"]),
+                              "-Xlinker", "-z", "-Xlinker", "nodelete",
+                              "-Xlinker", "--wrap=free", "-Xlinker", "--wrap=realloc"]),
             ]
         ),
         .testTarget(name: "DirectLineTests", dependencies: ["DirectLine"]),

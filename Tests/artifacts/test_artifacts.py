@@ -197,6 +197,15 @@ def test_the_host_survives(tmp_path, emulator, mode):
     assert_c_tests_pass(binary, *arguments)
 
 
+def test_no_credential_is_left_in_memory_after_every_handle_is_freed(tmp_path, emulator):
+    """Secret hygiene (Tests/c/test_secrets.c): after a conversation is
+    started, used and freed with its client, neither the secret nor the
+    token is anywhere in the heap or the anonymous mappings, freed or not."""
+    sources = [os.path.join(C_TESTS, name) for name in ("test_secrets.c", "test_support.c", "emulator_control.c")]
+    binary = compile_c(tmp_path, sources, "test_secrets", extra=["-lcurl", "-pthread"], standard="c11")
+    assert_c_tests_pass(binary, emulator.url)
+
+
 def test_c_quickstart(tmp_path, emulator):
     binary = compile_c(tmp_path, [os.path.join(ROOT, "examples", "c", "quickstart.c")], "quickstart")
     result = run([binary], env={**os.environ, "DIRECTLINE_ENDPOINT": emulator.url,

@@ -1,12 +1,18 @@
 import CCurl
+import CWipe
 import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// libcurl is initialised once per process, on first use, before any
-/// handle exists (Swift runs a global's initialiser exactly once).
-private let curlGlobalInit: CURLcode = curl_global_init(Int(CURL_GLOBAL_DEFAULT))
+/// handle exists (Swift runs a global's initialiser exactly once), with
+/// memory functions that wipe each block they release, so that the request
+/// lines and buffers holding credentials are zeroed when libcurl frees them.
+/// If the host initialised libcurl first, its functions stay (libcurl only
+/// counts a second initialisation).
+private let curlGlobalInit: CURLcode = curl_global_init_mem(Int(CURL_GLOBAL_DEFAULT), malloc, dlwipe_free,
+                                                             dlwipe_realloc, dlwipe_strdup, calloc)
 
 /// Sends requests for one client over a pool of libcurl easy handles.
 ///
