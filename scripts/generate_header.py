@@ -44,7 +44,9 @@ def emit_raw_header():
     with tempfile.TemporaryDirectory() as scratch:
         raw = os.path.join(scratch, "raw.h")
         command = ["swiftc", "-typecheck", "-parse-as-library", "-module-name", "DirectLine",
-                   "-I", os.path.join(ROOT, "Sources", "CCurl"), *swift_sources(),
+                   "-I", os.path.join(ROOT, "Sources", "CCurl"),
+                   "-I", os.path.join(ROOT, "Sources", "CWipe", "include"),
+                   *swift_sources(),
                    "-emit-clang-header-path", raw]
         subprocess.run(command, check=True)
         with open(raw, encoding="utf-8") as f:

@@ -4,6 +4,9 @@
  * refresh), frees everything, then reads its own heap and anonymous
  * mappings and counts each credential's bytes.
  *
+ * While the handles live, the credentials they keep must be in memory
+ * marked to stay out of core dumps (VmFlags "dd" in /proc/self/smaps).
+ *
  * The credentials themselves must not be in the scanned memory as the
  * test's own copies: the secret is kept XOR-masked and unmasked only into
  * the configuration buffer, which is wiped once the client is made; the
@@ -80,6 +83,32 @@ static size_t count_in_memory(const unsigned char *needle, size_t length, const 
     return total;
 }
 
+/* Counts the masked needle in mappings marked MADV_DONTDUMP. */
+static size_t count_in_dontdump(const unsigned char *needle, size_t length) {
+    FILE *smaps = fopen("/proc/self/smaps", "r");
+    if (smaps == NULL) return 0;
+    char line[512];
+    unsigned long start = 0, end = 0;
+    int readable = 0;
+    size_t total = 0;
+    while (fgets(line, sizeof line, smaps)) {
+        unsigned long from, to;
+        char permissions[8] = "", path[256] = "";
+        if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %255s", &from, &to, permissions, path) >= 3 &&
+            strchr(line, ':') > strchr(line, ' ')) {
+            start = from;
+            end = to;
+            /* Anonymous writable memory only: special mappings such as
+             * [vvar] are marked dd too, and fault when read. */
+            readable = permissions[0] == 'r' && permissions[1] == 'w' && path[0] == '\0';
+        } else if (strncmp(line, "VmFlags:", 8) == 0 && readable && strstr(line, " dd")) {
+            total += count_in((const unsigned char *)start, (const unsigned char *)end, needle, length);
+        }
+    }
+    fclose(smaps);
+    return total;
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s EMULATOR_URL\n", argv[0]);
@@ -112,6 +141,12 @@ int main(int argc, char **argv) {
     CHECK(dl_get_activities(conversation, &out) == DL_OK);
     dl_string_free(out);
     out = NULL;
+    size_t kept_secrets = count_in_dontdump(masked_secret, secret_length);
+    size_t kept_tokens = count_in_dontdump(masked_token, token_length);
+    printf("while the handles live: %zu copies of the secret and %zu of the token out of core dumps\n",
+           kept_secrets, kept_tokens);
+    CHECK(kept_secrets >= 1);
+    CHECK(kept_tokens >= 1);
     CHECK(dl_conversation_free(conversation) == DL_OK);
     CHECK(dl_client_free(client) == DL_OK);
 

@@ -4,13 +4,14 @@ struct ClientConfig: Sendable {
     /// The service's upload limit per request (about 4 MB, per its maintainers).
     static let defaultMaxUploadBytes: Int64 = 4 * 1024 * 1024
 
+    /// Kept out of core dumps and wiped when the client goes (`SecretText`).
     enum Credential: Sendable {
-        case secret(String)
-        case token(String)
+        case secret(SecretText)
+        case token(SecretText)
 
         var value: String {
             switch self {
-            case .secret(let value), .token(let value): value
+            case .secret(let value), .token(let value): value.string
             }
         }
     }
@@ -47,10 +48,10 @@ struct ClientConfig: Sendable {
         switch (try reader.string("secret"), try reader.string("token")) {
         case let (secret?, nil):
             try Validation.singleLine(secret, name: "config.secret")
-            credential = .secret(secret)
+            credential = .secret(SecretText(secret))
         case let (nil, token?):
             try Validation.singleLine(token, name: "config.token")
-            credential = .token(token)
+            credential = .token(SecretText(token))
         case (nil, nil):
             throw .invalidArgument("config needs a \"secret\" or a \"token\"")
         case (_?, _?):

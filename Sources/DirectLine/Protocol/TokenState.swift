@@ -1,6 +1,11 @@
 /// The credential a conversation handle sends, and when it expires.
 struct TokenState: Sendable {
-    var value: String
+    /// Kept out of core dumps and wiped when released (`SecretText`).
+    private var secret: SecretText
+    var value: String {
+        get { secret.string }
+        set { secret = SecretText(newValue) }
+    }
     /// False when the handle uses the client's secret, which never expires
     /// and must never be handed out by `dl_conversation_state`.
     var refreshable: Bool
@@ -18,7 +23,7 @@ struct TokenState: Sendable {
     /// A token the service issued at `issuedAtMs` valid for `expiresIn` seconds.
     static func issued(_ value: String, refreshable: Bool, expiresIn: Int?, issuedAtMs: Int) -> TokenState {
         let seconds = expiresIn.map { max(0, min($0, 1 << 31)) }
-        return TokenState(value: value, refreshable: refreshable, lifetimeMs: seconds.map { $0 * 1000 },
+        return TokenState(secret: SecretText(value), refreshable: refreshable, lifetimeMs: seconds.map { $0 * 1000 },
                           expiresAtMs: seconds.map { issuedAtMs + $0 * 1000 },
                           expiresAtEpoch: seconds.map { Clock.now() + $0 })
     }
@@ -28,7 +33,7 @@ struct TokenState: Sendable {
     /// does not say how long the new token lives, then errs on the early side.
     static func expiring(_ value: String, refreshable: Bool, atEpoch epoch: Int, lifetimeSeconds: Int?) -> TokenState {
         let remainingMs = max(0, epoch - Clock.now()) * 1000
-        var state = TokenState(value: value, refreshable: refreshable,
+        var state = TokenState(secret: SecretText(value), refreshable: refreshable,
                                lifetimeMs: lifetimeSeconds.map { $0 * 1000 } ?? min(max(remainingMs, 1000), (1 << 31) * 1000),
                                expiresAtMs: Clock.monotonicMs() + remainingMs, expiresAtEpoch: epoch)
         state.lifetimeIsEstimate = lifetimeSeconds == nil
