@@ -21,6 +21,8 @@ ensure_dependencies() {
     command -v nm >/dev/null || packages+=(binutils)
     command -v make >/dev/null || packages+=(make)
     command -v openssl >/dev/null || packages+=(openssl)
+    # Tests/python/test_http2.py serves h2 over TLS with it.
+    have nginx || packages+=(nginx)
     # Tests/python/test_netns.py makes network namespaces and nftables rules,
     # which only root may; it is skipped for anyone else. Looked for in sbin
     # too, which is not on every user's PATH.
