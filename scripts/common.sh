@@ -6,6 +6,11 @@ LIBRARY="$ROOT/.build/release/libdirectline.so"
 
 log() { printf '\n==> %s\n' "$*"; }
 
+# have NAME: NAME is a command on PATH or in the system's sbin folders.
+have() {
+    command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]
+}
+
 # Debian packages and Python modules the build, the tests and the linters need.
 ensure_dependencies() {
     local packages=()
@@ -16,6 +21,15 @@ ensure_dependencies() {
     command -v nm >/dev/null || packages+=(binutils)
     command -v make >/dev/null || packages+=(make)
     command -v openssl >/dev/null || packages+=(openssl)
+    # Tests/python/test_http2.py serves h2 over TLS with it.
+    have nginx || packages+=(nginx)
+    # Tests/python/test_netns.py makes network namespaces and nftables rules,
+    # which only root may; it is skipped for anyone else. Looked for in sbin
+    # too, which is not on every user's PATH.
+    if [ "$(id -u)" -eq 0 ]; then
+        have ip || packages+=(iproute2)
+        have nft || packages+=(nftables)
+    fi
     if [ "${#packages[@]}" -gt 0 ]; then
         log "installing ${packages[*]}"
         local sudo=""

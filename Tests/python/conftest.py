@@ -1,4 +1,4 @@
-"""Fixtures: the binding on sys.path and a local Direct Line emulator.
+"""Fixtures: the binding on sys.path, a local Direct Line emulator and a recording proxy.
 
 The emulator runs as a subprocess (`python3 -m emulator`) once per test
 module and is reset before every test that uses it, so each test starts
@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from recording_proxy import RecordingProxy
 from support import BINDINGS, PROTOCOLS, REPO_ROOT, SECRET, Emulator
 
 BANNER = "directline-emulator listening on "
@@ -75,3 +76,14 @@ def client(emulator: Emulator, protocol: str) -> Iterator[Any]:
 def conversation(client: Any) -> Iterator[Any]:
     with client.start_conversation() as started:
         yield started
+
+
+@pytest.fixture
+def proxy() -> Iterator[RecordingProxy]:
+    """A recording proxy for this test; fails the test if it met anything it could not handle."""
+    made = RecordingProxy()
+    try:
+        yield made
+    finally:
+        made.close()
+    assert made.failures == [], "the test proxy could not handle what it received"
