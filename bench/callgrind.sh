@@ -8,8 +8,9 @@
 # It runs bench_dl's sequential sends twice under callgrind against the
 # benchmark's nginx (bench/nginx.conf.in), 1,000 and 3,000 sends, and
 # prints (I(3000) - I(1000)) / 2000, so that start-up cancels out. It also
-# prints the part spent inside curl_easy_perform. Needs nginx, gcc and
-# valgrind (bench/run.sh installs the first two).
+# prints the part spent under curl_multi_perform (libcurl) and the part
+# spent wiping freed blocks. Needs nginx, gcc and valgrind (bench/run.sh
+# installs the first two).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 LIBRARY="$(realpath "${1:-$ROOT/.build/release/libdirectline.so}")"
@@ -42,17 +43,23 @@ count() { # sends -> "total inside_perform"
         >/dev/null 2>"$work/valgrind.$1"
     local total perform
     total="$(callgrind_annotate "$work/cg.$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); if (!done) print $1; done = 1}')"
+    # libcurl's part: what runs under curl_multi_perform, where each
+    # transfer runs (EasyHandle drives its own multi handle).
     perform="$(callgrind_annotate --inclusive=yes "$work/cg.$1" 2>/dev/null \
-        | awk '/\?\?\?:curl_easy_perform / && !/=>/ {gsub(",", "", $1); if (!done) print $1; done = 1}')"
-    echo "$total ${perform:-0}"
+        | awk '/\?\?\?:curl_multi_perform / && !/=>/ {gsub(",", "", $1); if (!done) print $1; done = 1}')"
+    wipe="$(callgrind_annotate --inclusive=yes "$work/cg.$1" 2>/dev/null \
+        | awk '/dlwipe_free / && !/=>/ {gsub(",", "", $1); if (!done) print $1; done = 1}')"
+    echo "$total ${perform:-0} ${wipe:-0}"
 }
-read -r small small_perform < <(count 1000)
-read -r large large_perform < <(count 3000)
-python3 - "$small" "$large" "$small_perform" "$large_perform" <<'EOF'
+read -r small small_perform small_wipe < <(count 1000)
+read -r large large_perform large_wipe < <(count 3000)
+python3 - "$small" "$large" "$small_perform" "$large_perform" "$small_wipe" "$large_wipe" <<'EOF'
 import sys
-small, large, small_perform, large_perform = map(int, sys.argv[1:])
+small, large, small_perform, large_perform, small_wipe, large_wipe = map(int, sys.argv[1:])
 per_send = (large - small) / 2000
 inside = (large_perform - small_perform) / 2000
+wipe = (large_wipe - small_wipe) / 2000
 print(f"instructions per send: {per_send / 1000:.1f}k "
-      f"(inside curl_easy_perform {inside / 1000:.1f}k, own {(per_send - inside) / 1000:.1f}k)")
+      f"(inside curl_multi_perform {inside / 1000:.1f}k, own {(per_send - inside) / 1000:.1f}k; "
+      f"wiping freed blocks {wipe / 1000:.1f}k)")
 EOF
