@@ -108,3 +108,21 @@ def test_a_null_or_freed_handle_is_an_invalid_handle(emulator: Any) -> None:
         conversation.close()
     with pytest.raises(directline.InvalidHandleError):
         _native.call(_native.lib.dl_conversation_confirm, stale, b"dlc-x", None)
+
+
+@pytest.mark.slow
+def test_a_look_that_outlives_the_token_goes_on_with_the_refreshed_one(emulator: Any) -> None:
+    """Each page of a long look carries the handle's token of the moment: a
+    look that pages past its first token's expiry, while the refresher has
+    replaced it, still reads to the end (it carried the first token to the
+    end, and failed with TokenExpired)."""
+    emulator.configure(tokenLifetime=3, pageSize=1)
+    with directline.Client(emulator.url, secret=SECRET) as client, client.start_conversation() as conversation:
+        sent = [conversation.send_text("user1", f"message {number}") for number in range(4)]
+        # Eight items, a page each, 0.6 s a page: the look takes about 5 s,
+        # and the token it starts with expires after 3.
+        emulator.fault(method="GET", path=r"/activities$", action="delay", seconds=0.6, count=-1)
+        started = time.monotonic()
+        confirmed = conversation.confirm(sent[-1]["clientActivityID"])
+        assert time.monotonic() - started > 3
+    assert confirmed["delivered"] is True
