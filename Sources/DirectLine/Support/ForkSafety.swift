@@ -35,6 +35,14 @@ enum ForkSafety {
         pthread_mutex_unlock(registry)
     }
 
+    /// Returns once no fork's handlers are running. A thread that a child
+    /// handler starts calls it first, so that it runs only after every part
+    /// of the library has set itself up again in the child.
+    static func waitForHandlers() {
+        pthread_mutex_lock(registry)
+        pthread_mutex_unlock(registry)
+    }
+
     // The registry's lock is held from prepare to parent/child, so the
     // list cannot change under a fork.
     private static func prepare() {

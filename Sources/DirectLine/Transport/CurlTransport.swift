@@ -11,8 +11,8 @@ import Glibc
 /// lines and buffers holding credentials are zeroed when libcurl frees them.
 /// If the host initialised libcurl first, its functions stay (libcurl only
 /// counts a second initialisation).
-private let curlGlobalInit: CURLcode = curl_global_init_mem(Int(CURL_GLOBAL_DEFAULT), malloc, dlwipe_free,
-                                                             dlwipe_realloc, dlwipe_strdup, calloc)
+let curlGlobalInit: CURLcode = curl_global_init_mem(Int(CURL_GLOBAL_DEFAULT), malloc, dlwipe_free,
+                                                     dlwipe_realloc, dlwipe_strdup, calloc)
 
 /// Sends requests for one client over a pool of libcurl easy handles.
 ///
@@ -80,9 +80,16 @@ final class CurlTransport: Sendable {
 
     private func sendOnce(_ request: HTTPRequest, attempt: Int) throws(DirectLineError) -> HTTPResponse {
         guard curlGlobalInit == CURLE_OK else { throw .internalError("libcurl could not be initialised") }
+        let timeouts = try timeouts(for: request, overrides: ThreadTimeouts.current, attempt: attempt)
         let handle = try checkOut()
         defer { checkIn(handle) }
-        let overrides = ThreadTimeouts.current
+        return try handle.perform(request, config: config, timeouts: timeouts, attempt: attempt)
+    }
+
+    /// The client's time limits, or the thread's overrides, shortened to
+    /// what is left of the request's deadline.
+    private func timeouts(for request: HTTPRequest, overrides: (total: Int?, connect: Int?),
+                          attempt: Int) throws(DirectLineError) -> Timeouts {
         var timeouts = Timeouts(total: overrides.total ?? config.timeoutMs,
                                 connect: overrides.connect ?? config.connectTimeoutMs)
         if let deadline = request.deadlineMs {
@@ -95,7 +102,45 @@ final class CurlTransport: Sendable {
             timeouts.total = min(timeouts.total, left)
             timeouts.connect = min(timeouts.connect, left)
         }
-        return try handle.perform(request, config: config, timeouts: timeouts, attempt: attempt)
+        return timeouts
+    }
+
+    /// Sends one attempt of the request on `loop` and returns at once. The
+    /// request waits for a free slot there, its handle comes from this
+    /// client's pool, and `completion` gets the response (any HTTP status)
+    /// or the error on the loop's thread, by the same rules as `send` but
+    /// without retries: the caller decides when to try again, and must not
+    /// block. The client's time limits apply, never a thread's overrides.
+    func start(_ request: HTTPRequest, on loop: TransferLoop,
+               completion: @escaping @Sendable (Result<HTTPResponse, DirectLineError>) -> Void) {
+        loop.enqueue { [self] in
+            let handle: EasyHandle
+            let prepared: EasyHandle.Prepared
+            do throws(DirectLineError) {
+                guard curlGlobalInit == CURLE_OK else { throw .internalError("libcurl could not be initialised") }
+                let timeouts = try timeouts(for: request, overrides: (nil, nil), attempt: 1)
+                handle = try checkOut()
+                do throws(DirectLineError) {
+                    prepared = try handle.prepareDetached(request, config: config, timeouts: timeouts, attempt: 1)
+                } catch {
+                    checkIn(handle)
+                    throw error
+                }
+            } catch {
+                completion(.failure(error))
+                return nil
+            }
+            return TransferLoop.Transfer(handle: handle) { [self] code in
+                let outcome: Result<HTTPResponse, DirectLineError>
+                do throws(DirectLineError) {
+                    outcome = .success(try handle.finish(request, prepared, code: code, config: config))
+                } catch {
+                    outcome = .failure(error)
+                }
+                checkIn(handle)
+                completion(outcome)
+            }
+        }
     }
 
     private func checkOut() throws(DirectLineError) -> EasyHandle {

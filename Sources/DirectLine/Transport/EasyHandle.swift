@@ -13,13 +13,19 @@ import Glibc
 /// parse them again. Used by one thread at a time (the pool guarantees it).
 final class EasyHandle: @unchecked Sendable {
     let curl: UnsafeMutableRawPointer
-    /// The handle's own multi handle, which runs its transfers and keeps
-    /// its connections. A blocking perform could not be woken: driving the
-    /// transfer here lets freeing the conversation wake the poll
-    /// (curl_multi_wakeup) and abort at once. Nil if libcurl could not make
-    /// one; transfers then run in curl_easy_perform and a free is noticed at
+    /// The handle's own multi handle, which runs its blocking transfers
+    /// (`perform`) and keeps their connections. A blocking perform could not
+    /// be woken: driving the transfer here lets freeing the conversation wake
+    /// the poll (curl_multi_wakeup) and abort at once. Made on the first
+    /// blocking transfer (a handle that only runs on the transfer loop needs
+    /// none, nor its two descriptors). Nil if libcurl could not make one;
+    /// transfers then run in curl_easy_perform and a free is noticed at
     /// libcurl's next progress call, within about a second.
-    private let multi: UnsafeMutableRawPointer?
+    private var ownMulti: UnsafeMutableRawPointer?
+    private var ownMultiFailed = false
+    /// The multi handle the running transfer is attached to (its own, or the
+    /// transfer loop's), until `finish` detaches it.
+    private var attachedTo: UnsafeMutableRawPointer?
     private let sink = ResponseSink(limit: CurlTransport.maxResponseBytes)
     /// The running transfer's state, shared with the callbacks.
     private let transfer = TransferState()
@@ -57,7 +63,6 @@ final class EasyHandle: @unchecked Sendable {
     init?(config: TransportConfig) {
         guard let curl = curl_easy_init() else { return nil }
         self.curl = curl
-        multi = curl_multi_init()
         let sinkPointer = Unmanaged.passUnretained(sink).toOpaque()
         var failed = false
         func set(_ result: CURLcode) { if result != CURLE_OK { failed = true } }
@@ -96,24 +101,85 @@ final class EasyHandle: @unchecked Sendable {
             set(ccurl_set_pointer(curl, option, transferPointer))
         }
         guard !failed else {
-            if let multi { curl_multi_cleanup(multi) }
             curl_easy_cleanup(curl)
             return nil
         }
     }
 
     deinit {
-        // The multi handle holds the connections: it goes first.
-        if let multi { curl_multi_cleanup(multi) }
-        curl_easy_cleanup(curl)
         curl_slist_free_all(headerList)
+        // One made before a fork(): its connections are the parent's too, and
+        // cleaning up would end them (see `abandon`).
+        guard !inherited else { return }
+        // The multi handle holds the connections: it goes first.
+        if let ownMulti { curl_multi_cleanup(ownMulti) }
+        curl_easy_cleanup(curl)
     }
 
     /// Bodies up to this size are sent from memory together with the headers.
     static let maxInlineBody = 1 << 20
 
+    /// What `finish` needs of the transfer `prepare` set up.
+    struct Prepared {
+        /// The body libcurl sends from memory (POSTFIELDS), or nil when it is
+        /// streamed through the read callback.
+        let inMemory: [UInt8]?
+        let attempt: Int
+        /// When the transfer was prepared (ns), for the info log; 0 when
+        /// that is not wanted.
+        let startedNs: UInt64
+    }
+
+    /// Runs one attempt of `request` to its end on this thread: `prepare`,
+    /// the transfer on the handle's own multi handle, `finish`.
     func perform(_ request: HTTPRequest, config: TransportConfig, timeouts: Timeouts,
                  attempt: Int) throws(DirectLineError) -> HTTPResponse {
+        let prepared = try prepare(request, config: config, timeouts: timeouts, attempt: attempt)
+        let code: CURLcode
+        if request.method == .post, let inMemory = prepared.inMemory {
+            // libcurl reads the bytes in place; they stay alive and unmoved
+            // for the whole transfer.
+            code = inMemory.withUnsafeBytes { bytes in
+                let base = bytes.baseAddress.map { UnsafeMutableRawPointer(mutating: $0) }
+                guard ccurl_set_pointer(curl, CURLOPT_POSTFIELDS, base ?? emptyBody) == CURLE_OK else {
+                    return CURLE_FAILED_INIT
+                }
+                return run(cancellation: request.cancellation)
+            }
+        } else {
+            code = run(cancellation: request.cancellation)
+        }
+        return try finish(request, prepared, code: code, config: config)
+    }
+
+    /// Prepares the transfer of one attempt for another thread's multi
+    /// handle (the transfer loop): as `perform` does, except that a body
+    /// sent from memory is copied into libcurl (the request's bytes could
+    /// not be pinned for a transfer that outlives this call). Then
+    /// `attach(to:)`, run, and `finish` with libcurl's result.
+    func prepareDetached(_ request: HTTPRequest, config: TransportConfig, timeouts: Timeouts,
+                         attempt: Int) throws(DirectLineError) -> Prepared {
+        let prepared = try prepare(request, config: config, timeouts: timeouts, attempt: attempt)
+        if request.method == .post, let inMemory = prepared.inMemory {
+            let set = inMemory.withUnsafeBytes { bytes -> CURLcode in
+                guard let base = bytes.baseAddress, !bytes.isEmpty else {
+                    return ccurl_set_pointer(curl, CURLOPT_POSTFIELDS, emptyBody)
+                }
+                return ccurl_set_pointer(curl, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: base))
+            }
+            guard set == CURLE_OK else {
+                transfer.end()
+                throw .internalError("libcurl could not take the request body")
+            }
+        }
+        return prepared
+    }
+
+    /// Sets every option of `request` on the handle; the transfer itself is
+    /// started by the caller. A POST body held in memory is left to the
+    /// caller (POSTFIELDS), which `finish` clears again.
+    private func prepare(_ request: HTTPRequest, config: TransportConfig, timeouts: Timeouts,
+                         attempt: Int) throws(DirectLineError) -> Prepared {
         sink.reset()
         var failed = false
         func set(_ result: CURLcode) { if result != CURLE_OK { failed = true } }
@@ -165,18 +231,14 @@ final class EasyHandle: @unchecked Sendable {
             set(ccurl_set_long(curl, CURLOPT_CONNECTTIMEOUT_MS, timeouts.connect))
             currentTimeouts = failed ? nil : timeouts
         }
-
-        transfer.start(source: inMemory == nil ? BodySource(request.body) : nil,
-                       bodyLength: request.body.length, progress: request.progress,
-                       cancellation: request.cancellation, refusesResend: request.method == .post)
-        defer { transfer.end() }
         switch request.method {
         case .get:
             set(ccurl_set_long(curl, CURLOPT_HTTPGET, 1))
         case .post:
             set(ccurl_set_long(curl, CURLOPT_POST, 1))
-            // POSTFIELDS stays NULL unless set just around the perform
-            // below, so a streamed body goes through the read callback.
+            // POSTFIELDS stays NULL unless set just around the transfer
+            // (and cleared by `finish`), so a streamed body goes through
+            // the read callback.
             set(ccurl_set_off(curl, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.length)))
             let large = request.body.length > 65_536
             if large != largeUploadBuffer {
@@ -196,32 +258,45 @@ final class EasyHandle: @unchecked Sendable {
             progressOn = wantsProgress
         }
         guard !failed else { throw .internalError("libcurl refused a transfer option") }
-        let started = Log.wants(.info) ? Clock.monotonicNs() : 0
-        let code: CURLcode
-        if request.method == .post, let inMemory {
-            // libcurl reads the bytes in place; they stay alive and unmoved
-            // for the whole transfer.
-            code = inMemory.withUnsafeBytes { bytes in
-                let base = bytes.baseAddress.map { UnsafeMutableRawPointer(mutating: $0) }
-                guard ccurl_set_pointer(curl, CURLOPT_POSTFIELDS, base ?? emptyBody) == CURLE_OK else {
-                    return CURLE_FAILED_INIT
-                }
-                defer { _ = ccurl_set_pointer(curl, CURLOPT_POSTFIELDS, nil) }
-                return run(cancellation: request.cancellation)
-            }
-        } else {
-            code = run(cancellation: request.cancellation)
-        }
-        // The response's headers are read below, while the handle is still
-        // in its multi handle.
-        defer { if let multi { curl_multi_remove_handle(multi, curl) } }
+        transfer.start(source: inMemory == nil ? BodySource(request.body) : nil,
+                       bodyLength: request.body.length, progress: request.progress,
+                       cancellation: request.cancellation, refusesResend: request.method == .post)
+        return Prepared(inMemory: inMemory, attempt: attempt, startedNs: Log.wants(.info) ? Clock.monotonicNs() : 0)
+    }
 
+    /// Adds the prepared transfer to `multi`, which then runs it; false when
+    /// libcurl refused (then `finish` with CURLE_FAILED_INIT).
+    func attach(to multi: UnsafeMutableRawPointer) -> Bool {
+        guard curl_multi_add_handle(multi, curl) == CURLM_OK else { return false }
+        attachedTo = multi
+        return true
+    }
+
+    /// Turns libcurl's result of the prepared transfer into the response or
+    /// the error, by the rules every transfer shares (what may have been
+    /// delivered, the status of each libcurl failure, Retry-After), and ends
+    /// the transfer: the handle leaves the multi handle it ran on and may
+    /// take the next request.
+    func finish(_ request: HTTPRequest, _ prepared: Prepared, code: CURLcode,
+                config: TransportConfig) throws(DirectLineError) -> HTTPResponse {
+        // The response's headers and counters are read before the handle
+        // leaves its multi handle.
+        defer {
+            if let attachedTo { curl_multi_remove_handle(attachedTo, curl) }
+            attachedTo = nil
+            if request.method == .post, prepared.inMemory != nil {
+                _ = ccurl_set_pointer(curl, CURLOPT_POSTFIELDS, nil)
+            }
+            transfer.end()
+        }
+        let attempt = prepared.attempt
+        let started = prepared.startedNs
         guard code == CURLE_OK else {
             var requestBytes = 0
             _ = ccurl_get_long(curl, CURLINFO_REQUEST_SIZE, &requestBytes)
             // A body cut short cannot be processed by the service.
             let bodyComplete: Bool
-            if inMemory != nil {
+            if prepared.inMemory != nil {
                 var uploaded: curl_off_t = 0
                 _ = ccurl_get_off(curl, CURLINFO_SIZE_UPLOAD_T, &uploaded)
                 bodyComplete = requestBytes > 0 && Int64(uploaded) >= request.body.length
@@ -268,16 +343,21 @@ final class EasyHandle: @unchecked Sendable {
                             retryAfterMs: retryAfterMs)
     }
 
-    /// Runs the prepared transfer to its end and gives libcurl's result. On
-    /// the handle's multi handle, the wait for the socket is woken when the
-    /// request's cancellation is raised, and the transfer is abandoned then.
-    /// The caller removes the handle from the multi handle once it has read
-    /// the response.
+    /// Runs the prepared transfer to its end on the handle's own multi
+    /// handle and gives libcurl's result; the wait for the socket is woken
+    /// when the request's cancellation is raised, and the transfer is
+    /// abandoned then. `finish` detaches the handle.
     private func run(cancellation: Cancellation?) -> CURLcode {
-        guard let multi else { return curl_easy_perform(curl) }
-        guard curl_multi_add_handle(multi, curl) == CURLM_OK else { return CURLE_FAILED_INIT }
+        if ownMulti == nil, !ownMultiFailed {
+            ownMulti = curl_multi_init()
+            ownMultiFailed = ownMulti == nil
+        }
+        guard let multi = ownMulti else { return curl_easy_perform(curl) }
+        guard attach(to: multi) else { return CURLE_FAILED_INIT }
+        // The multi handle outlives the waker, which is withdrawn below.
+        let address = UInt(bitPattern: multi)
         let waker = cancellation.map { cancellation in
-            cancellation.register { [unowned self] in _ = curl_multi_wakeup(self.multi) }
+            cancellation.register { _ = curl_multi_wakeup(UnsafeMutableRawPointer(bitPattern: address)) }
         }
         defer { if let waker { cancellation?.withdraw(waker) } }
         while true {

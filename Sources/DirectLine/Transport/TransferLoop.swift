@@ -1,0 +1,376 @@
+import CCurl
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One library thread that runs many transfers at once on a curl multi
+/// handle, and the timers that say when work starts.
+///
+/// The token refresher runs on it: each conversation's timer fires at its
+/// refresh time and starts a refresh transfer, so a thousand refreshes
+/// waiting on a slow token service cost one thread, not a thousand.
+///
+/// - The thread starts with the first timer or transfer and ends when none
+///   is left, so a process that is not using the library has no thread of
+///   ours.
+/// - Timers sit in a due-time heap: scheduling is O(log n); cancelling is
+///   O(1) and lazy (a cancelled timer's slot is skipped when it comes up,
+///   and the heap is rebuilt when such slots outnumber the live ones).
+/// - At most `capacity` transfers run at once; more wait their turn, in
+///   order, each prepared only when it starts.
+/// - Timer actions, transfer starts and completions run on the loop's
+///   thread, outside its lock, one at a time. They must not block; they may
+///   schedule, cancel and enqueue.
+/// - The thread sleeps in `curl_multi_poll` until the earliest timer (or
+///   libcurl's own next timeout); a timer earlier than that, a transfer
+///   waiting to start, or the last timer cancelled wakes it
+///   (`curl_multi_wakeup`).
+/// - In a forked child the parent's thread is gone: its multi handle and
+///   the handles on it hold the parent's connections, so they are left as
+///   they are, never cleaned up. Transfers in flight or waiting are
+///   forgotten without their completions (their owners start them again
+///   from their own fork handlers); timers carry over and a new thread runs
+///   them.
+final class TransferLoop: @unchecked Sendable {
+    static let shared = TransferLoop()
+
+    /// The most transfers in flight at once. A transfer holds a connection,
+    /// and so a file descriptor, until it is answered: 10,000 conversations
+    /// with 20-second tokens refreshed through a service that answers in a
+    /// second need about 1,000 in flight. The loop also keeps to a quarter
+    /// of the process's descriptor limit (`capacity`), which is often 1,024.
+    static let maxTransfers = 1024
+
+    struct TimerID: Hashable, Sendable {
+        fileprivate let value: UInt64
+    }
+
+    /// A transfer the loop runs: a handle prepared for its request, and what
+    /// to do with libcurl's result. The completion is called while the
+    /// handle is still attached to the loop's multi handle (its response can
+    /// still be read) and must end the transfer with `EasyHandle.finish`,
+    /// which detaches it; the loop does not touch the handle afterwards.
+    struct Transfer {
+        let handle: EasyHandle
+        let completion: (CURLcode) -> Void
+    }
+
+    /// Prepares a transfer when the loop has room for it; nil when there is
+    /// nothing to run after all (the start reported its failure itself).
+    typealias Start = @Sendable () -> Transfer?
+
+    // Guarded by `mutex`, which a fork() waits for (prepare) and the child
+    // makes afresh, so the child never sees these half changed.
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private var heap = DueHeap()
+    private var timers: [UInt64: @Sendable (TimerID) -> Void] = [:]
+    private var lastID: UInt64 = 0
+    private var waiting = FIFO<Start>()
+    /// Transfers taken from `waiting` and not yet completed.
+    private var started = 0
+    /// The transfers attached to `multi`, by their easy handle.
+    private var transfers: [UnsafeMutableRawPointer: Transfer] = [:]
+    private var running = false
+    /// The running thread's multi handle (nil while none runs).
+    private var multi: UnsafeMutableRawPointer?
+    /// While the thread waits in its poll: the due time it waits for
+    /// (`Int.max`: no timer). An earlier timer has to wake it.
+    private var sleepingUntil: Int?
+    private var capacity = maxTransfers
+    /// What a fork() left in the child (the parent's transfers and waiting
+    /// starts), released by the child's next thread rather than inside the
+    /// fork handler.
+    private var leftovers: [Any] = []
+
+    private init() {
+        mutex = .allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
+        ForkSafety.register(ForkSafety.Handlers(
+            prepare: { [self] in pthread_mutex_lock(mutex) },
+            parent: { [self] in pthread_mutex_unlock(mutex) },
+            child: { [self] in afterFork() }))
+    }
+
+    private func locked<T>(_ body: () -> T) -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return body()
+    }
+
+    /// Runs `action` on the loop's thread at `dueMs` (monotonic), or at once
+    /// when that has passed. Timers due at the same time run in the order
+    /// they were scheduled.
+    func schedule(atMs dueMs: Int, _ action: @escaping @Sendable (TimerID) -> Void) -> TimerID {
+        locked {
+            lastID &+= 1
+            timers[lastID] = action
+            heap.push(DueHeap.Item(atMs: dueMs, id: lastID))
+            if let sleepingUntil, dueMs < sleepingUntil { wake() }
+            startThreadIfNeeded()
+            return TimerID(value: lastID)
+        }
+    }
+
+    /// Forgets a timer that has not fired; nothing when it has.
+    func cancel(_ timer: TimerID) {
+        locked {
+            guard timers.removeValue(forKey: timer.value) != nil else { return }
+            if heap.count > 2 * timers.count + 1024 {
+                heap.removeAll { timers[$0.id] == nil }
+            }
+            // Nothing left: the thread ends now rather than at the timer.
+            if timers.isEmpty, waiting.isEmpty, started == 0, sleepingUntil != nil { wake() }
+        }
+    }
+
+    /// Runs a transfer as soon as fewer than `capacity` are in flight:
+    /// `start` prepares it then, on the loop's thread.
+    func enqueue(_ start: @escaping Start) {
+        locked {
+            waiting.append(start)
+            if sleepingUntil != nil, started < capacity { wake() }
+            startThreadIfNeeded()
+        }
+    }
+
+    /// Whether the loop has a thread now (for tests and the docs' promise
+    /// that an idle process has none).
+    var isRunning: Bool { locked { running } }
+
+    private func wake() {
+        if let multi { _ = curl_multi_wakeup(multi) }
+        sleepingUntil = nil
+    }
+
+    private func startThreadIfNeeded() {
+        guard !running else { return }
+        running = Self.spawn()
+        if !running {
+            Log.emit(.error, "the library's transfer thread could not be started; tokens are refreshed only on request")
+        }
+    }
+
+    private static func spawn() -> Bool {
+        var thread = pthread_t()
+        let created = pthread_create(&thread, nil, { _ in
+            TransferLoop.shared.run()
+            return nil
+        }, nil)
+        guard created == 0 else { return false }
+        pthread_detach(thread)
+        return true
+    }
+
+    /// A quarter of the process's descriptor limit, at most `maxTransfers`.
+    private static func currentCapacity() -> Int {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0,
+              limit.rlim_cur != rlim_t.max else { return maxTransfers }
+        return min(maxTransfers, max(16, Int(clamping: limit.rlim_cur / 4)))
+    }
+
+    private func run() {
+        // Started by a fork handler, the thread waits until every part of
+        // the library has set itself up again in the child.
+        ForkSafety.waitForHandlers()
+        let inherited = locked { () -> [Any] in
+            defer { leftovers = [] }
+            return leftovers
+        }
+        _ = inherited
+        guard curlGlobalInit == CURLE_OK, let multi = curl_multi_init() else {
+            locked { running = false }
+            Log.emit(.error, "libcurl could not make the transfer loop's multi handle; tokens are refreshed only on request")
+            return
+        }
+        locked {
+            self.multi = multi
+            capacity = Self.currentCapacity()
+        }
+        var due: [(TimerID, @Sendable (TimerID) -> Void)] = []
+        var starts: [Start] = []
+        while true {
+            // The timers that are due (which may enqueue transfers), then
+            // the transfers there is room for.
+            let now = Clock.monotonicMs()
+            locked {
+                while let top = heap.first, top.atMs <= now {
+                    heap.removeFirst()
+                    if let action = timers.removeValue(forKey: top.id) { due.append((TimerID(value: top.id), action)) }
+                }
+            }
+            for (timer, action) in due { action(timer) }
+            due.removeAll(keepingCapacity: true)
+            locked {
+                while started < capacity, let start = waiting.removeFirst() {
+                    starts.append(start)
+                    started += 1
+                }
+            }
+            for start in starts { begin(start, on: multi) }
+            starts.removeAll(keepingCapacity: true)
+
+            var active: Int32 = 0
+            _ = curl_multi_perform(multi, &active)
+            completeFinished(on: multi)
+
+            guard let timeout = nextWait() else { break }
+            if timeout > 0 {
+                if curl_multi_poll(multi, nil, 0, timeout, nil) != CURLM_OK {
+                    sleepMilliseconds(10)  // never spin on a failing poll
+                }
+                locked { sleepingUntil = nil }
+            }
+        }
+        curl_multi_cleanup(multi)
+    }
+
+    /// How long to wait for sockets or the next timer (ms; 0: go round at
+    /// once), or nil when nothing is left, which ends the thread.
+    private func nextWait() -> Int32? {
+        locked { () -> Int32? in
+            if timers.isEmpty, waiting.isEmpty, started == 0 {
+                running = false
+                multi = nil
+                heap = DueHeap()
+                return nil
+            }
+            let now = Clock.monotonicMs()
+            let next = heap.first?.atMs ?? .max
+            if next <= now || (!waiting.isEmpty && started < capacity) { return 0 }
+            sleepingUntil = next
+            // libcurl shortens the wait to its own next timeout.
+            return Int32(clamping: min(next - now, 60_000))
+        }
+    }
+
+    private func begin(_ start: Start, on multi: UnsafeMutableRawPointer) {
+        guard let transfer = start() else {
+            locked { started -= 1 }
+            return
+        }
+        guard transfer.handle.attach(to: multi) else {
+            locked { started -= 1 }
+            transfer.completion(CURLE_FAILED_INIT)
+            return
+        }
+        locked { transfers[transfer.handle.curl] = transfer }
+    }
+
+    private func completeFinished(on multi: UnsafeMutableRawPointer) {
+        var queued: Int32 = 0
+        while let message = curl_multi_info_read(multi, &queued) {
+            // The message does not outlive the handle's removal: read it first.
+            guard message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle else { continue }
+            let code = message.pointee.data.result
+            guard let transfer = locked({ transfers.removeValue(forKey: easy) }) else { continue }
+            transfer.completion(code)
+            locked { started -= 1 }
+        }
+    }
+
+    /// In a forked child (see the type's comment).
+    private func afterFork() {
+        pthread_mutex_init(mutex, nil)
+        for transfer in transfers.values { transfer.handle.abandon() }
+        leftovers = [transfers, waiting]
+        transfers = [:]
+        waiting = FIFO()
+        started = 0
+        multi = nil
+        sleepingUntil = nil
+        running = false
+        if !timers.isEmpty { startThreadIfNeeded() }
+    }
+}
+
+/// A min-heap of due times; ties go in the order of their ids.
+struct DueHeap {
+    struct Item: Equatable {
+        var atMs: Int
+        var id: UInt64
+    }
+
+    private(set) var items: [Item] = []
+
+    var count: Int { items.count }
+    var first: Item? { items.first }
+
+    private static func precedes(_ a: Item, _ b: Item) -> Bool {
+        a.atMs != b.atMs ? a.atMs < b.atMs : a.id < b.id
+    }
+
+    mutating func push(_ item: Item) {
+        items.append(item)
+        var child = items.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard Self.precedes(items[child], items[parent]) else { break }
+            items.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    @discardableResult
+    mutating func removeFirst() -> Item? {
+        guard let top = items.first else { return nil }
+        let last = items.removeLast()
+        if !items.isEmpty {
+            items[0] = last
+            siftDown(0)
+        }
+        return top
+    }
+
+    /// Drops the items `shouldRemove` picks, in O(n).
+    mutating func removeAll(where shouldRemove: (Item) -> Bool) {
+        items.removeAll(where: shouldRemove)
+        var index = items.count / 2
+        while index > 0 {
+            index -= 1
+            siftDown(index)
+        }
+    }
+
+    private mutating func siftDown(_ start: Int) {
+        var parent = start
+        while true {
+            let left = 2 * parent + 1
+            guard left < items.count else { return }
+            let right = left + 1
+            let child = right < items.count && Self.precedes(items[right], items[left]) ? right : left
+            guard Self.precedes(items[child], items[parent]) else { return }
+            items.swapAt(child, parent)
+            parent = child
+        }
+    }
+}
+
+/// First in, first out; taking from the front moves nothing.
+struct FIFO<Element> {
+    private var items: [Element?] = []
+    private var head = 0
+
+    var isEmpty: Bool { head == items.count }
+    var count: Int { items.count - head }
+
+    mutating func append(_ element: Element) {
+        items.append(element)
+    }
+
+    mutating func removeFirst() -> Element? {
+        guard head < items.count else { return nil }
+        let element = items[head]
+        items[head] = nil
+        head += 1
+        if head == items.count {
+            items.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head >= 1024, head * 2 >= items.count {
+            items.removeFirst(head)
+            head = 0
+        }
+        return element
+    }
+}
