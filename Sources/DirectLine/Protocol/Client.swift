@@ -24,14 +24,31 @@ final class DirectLineClient: Sendable {
     /// the client's credential and the request's token, on its way out.
     func execute(_ request: HTTPRequest, reaching recipient: Recipient) throws(DirectLineError) -> HTTPResponse {
         do throws(DirectLineError) {
-            let response = try transport.send(request)
-            guard response.isSuccess else {
-                throw Responses.failure(response, reaching: recipient, version: version)
-            }
-            return response
+            return try accepted(try transport.send(request), reaching: recipient)
         } catch {
             throw error.redacting([config.credential.value, request.bearer])
         }
+    }
+
+    /// `execute` on the transfer loop, for the automatic token refresh: one
+    /// attempt (the caller decides when to try again), by the same rules,
+    /// answered on the loop's thread.
+    func start(_ request: HTTPRequest, reaching recipient: Recipient,
+               completion: @escaping @Sendable (Result<HTTPResponse, DirectLineError>) -> Void) {
+        transport.start(request, on: TransferLoop.shared) { [self] outcome in
+            do throws(DirectLineError) {
+                completion(.success(try accepted(try outcome.get(), reaching: recipient)))
+            } catch {
+                completion(.failure(error.redacting([config.credential.value, request.bearer])))
+            }
+        }
+    }
+
+    private func accepted(_ response: HTTPResponse, reaching recipient: Recipient) throws(DirectLineError) -> HTTPResponse {
+        guard response.isSuccess else {
+            throw Responses.failure(response, reaching: recipient, version: version)
+        }
+        return response
     }
 
     /// `dl_conversation_start`: starts a conversation and returns its handle

@@ -2,70 +2,64 @@
 import Glibc
 #endif
 
-/// Refreshes conversation tokens before they expire, on one background
-/// thread shared by the whole process.
+/// Refreshes conversation tokens before they expire, on the transfer loop's
+/// one thread (`TransferLoop`), many at once.
 ///
-/// The thread starts when the first token needs refreshing and ends when no
-/// conversation is left to refresh, so a process that is not using the
-/// library has no thread of ours. Conversations are held weakly, and
-/// freeing a handle cancels its refresh (`Conversation.close`). Nothing here
-/// runs from a deinit, so dropping a reference under the lock is harmless. A refresh runs outside the lock and never
-/// blocks the conversation's other calls: they go on with the current token,
-/// which stays valid until its own expiry.
+/// Each conversation with a token to keep fresh has an entry here and a
+/// timer on the loop; when it fires, the refresh request goes out on the
+/// loop and the conversation handles the answer there
+/// (`Conversation.startScheduledRefresh`). So a slow token service holds up
+/// no other conversation's refresh: a thousand refreshes waiting on it are
+/// a thousand transfers on one thread. Scheduling and cancelling cost
+/// O(log n) and O(1), whatever the number of conversations.
+///
+/// Conversations are held weakly, and freeing a handle cancels its refresh
+/// (`Conversation.close`). The loop's thread ends when no timer and no
+/// refresh is left, so a process that is not using the library has no
+/// thread of ours. A refresh never blocks the conversation's other calls:
+/// they go on with the current token, which stays valid until its own
+/// expiry.
 final class TokenRefresher: @unchecked Sendable {
     static let shared = TokenRefresher()
 
     private struct Entry {
         weak var conversation: Conversation?
-        var dueMs: Int
+        /// The timer that starts the next refresh; nil while one runs.
+        var timer: TransferLoop.TimerID?
+        /// Failures in a row of the automatic refresh (for the backoff).
+        var failures = 0
+        /// How long the service took to answer the last refresh (ms).
+        var latencyMs = 0
     }
 
-    // Guarded by `mutex`; `condition` wakes the thread when an earlier
-    // deadline arrives.
+    private let loop: TransferLoop
+    // Guarded by `mutex`, which a fork() waits for (prepare) and the child
+    // makes afresh. Taken before the loop's lock, never after it, and never
+    // while the loop calls back: the conversation's lock may be held around
+    // a call here, never the other way round.
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private let condition: UnsafeMutablePointer<pthread_cond_t>
     private var entries: [ObjectIdentifier: Entry] = [:]
-    /// The conversation being refreshed right now, if any, with its entry
-    /// (so that a forked child can schedule it again).
-    private var inFlight: (id: ObjectIdentifier, entry: Entry)?
-    private var running = false
 
     private init() {
+        // The loop first: its fork handlers then run before these in a child.
+        loop = TransferLoop.shared
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
-        condition = .allocate(capacity: 1)
-        condition.initialize(to: pthread_cond_t())
-        initializeSynchronization()
+        pthread_mutex_init(mutex, nil)
         ForkSafety.register(ForkSafety.Handlers(
             prepare: { [self] in pthread_mutex_lock(mutex) },
             parent: { [self] in pthread_mutex_unlock(mutex) },
             child: { [self] in afterFork() }))
     }
 
-    /// In a forked child: the refresh thread did not come along, so it is
-    /// started again for the tokens still scheduled; a refresh that was in
-    /// flight in the parent is scheduled again at once.
+    /// In a forked child: the loop kept its timers, but the refreshes that
+    /// were in flight in the parent are gone, so they start again at once.
     private func afterFork() {
-        initializeSynchronization()
-        running = false
-        if let (id, entry) = inFlight, entries[id] == nil {
-            entries[id] = Entry(conversation: entry.conversation, dueMs: Clock.monotonicMs())
-        }
-        inFlight = nil
-        if !entries.isEmpty {
-            running = Self.spawn()
-        }
-    }
-
-    /// A fresh mutex, and a condition on the monotonic clock: at start, and
-    /// in a forked child, where the parent's may be held or waited on.
-    private func initializeSynchronization() {
         pthread_mutex_init(mutex, nil)
-        var attributes = pthread_condattr_t()
-        pthread_condattr_init(&attributes)
-        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
-        pthread_cond_init(condition, &attributes)
-        pthread_condattr_destroy(&attributes)
+        let now = Clock.monotonicMs()
+        for (id, entry) in entries where entry.timer == nil {
+            entries[id]?.timer = timer(for: id, atMs: now)
+        }
     }
 
     private func locked<T>(_ body: () -> T) -> T {
@@ -74,77 +68,60 @@ final class TokenRefresher: @unchecked Sendable {
         return body()
     }
 
-    /// Refreshes `conversation`'s token at `dueMs` (monotonic), replacing any
-    /// earlier schedule for it.
-    func schedule(_ conversation: Conversation, atMs dueMs: Int) {
-        let startThread = locked { () -> Bool in
-            entries[ObjectIdentifier(conversation)] = Entry(conversation: conversation, dueMs: dueMs)
-            pthread_cond_signal(condition)
-            if running { return false }
-            running = true
-            return true
-        }
-        if startThread, !Self.spawn() {
-            // No thread: tokens are then refreshed only by explicit calls.
-            locked { running = false }
+    /// Refreshes `conversation`'s token at `dueMs` (monotonic), in place of
+    /// any earlier schedule. With `expiresAtMs`, the token's expiry, the
+    /// refresh starts early enough for twice the service's last answer time
+    /// to fit before it: a slow service would otherwise answer after the
+    /// token lapsed. `failures` counts the automatic refresh's failures in
+    /// a row; `latencyMs`, when known, is how long the last one took.
+    func schedule(_ conversation: Conversation, atMs dueMs: Int, before expiresAtMs: Int? = nil,
+                  failures: Int = 0, latencyMs: Int? = nil) {
+        let id = ObjectIdentifier(conversation)
+        locked {
+            var entry = entries[id] ?? Entry(conversation: conversation)
+            if let latencyMs { entry.latencyMs = max(0, latencyMs) }
+            var due = dueMs
+            if let expiresAtMs, entry.latencyMs > 0 { due = min(due, expiresAtMs - 2 * entry.latencyMs) }
+            if let old = entry.timer { loop.cancel(old) }
+            entry.timer = timer(for: id, atMs: due)
+            entry.failures = failures
+            entries[id] = entry
         }
     }
 
+    private func timer(for id: ObjectIdentifier, atMs dueMs: Int) -> TransferLoop.TimerID {
+        loop.schedule(atMs: dueMs) { timer in TokenRefresher.shared.fire(id, timer) }
+    }
+
+    /// No more automatic refreshes for the conversation (freed, ended, or
+    /// its refresh stopped for good). A refresh already running is not
+    /// waited for; it finds the handle freed or ended and schedules nothing.
     func cancel(_ id: ObjectIdentifier) {
         locked {
-            if entries.removeValue(forKey: id) != nil { pthread_cond_signal(condition) }
+            guard let entry = entries.removeValue(forKey: id) else { return }
+            if let timer = entry.timer { loop.cancel(timer) }
         }
     }
 
     /// Whether a refresh is scheduled or running for the conversation (info's `autoRefresh`).
     func isActive(_ id: ObjectIdentifier) -> Bool {
-        locked { entries[id] != nil || inFlight?.id == id }
+        locked { entries[id] != nil }
     }
 
-    private static func spawn() -> Bool {
-        var thread = pthread_t()
-        let created = pthread_create(&thread, nil, { _ in
-            TokenRefresher.shared.run()
-            return nil
-        }, nil)
-        guard created == 0 else { return false }
-        pthread_detach(thread)
-        return true
-    }
-
-    private func run() {
-        while let conversation = nextDue() {
-            conversation.refreshOnSchedule()
-            locked { inFlight = nil }
-        }
-    }
-
-    /// Waits for the next due conversation; nil when none is left, which ends the thread.
-    private func nextDue() -> Conversation? {
-        locked { () -> Conversation? in
-            while true {
-                entries = entries.filter { $0.value.conversation != nil }
-                guard let (id, entry) = entries.min(by: { $0.value.dueMs < $1.value.dueMs }) else {
-                    running = false
-                    return nil
-                }
-                let now = Clock.monotonicMs()
-                if entry.dueMs <= now {
-                    entries.removeValue(forKey: id)
-                    if let conversation = entry.conversation {
-                        inFlight = (id, entry)
-                        return conversation
-                    }
-                    continue
-                }
-                var deadline = timespec()
-                clock_gettime(CLOCK_MONOTONIC, &deadline)
-                let waitMs = entry.dueMs - now
-                let nanoseconds = Int(deadline.tv_nsec) + (waitMs % 1000) * 1_000_000
-                deadline.tv_sec += waitMs / 1000 + nanoseconds / 1_000_000_000
-                deadline.tv_nsec = nanoseconds % 1_000_000_000
-                pthread_cond_timedwait(condition, mutex, &deadline)
+    /// On the loop's thread: the conversation's timer is due.
+    private func fire(_ id: ObjectIdentifier, _ timer: TransferLoop.TimerID) {
+        let due = locked { () -> (Conversation, Int)? in
+            // A timer replaced after it was taken from the heap does nothing.
+            guard let entry = entries[id], entry.timer == timer else { return nil }
+            guard let conversation = entry.conversation else {
+                entries[id] = nil
+                return nil
             }
+            entries[id]?.timer = nil
+            return (conversation, entry.failures)
+        }
+        if let (conversation, failures) = due {
+            conversation.startScheduledRefresh(failures: failures)
         }
     }
 }

@@ -1,6 +1,6 @@
 /// The answer to a token refresh: the new token and, when the service says,
 /// its lifetime in seconds.
-struct RenewedToken {
+struct RenewedToken: Sendable {
     var token: String
     var expiresIn: Int?
     /// 3.0: the service's Conversation object.
@@ -85,12 +85,7 @@ extension DirectLineClient {
     func renew(token: String, conversationId: String?) throws(DirectLineError) -> RenewedToken {
         switch version {
         case .v3:
-            let response = try execute(requests.refreshToken(bearer: token), reaching: .service)
-            let answer = try Responses.json(response, what: "refresh token")
-            let fresh = try Self.usableToken(answer.objectValue?["token"], response,
-                                             what: "the service's answer to refresh token has no usable \"token\"")
-            let expiresIn = answer.objectValue?["expires_in"]?.int64Value.flatMap { Int(exactly: $0) }
-            return RenewedToken(token: fresh, expiresIn: expiresIn, serviceObject: answer)
+            return try Self.renewal(try execute(requests.refreshToken(bearer: token), reaching: .service), version: .v3)
         case .v1:
             guard let conversationId else { throw .internalError("a 1.1 renewal needs the conversation id") }
             var response: HTTPResponse
@@ -103,8 +98,56 @@ extension DirectLineClient {
                 response = try execute(requests.renewToken(conversationId: conversationId, method: .post, bearer: token),
                                        reaching: .service)
             }
+            return try Self.renewal(response, version: .v1)
+        }
+    }
+
+    /// `renew` on the transfer loop (the automatic refresh): the same
+    /// requests and rules, one attempt each; `completion` runs on the loop's
+    /// thread and must not block. A request still running when
+    /// `cancellation` is raised is abandoned.
+    func renewInBackground(token: String, conversationId: String, cancellation: Cancellation,
+                           completion: @escaping @Sendable (Result<RenewedToken, DirectLineError>) -> Void) {
+        let version = version
+        @Sendable func renewed(_ outcome: Result<HTTPResponse, DirectLineError>) -> Result<RenewedToken, DirectLineError> {
+            do throws(DirectLineError) {
+                return .success(try Self.renewal(try outcome.get(), version: version))
+            } catch {
+                return .failure(error)
+            }
+        }
+        var request: HTTPRequest
+        switch version {
+        case .v3:
+            request = requests.refreshToken(bearer: token)
+        case .v1:
+            request = requests.renewToken(conversationId: conversationId, method: .get, bearer: token)
+        }
+        request.cancellation = cancellation
+        start(request, reaching: .service) { [self] outcome in
+            guard version == .v1, case .failure(let error) = outcome, error.httpStatus == 405 else {
+                return completion(renewed(outcome))
+            }
+            // As in `renew`: a 1.1 service that refuses GET gets a POST.
+            var post = requests.renewToken(conversationId: conversationId, method: .post, bearer: token)
+            post.cancellation = cancellation
+            start(post, reaching: .service) { completion(renewed($0)) }
+        }
+    }
+
+    /// The new token in the service's answer to a refresh (3.0: an object
+    /// with `token` and `expires_in`; 1.1: the bare token).
+    static func renewal(_ response: HTTPResponse, version: ProtocolVersion) throws(DirectLineError) -> RenewedToken {
+        switch version {
+        case .v3:
+            let answer = try Responses.json(response, what: "refresh token")
+            let fresh = try usableToken(answer.objectValue?["token"], response,
+                                        what: "the service's answer to refresh token has no usable \"token\"")
+            let expiresIn = answer.objectValue?["expires_in"]?.int64Value.flatMap { Int(exactly: $0) }
+            return RenewedToken(token: fresh, expiresIn: expiresIn, serviceObject: answer)
+        case .v1:
             let answer = try Responses.json(response, what: "renew token")
-            return RenewedToken(token: try Self.bareToken(answer, response), expiresIn: nil, serviceObject: nil)
+            return RenewedToken(token: try bareToken(answer, response), expiresIn: nil, serviceObject: nil)
         }
     }
 }
