@@ -4,28 +4,46 @@ import Testing
 
 @Suite("transfer loop: due-time heap, queue, timers")
 struct TransferLoopTests {
-    @Test("the heap gives items by due time, ties in the order of their ids")
-    func heapOrder() {
-        var heap = DueHeap()
-        var generator = SystemRandomNumberGenerator()
-        var items: [DueHeap.Item] = []
-        for id in 0..<2000 {
-            items.append(DueHeap.Item(atMs: Int.random(in: 0..<200, using: &generator), id: UInt64(id)))
-        }
-        for item in items.shuffled() { heap.push(item) }
-        var popped: [DueHeap.Item] = []
-        while let item = heap.removeFirst() { popped.append(item) }
-        #expect(popped == items.sorted { ($0.atMs, $0.id) < ($1.atMs, $1.id) })
-        #expect(heap.count == 0 && heap.first == nil)
+    final class Slot: DueHeapElement {
+        let id: Int
+        var heapIndex = -1
+        init(_ id: Int) { self.id = id }
     }
 
-    @Test("dropping cancelled items keeps the rest in order")
-    func heapRemoveAll() {
-        var heap = DueHeap()
-        for id in 0..<1000 { heap.push(DueHeap.Item(atMs: (id * 7919) % 1000, id: UInt64(id))) }
-        heap.removeAll { $0.id % 3 != 0 }
+    @Test("the heap gives items by due time, ties in the order of their sequence numbers")
+    func heapOrder() {
+        var heap = DueHeap<Slot>()
+        var items: [(atMs: Int, sequence: UInt64)] = []
+        for sequence in 0..<2000 { items.append((Int.random(in: 0..<200), UInt64(sequence))) }
+        for item in items.shuffled() {
+            heap.push(DueHeap.Item(atMs: item.atMs, sequence: item.sequence, value: Slot(Int(item.sequence))))
+        }
+        var popped: [(atMs: Int, sequence: UInt64)] = []
+        while heap.count > 0 {
+            let item = heap.remove(at: 0)
+            #expect(item.value.heapIndex == -1)
+            popped.append((item.atMs, item.sequence))
+        }
+        let expected = items.sorted { ($0.atMs, $0.sequence) < ($1.atMs, $1.sequence) }
+        #expect(popped.elementsEqual(expected) { $0 == $1 })
+        #expect(heap.first == nil)
+    }
+
+    @Test("any item can be removed where the heap says it is, and the rest stay in order")
+    func heapRemoveAnywhere() {
+        var heap = DueHeap<Slot>()
+        let slots = (0..<1000).map(Slot.init)
+        for slot in slots.shuffled() {
+            heap.push(DueHeap.Item(atMs: (slot.id * 7919) % 1000, sequence: UInt64(slot.id), value: slot))
+        }
+        for slot in slots.shuffled() where slot.id % 3 != 0 {
+            #expect(heap.items[slot.heapIndex].value === slot)
+            heap.remove(at: slot.heapIndex)
+            #expect(slot.heapIndex == -1)
+        }
+        #expect(heap.items.indices.allSatisfy { heap.items[$0].value.heapIndex == $0 })
         var popped: [Int] = []
-        while let item = heap.removeFirst() { popped.append(item.atMs) }
+        while heap.count > 0 { popped.append(heap.remove(at: 0).atMs) }
         #expect(popped.count == 334)
         #expect(popped == popped.sorted())
     }

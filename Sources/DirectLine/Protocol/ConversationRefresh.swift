@@ -64,8 +64,7 @@ extension Conversation {
         let (token, ended) = state.withLock { ($0.token, $0.ended) }
         guard !isClosed, !ended else { return }
         let startedAt = Clock.monotonicMs()
-        client.renewInBackground(token: token.value, conversationId: conversationID, cancellation: freed) {
-            [weak self] outcome in
+        client.renewInBackground(token: token.value, conversationId: conversationID) { [weak self] outcome in
             self?.scheduledRefreshEnded(outcome, previous: token, startedAtMs: startedAt, failures: failures)
         }
     }

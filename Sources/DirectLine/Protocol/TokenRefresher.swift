@@ -22,14 +22,23 @@ import Glibc
 final class TokenRefresher: @unchecked Sendable {
     static let shared = TokenRefresher()
 
-    private struct Entry {
+    /// A conversation's refresh schedule; `mutex` guards its state. Its
+    /// timer holds it, so a timer going off needs no lookup.
+    private final class Entry: @unchecked Sendable {
+        let id: ObjectIdentifier
         weak var conversation: Conversation?
-        /// The timer that starts the next refresh; nil while one runs.
-        var timer: TransferLoop.TimerID?
+        /// The timer that starts the next refresh; nil while one runs, or
+        /// once the entry is cancelled.
+        var timer: TransferLoop.Timer?
         /// Failures in a row of the automatic refresh (for the backoff).
         var failures = 0
         /// How long the service took to answer the last refresh (ms).
         var latencyMs = 0
+
+        init(_ conversation: Conversation) {
+            id = ObjectIdentifier(conversation)
+            self.conversation = conversation
+        }
     }
 
     private let loop: TransferLoop
@@ -57,8 +66,8 @@ final class TokenRefresher: @unchecked Sendable {
     private func afterFork() {
         pthread_mutex_init(mutex, nil)
         let now = Clock.monotonicMs()
-        for (id, entry) in entries where entry.timer == nil {
-            entries[id]?.timer = timer(for: id, atMs: now)
+        for entry in entries.values where entry.timer == nil {
+            entry.timer = timer(for: entry, atMs: now)
         }
     }
 
@@ -78,19 +87,24 @@ final class TokenRefresher: @unchecked Sendable {
                   failures: Int = 0, latencyMs: Int? = nil) {
         let id = ObjectIdentifier(conversation)
         locked {
-            var entry = entries[id] ?? Entry(conversation: conversation)
+            let entry: Entry
+            if let existing = entries[id] {
+                entry = existing
+            } else {
+                entry = Entry(conversation)
+                entries[id] = entry
+            }
             if let latencyMs { entry.latencyMs = max(0, latencyMs) }
             var due = dueMs
             if let expiresAtMs, entry.latencyMs > 0 { due = min(due, expiresAtMs - 2 * entry.latencyMs) }
             if let old = entry.timer { loop.cancel(old) }
-            entry.timer = timer(for: id, atMs: due)
+            entry.timer = timer(for: entry, atMs: due)
             entry.failures = failures
-            entries[id] = entry
         }
     }
 
-    private func timer(for id: ObjectIdentifier, atMs dueMs: Int) -> TransferLoop.TimerID {
-        loop.schedule(atMs: dueMs) { timer in TokenRefresher.shared.fire(id, timer) }
+    private func timer(for entry: Entry, atMs dueMs: Int) -> TransferLoop.Timer {
+        loop.schedule(atMs: dueMs) { timer in TokenRefresher.shared.fire(entry, timer) }
     }
 
     /// No more automatic refreshes for the conversation (freed, ended, or
@@ -100,6 +114,7 @@ final class TokenRefresher: @unchecked Sendable {
         locked {
             guard let entry = entries.removeValue(forKey: id) else { return }
             if let timer = entry.timer { loop.cancel(timer) }
+            entry.timer = nil
         }
     }
 
@@ -109,15 +124,17 @@ final class TokenRefresher: @unchecked Sendable {
     }
 
     /// On the loop's thread: the conversation's timer is due.
-    private func fire(_ id: ObjectIdentifier, _ timer: TransferLoop.TimerID) {
+    private func fire(_ entry: Entry, _ timer: TransferLoop.Timer) {
         let due = locked { () -> (Conversation, Int)? in
-            // A timer replaced after it was taken from the heap does nothing.
-            guard let entry = entries[id], entry.timer == timer else { return nil }
+            // A timer replaced or cancelled after it was taken from the
+            // heap does nothing.
+            guard entry.timer === timer else { return nil }
+            entry.timer = nil
             guard let conversation = entry.conversation else {
-                entries[id] = nil
+                // Released without a free: nothing to refresh.
+                if entries[entry.id] === entry { entries[entry.id] = nil }
                 return nil
             }
-            entries[id]?.timer = nil
             return (conversation, entry.failures)
         }
         if let (conversation, failures) = due {

@@ -104,9 +104,10 @@ extension DirectLineClient {
 
     /// `renew` on the transfer loop (the automatic refresh): the same
     /// requests and rules, one attempt each; `completion` runs on the loop's
-    /// thread and must not block. A request still running when
-    /// `cancellation` is raised is abandoned.
-    func renewInBackground(token: String, conversationId: String, cancellation: Cancellation,
+    /// thread and must not block. Nothing waits for it, so a conversation
+    /// freed meanwhile does not abort it (which would cost every refresh a
+    /// progress callback): its completion finds the handle freed.
+    func renewInBackground(token: String, conversationId: String,
                            completion: @escaping @Sendable (Result<RenewedToken, DirectLineError>) -> Void) {
         let version = version
         @Sendable func renewed(_ outcome: Result<HTTPResponse, DirectLineError>) -> Result<RenewedToken, DirectLineError> {
@@ -116,21 +117,16 @@ extension DirectLineClient {
                 return .failure(error)
             }
         }
-        var request: HTTPRequest
-        switch version {
-        case .v3:
-            request = requests.refreshToken(bearer: token)
-        case .v1:
-            request = requests.renewToken(conversationId: conversationId, method: .get, bearer: token)
+        let request = switch version {
+        case .v3: requests.refreshToken(bearer: token)
+        case .v1: requests.renewToken(conversationId: conversationId, method: .get, bearer: token)
         }
-        request.cancellation = cancellation
         start(request, reaching: .service) { [self] outcome in
             guard version == .v1, case .failure(let error) = outcome, error.httpStatus == 405 else {
                 return completion(renewed(outcome))
             }
             // As in `renew`: a 1.1 service that refuses GET gets a POST.
-            var post = requests.renewToken(conversationId: conversationId, method: .post, bearer: token)
-            post.cancellation = cancellation
+            let post = requests.renewToken(conversationId: conversationId, method: .post, bearer: token)
             start(post, reaching: .service) { completion(renewed($0)) }
         }
     }

@@ -13,9 +13,9 @@ import Glibc
 /// - The thread starts with the first timer or transfer and ends when none
 ///   is left, so a process that is not using the library has no thread of
 ///   ours.
-/// - Timers sit in a due-time heap: scheduling is O(log n); cancelling is
-///   O(1) and lazy (a cancelled timer's slot is skipped when it comes up,
-///   and the heap is rebuilt when such slots outnumber the live ones).
+/// - Timers sit in a due-time heap that knows where each one is:
+///   scheduling and cancelling are O(log n), and no table is kept besides
+///   the heap, so no rehash or sweep ever stalls a schedule or a cancel.
 /// - At most `capacity` transfers run at once; more wait their turn, in
 ///   order, each prepared only when it starts.
 /// - Timer actions, transfer starts and completions run on the loop's
@@ -41,8 +41,15 @@ final class TransferLoop: @unchecked Sendable {
     /// of the process's descriptor limit (`capacity`), which is often 1,024.
     static let maxTransfers = 1024
 
-    struct TimerID: Hashable, Sendable {
-        fileprivate let value: UInt64
+    /// A scheduled action; the loop's lock guards its state.
+    final class Timer: DueHeapElement, @unchecked Sendable {
+        fileprivate let action: @Sendable (Timer) -> Void
+        /// Where it is in the heap; -1 once it fired or was cancelled.
+        var heapIndex = -1
+
+        fileprivate init(_ action: @escaping @Sendable (Timer) -> Void) {
+            self.action = action
+        }
     }
 
     /// A transfer the loop runs: a handle prepared for its request, and what
@@ -62,9 +69,8 @@ final class TransferLoop: @unchecked Sendable {
     // Guarded by `mutex`, which a fork() waits for (prepare) and the child
     // makes afresh, so the child never sees these half changed.
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private var heap = DueHeap()
-    private var timers: [UInt64: @Sendable (TimerID) -> Void] = [:]
-    private var lastID: UInt64 = 0
+    private var heap = DueHeap<Timer>()
+    private var lastSequence: UInt64 = 0
     private var waiting = FIFO<Start>()
     /// Transfers taken from `waiting` and not yet completed.
     private var started = 0
@@ -101,37 +107,37 @@ final class TransferLoop: @unchecked Sendable {
     /// Runs `action` on the loop's thread at `dueMs` (monotonic), or at once
     /// when that has passed. Timers due at the same time run in the order
     /// they were scheduled.
-    func schedule(atMs dueMs: Int, _ action: @escaping @Sendable (TimerID) -> Void) -> TimerID {
-        locked {
-            lastID &+= 1
-            timers[lastID] = action
-            heap.push(DueHeap.Item(atMs: dueMs, id: lastID))
+    func schedule(atMs dueMs: Int, _ action: @escaping @Sendable (Timer) -> Void) -> Timer {
+        let timer = Timer(action)
+        let started = locked { () -> Bool in
+            lastSequence &+= 1
+            heap.push(DueHeap.Item(atMs: dueMs, sequence: lastSequence, value: timer))
             if let sleepingUntil, dueMs < sleepingUntil { wake() }
-            startThreadIfNeeded()
-            return TimerID(value: lastID)
+            return startThreadIfNeeded()
         }
+        if !started { Self.logNoThread() }
+        return timer
     }
 
     /// Forgets a timer that has not fired; nothing when it has.
-    func cancel(_ timer: TimerID) {
+    func cancel(_ timer: Timer) {
         locked {
-            guard timers.removeValue(forKey: timer.value) != nil else { return }
-            if heap.count > 2 * timers.count + 1024 {
-                heap.removeAll { timers[$0.id] == nil }
-            }
+            guard timer.heapIndex >= 0 else { return }
+            heap.remove(at: timer.heapIndex)
             // Nothing left: the thread ends now rather than at the timer.
-            if timers.isEmpty, waiting.isEmpty, started == 0, sleepingUntil != nil { wake() }
+            if heap.count == 0, waiting.isEmpty, started == 0, sleepingUntil != nil { wake() }
         }
     }
 
     /// Runs a transfer as soon as fewer than `capacity` are in flight:
     /// `start` prepares it then, on the loop's thread.
     func enqueue(_ start: @escaping Start) {
-        locked {
+        let threadStarted = locked { () -> Bool in
             waiting.append(start)
             if sleepingUntil != nil, started < capacity { wake() }
-            startThreadIfNeeded()
+            return startThreadIfNeeded()
         }
+        if !threadStarted { Self.logNoThread() }
     }
 
     /// Whether the loop has a thread now (for tests and the docs' promise
@@ -143,12 +149,15 @@ final class TransferLoop: @unchecked Sendable {
         sleepingUntil = nil
     }
 
-    private func startThreadIfNeeded() {
-        guard !running else { return }
-        running = Self.spawn()
-        if !running {
-            Log.emit(.error, "the library's transfer thread could not be started; tokens are refreshed only on request")
-        }
+    /// Starts the thread unless it runs; false when it could not be started.
+    private func startThreadIfNeeded() -> Bool {
+        if !running { running = Self.spawn() }
+        return running
+    }
+
+    /// Outside the lock: the log callback is the caller's code.
+    private static func logNoThread() {
+        Log.emit(.error, "the library's transfer thread could not be started; tokens are refreshed only on request")
     }
 
     private static func spawn() -> Bool {
@@ -188,7 +197,7 @@ final class TransferLoop: @unchecked Sendable {
             self.multi = multi
             capacity = Self.currentCapacity()
         }
-        var due: [(TimerID, @Sendable (TimerID) -> Void)] = []
+        var due: [Timer] = []
         var starts: [Start] = []
         while true {
             // The timers that are due (which may enqueue transfers), then
@@ -196,11 +205,11 @@ final class TransferLoop: @unchecked Sendable {
             let now = Clock.monotonicMs()
             locked {
                 while let top = heap.first, top.atMs <= now {
-                    heap.removeFirst()
-                    if let action = timers.removeValue(forKey: top.id) { due.append((TimerID(value: top.id), action)) }
+                    heap.remove(at: 0)
+                    due.append(top.value)
                 }
             }
-            for (timer, action) in due { action(timer) }
+            for timer in due { timer.action(timer) }
             due.removeAll(keepingCapacity: true)
             locked {
                 while started < capacity, let start = waiting.removeFirst() {
@@ -230,10 +239,9 @@ final class TransferLoop: @unchecked Sendable {
     /// once), or nil when nothing is left, which ends the thread.
     private func nextWait() -> Int32? {
         locked { () -> Int32? in
-            if timers.isEmpty, waiting.isEmpty, started == 0 {
+            if heap.count == 0, waiting.isEmpty, started == 0 {
                 running = false
                 multi = nil
-                heap = DueHeap()
                 return nil
             }
             let now = Clock.monotonicMs()
@@ -281,15 +289,24 @@ final class TransferLoop: @unchecked Sendable {
         multi = nil
         sleepingUntil = nil
         running = false
-        if !timers.isEmpty { startThreadIfNeeded() }
+        if heap.count > 0 { _ = startThreadIfNeeded() }
     }
 }
 
-/// A min-heap of due times; ties go in the order of their ids.
-struct DueHeap {
-    struct Item: Equatable {
+/// What a `DueHeap` holds: an object that is told where it is in the heap.
+protocol DueHeapElement: AnyObject {
+    /// Its index in the heap, kept up to date by the heap; -1 when out of it.
+    var heapIndex: Int { get set }
+}
+
+/// A min-heap of objects by due time (ties in the order of their sequence
+/// numbers) that keeps each object's index, so that any one of them can be
+/// removed in O(log n).
+struct DueHeap<Value: DueHeapElement> {
+    struct Item {
         var atMs: Int
-        var id: UInt64
+        var sequence: UInt64
+        var value: Value
     }
 
     private(set) var items: [Item] = []
@@ -297,39 +314,48 @@ struct DueHeap {
     var count: Int { items.count }
     var first: Item? { items.first }
 
-    private static func precedes(_ a: Item, _ b: Item) -> Bool {
-        a.atMs != b.atMs ? a.atMs < b.atMs : a.id < b.id
+    private func precedes(_ a: Int, _ b: Int) -> Bool {
+        let first = items[a]
+        let second = items[b]
+        return first.atMs != second.atMs ? first.atMs < second.atMs : first.sequence < second.sequence
     }
 
     mutating func push(_ item: Item) {
         items.append(item)
-        var child = items.count - 1
+        item.value.heapIndex = items.count - 1
+        siftUp(items.count - 1)
+    }
+
+    /// Removes the item at `index` (0: the first due) and returns it.
+    @discardableResult
+    mutating func remove(at index: Int) -> Item {
+        let removed = items[index]
+        let last = items.count - 1
+        if index != last {
+            exchange(index, last)
+        }
+        items.removeLast()
+        removed.value.heapIndex = -1
+        if index < items.count {
+            siftDown(index)
+            siftUp(index)
+        }
+        return removed
+    }
+
+    private mutating func exchange(_ a: Int, _ b: Int) {
+        items.swapAt(a, b)
+        items[a].value.heapIndex = a
+        items[b].value.heapIndex = b
+    }
+
+    private mutating func siftUp(_ start: Int) {
+        var child = start
         while child > 0 {
             let parent = (child - 1) / 2
-            guard Self.precedes(items[child], items[parent]) else { break }
-            items.swapAt(child, parent)
+            guard precedes(child, parent) else { return }
+            exchange(child, parent)
             child = parent
-        }
-    }
-
-    @discardableResult
-    mutating func removeFirst() -> Item? {
-        guard let top = items.first else { return nil }
-        let last = items.removeLast()
-        if !items.isEmpty {
-            items[0] = last
-            siftDown(0)
-        }
-        return top
-    }
-
-    /// Drops the items `shouldRemove` picks, in O(n).
-    mutating func removeAll(where shouldRemove: (Item) -> Bool) {
-        items.removeAll(where: shouldRemove)
-        var index = items.count / 2
-        while index > 0 {
-            index -= 1
-            siftDown(index)
         }
     }
 
@@ -339,9 +365,9 @@ struct DueHeap {
             let left = 2 * parent + 1
             guard left < items.count else { return }
             let right = left + 1
-            let child = right < items.count && Self.precedes(items[right], items[left]) ? right : left
-            guard Self.precedes(items[child], items[parent]) else { return }
-            items.swapAt(child, parent)
+            let child = right < items.count && precedes(right, left) ? right : left
+            guard precedes(child, parent) else { return }
+            exchange(child, parent)
             parent = child
         }
     }
