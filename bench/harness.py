@@ -19,7 +19,11 @@ baselines send the same bytes, then measures in one run:
   - cold start: dlopen + dl_client_new + first send in a fresh process
     (bench_cold), against dlopen libcurl + first POST;
   - the .so's size, as built and stripped, and the RSS of a process after
-    1,000 and after 100,000 sends.
+    1,000 and after 100,000 sends;
+  - the automatic token refresh at scale (bench_refresh): 100,000
+    dl_conversation_open with expiring tokens, and 10,000 conversations
+    with 20-second tokens kept valid for 60 s through a token service
+    (token_service.py) that answers each refresh after a second.
 
 Implementations are interleaved run by run; each figure is the median of
 the runs, and each ratio the median of the per-run ratios. Besides
@@ -57,9 +61,13 @@ MIB = 1024 * 1024
 # (runs, sequential sends per run, Python sends per run, thread sends per
 # run, uploads per run, cold-start processes, RSS first/second counts).
 FULL = dict(runs=7, seq=3000, seq_warmup=300, py=1500, py_warmup=150, threads=6000, threads_warmup=300,
-            uploads=20, cold=11, rss_first=1000, rss_second=100000)
+            uploads=20, cold=11, rss_first=1000, rss_second=100000,
+            refresh_opens=100000, refresh_conversations=10000, refresh_lifetime=20, refresh_seconds=60)
 QUICK = dict(runs=1, seq=200, seq_warmup=20, py=100, py_warmup=10, threads=400, threads_warmup=20,
-             uploads=2, cold=3, rss_first=100, rss_second=1000)
+             uploads=2, cold=3, rss_first=100, rss_second=1000,
+             refresh_opens=2000, refresh_conversations=200, refresh_lifetime=4, refresh_seconds=4)
+# The token service's answer time in the refresh benchmark, seconds.
+REFRESH_DELAY = 1.0
 THREADS = (1, 2, 4, 8)
 
 TARGETS = {
@@ -69,6 +77,8 @@ TARGETS = {
     "rss": "≤ 2 MiB growth 1k→100k",
     "size": "stripped < 12 MiB",
     "cold": "< 20 ms",
+    "refresh_open": "100k opens < 2 s",
+    "refresh_keepup": "0 tokens expired",
 }
 
 
@@ -278,6 +288,7 @@ def main() -> int:
     work = args.work.resolve()
     library = args.library.resolve()
     bench_dl, bench_curl, bench_cold = (str(work / name) for name in ("bench_dl", "bench_curl", "bench_cold"))
+    bench_refresh = str(work / "bench_refresh")
     started = time.time()
     load_before = os.getloadavg()
 
@@ -289,6 +300,7 @@ def main() -> int:
         endpoint = nginx.endpoint
         log(f"nginx answers on {endpoint}")
         results = measure(args, counts, work, library, nginx, bench_dl, bench_curl, bench_cold)
+        results["refresh"] = measure_refresh(counts, bench_refresh)
     except (HarnessError, subprocess.TimeoutExpired) as error:
         print(f"bench: {error}", file=sys.stderr)
         return 1
@@ -456,6 +468,33 @@ def measure(args, counts, work: Path, library: Path, nginx: Nginx, bench_dl: str
     }
 
 
+def measure_refresh(counts: dict, bench_refresh: str) -> dict:
+    """The automatic refresh at scale (bench_refresh.c), against
+    token_service.py (it needs no nginx)."""
+    log(f"refresh: {counts['refresh_opens']:,} dl_conversation_open with expiring tokens")
+    # The endpoint is never contacted: an open sends nothing.
+    opens = run_json([bench_refresh, "open", "http://127.0.0.1:9", str(counts["refresh_opens"])], timeout=600)
+    log(f"refresh: {counts['refresh_conversations']:,} conversations with {counts['refresh_lifetime']} s tokens, "
+        f"a token service answering after {REFRESH_DELAY} s, {counts['refresh_seconds']} s")
+    service = subprocess.Popen([sys.executable, str(BENCH / "token_service.py"), "--delay", str(REFRESH_DELAY),
+                                "--lifetime", str(counts["refresh_lifetime"])], stdout=subprocess.PIPE, text=True)
+    try:
+        line = service.stdout.readline() if service.stdout else ""
+        if not line.startswith("listening on "):
+            raise HarnessError(f"token_service.py did not start: {line!r}")
+        keepup = run_json([bench_refresh, "keepup", line.split()[-1], str(counts["refresh_conversations"]),
+                           str(counts["refresh_lifetime"]), str(counts["refresh_seconds"])],
+                          timeout=counts["refresh_lifetime"] + counts["refresh_seconds"] + 300)
+    finally:
+        service.terminate()
+        try:
+            service.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            service.kill()
+            service.wait()
+    return {"open": opens, "keepup": {**keepup, "service_delay_s": REFRESH_DELAY}}
+
+
 def run_json_free(command: list[str]) -> None:
     completed = subprocess.run(command, capture_output=True, text=True, timeout=60)
     if completed.returncode != 0:
@@ -566,6 +605,19 @@ def render_table(report: dict) -> tuple[str, dict]:
     rows.append((f"RSS after {rss['sends_first']:,} / {rss['sends_second']:,} sends, KiB",
                  f"{rss['rss_first_kib']:,} / {rss['rss_second_kib']:,} (+{rss['growth_kib']:,} KiB)", "", "",
                  TARGETS["rss"], verdict("rss", growth_mib, growth_mib <= 2)))
+
+    refresh = report["refresh"]
+    opens, keepup = refresh["open"], refresh["keepup"]
+    per_100k = opens["seconds"] * 100000 / opens["opens"]
+    rows.append((f"{opens['opens']:,} dl_conversation_open with expiring tokens, s (slowest one, ms)",
+                 f"{opens['seconds']:.2f} ({opens['slowest_open_ms']:.1f})", "", "", TARGETS["refresh_open"],
+                 verdict("refresh_open", per_100k, per_100k < 2)))
+    rows.append((f"{keepup['conversations']:,} conversations, {keepup['lifetime_s']} s tokens, refreshes answered "
+                 f"after {keepup['service_delay_s']:g} s, {keepup['seconds']:.0f} s: tokens expired "
+                 f"(refreshes; most in flight)",
+                 f"{keepup['expired']} ({keepup['refreshes']:,}; {keepup['max_in_flight']:,})", "", "",
+                 TARGETS["refresh_keepup"],
+                 verdict("refresh_keepup", keepup["expired"], keepup["expired"] == 0 and keepup["stopped"] == 0)))
 
     header = ("benchmark", "libdirectline", "baseline", "vs baseline", "target", "result")
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Benchmarks libdirectline against raw libcurl and Python requests/urllib3
 # on a local nginx that answers Direct Line 3.0 sends and uploads with fixed
-# responses. Prints one table (ratios to the baselines, the targets
+# responses, and its automatic token refresh at scale against a slow token
+# service (bench/token_service.py). Prints one table (ratios to the baselines, the targets
 # marked PASS/MISS) and writes bench/results/latest.json. See
 # docs/performance.md and bench/harness.py.
 #
-#     bench/run.sh            # the full run, about 1.5 minutes on 2 cores
+#     bench/run.sh            # the full run, about 3 minutes on 2 cores
 #     bench/run.sh --quick    # every benchmark with tiny counts (smoke test,
 #                             # well under a minute); writes bench/results/quick.json
 #
@@ -103,6 +104,9 @@ gcc "${cflags[@]}" -I"$ROOT/include" "$ROOT/bench/bench_dl.c" -L"$work/lib" -ldi
 # shellcheck disable=SC2046 # pkg-config's flags are meant to split
 gcc "${cflags[@]}" "$ROOT/bench/bench_curl.c" $(pkg-config --cflags --libs libcurl) -lpthread -o "$work/bench_curl"
 gcc "${cflags[@]}" "$ROOT/bench/bench_cold.c" -ldl -o "$work/bench_cold"
+# shellcheck disable=SC2046 # pkg-config's flags are meant to split
+gcc "${cflags[@]}" -I"$ROOT/include" "$ROOT/bench/bench_refresh.c" -L"$work/lib" -ldirectline \
+    -Wl,-rpath,"$work/lib" $(pkg-config --cflags --libs libcurl) -lpthread -o "$work/bench_refresh"
 
 python3 "$ROOT/bench/harness.py" --work "$work" --library "$work/lib/libdirectline.so" \
     --library-origin "$LIBRARY" --command "$command_line" \
