@@ -7,47 +7,21 @@ with no conversations, no fault rules and an empty request log.
 
 from __future__ import annotations
 
-import selectors
-import subprocess
 import sys
 from typing import Any, Iterator
 
 import pytest
 
 from recording_proxy import RecordingProxy
-from support import BINDINGS, PROTOCOLS, REPO_ROOT, SECRET, Emulator
-
-BANNER = "directline-emulator listening on "
+from support import BINDINGS, PROTOCOLS, SECRET, Emulator, emulator_running
 
 sys.path.insert(0, str(BINDINGS))
 
 
-def _read_banner(process: subprocess.Popen, timeout: float) -> str:
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
-    if not selector.select(timeout):
-        raise RuntimeError(f"the emulator printed nothing within {timeout} s")
-    line = process.stdout.readline().strip()
-    if not line.startswith(BANNER):
-        raise RuntimeError(f"unexpected first line from the emulator: {line!r}")
-    return line[len(BANNER):]
-
-
 @pytest.fixture(scope="module")
 def emulator_process() -> Iterator[Emulator]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "emulator", "--port", "0", "--secret", SECRET, "--quiet"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        yield Emulator(_read_banner(process, timeout=15))
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        process.stdout.close()
+    with emulator_running() as url:
+        yield Emulator(url)
 
 
 @pytest.fixture

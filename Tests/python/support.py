@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import selectors
+import subprocess
+import sys
 import urllib.request
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -12,6 +17,39 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BINDINGS = REPO_ROOT / "bindings" / "python"
 SECRET = "emulator-secret"
 PROTOCOLS = ("3.0", "1.1")
+BANNER = "directline-emulator listening on "
+
+
+def read_banner(process: subprocess.Popen, timeout: float) -> str:
+    """The URL from the emulator's first line."""
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    if not selector.select(timeout):
+        raise RuntimeError(f"the emulator printed nothing within {timeout} s")
+    line = process.stdout.readline().strip()
+    if not line.startswith(BANNER):
+        raise RuntimeError(f"unexpected first line from the emulator: {line!r}")
+    return line[len(BANNER):]
+
+
+@contextlib.contextmanager
+def emulator_running(*arguments: str, prefix: Sequence[str] = ()) -> Iterator[str]:
+    """Runs `python3 -m emulator` on a free port (after `prefix`, e.g. `ip
+    netns exec NAME`) with the tests' secret; yields its URL, stops it after."""
+    process = subprocess.Popen(
+        [*prefix, sys.executable, "-m", "emulator", "--port", "0", "--secret", SECRET, "--quiet", *arguments],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        yield read_banner(process, timeout=15)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout:
+            process.stdout.close()
 
 
 class Emulator:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import shutil
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from typing import Any, Iterator
 import pytest
 
 import directline
-from support import REPO_ROOT, SECRET, python_env
+from support import SECRET, emulator_running, python_env
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +48,6 @@ LOSS_PERCENT = 15
 # library that resent a POST after a timeout would store it twice (seen in
 # 7 runs of 8 when a timeout was made retryable).
 ATTEMPT_TIMEOUT_MS = 300
-BANNER = "directline-emulator listening on "
 
 
 def tool(name: str) -> str:
@@ -168,34 +166,11 @@ def link() -> Iterator[Link]:
         assert not problems, problems
 
 
-def read_banner(process: subprocess.Popen, timeout: float) -> str:
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
-    if not selector.select(timeout):
-        raise RuntimeError(f"the emulator printed nothing within {timeout} s")
-    line = process.stdout.readline().strip()
-    if not line.startswith(BANNER):
-        raise RuntimeError(f"unexpected first line from the emulator: {line!r}")
-    return line[len(BANNER):]
-
-
 @pytest.fixture
 def service(link: Link) -> Iterator[str]:
     """The emulator in the server's namespace, on the veth address; yields its URL."""
-    process = subprocess.Popen(
-        [*link.exec(link.server), sys.executable, "-m", "emulator", "--host", SERVER_ADDRESS, "--port", "0",
-         "--secret", SECRET, "--quiet"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        yield read_banner(process, timeout=15)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        process.stdout.close()
+    with emulator_running("--host", SERVER_ADDRESS, prefix=link.exec(link.server)) as url:
+        yield url
 
 
 # Run by the client process inside its namespace: sends numbered texts, asks

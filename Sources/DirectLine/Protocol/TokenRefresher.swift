@@ -52,19 +52,13 @@ final class TokenRefresher: @unchecked Sendable {
     private init() {
         // The loop first: its fork handlers then run before these in a child.
         loop = TransferLoop.shared
-        mutex = .allocate(capacity: 1)
-        mutex.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(mutex, nil)
-        ForkSafety.register(ForkSafety.Handlers(
-            prepare: { [self] in pthread_mutex_lock(mutex) },
-            parent: { [self] in pthread_mutex_unlock(mutex) },
-            child: { [self] in afterFork() }))
+        mutex = ForkSafety.newMutex()
+        ForkSafety.guardAcrossFork(mutex) { [self] in afterFork() }
     }
 
     /// In a forked child: the loop kept its timers, but the refreshes that
     /// were in flight in the parent are gone, so they start again at once.
     private func afterFork() {
-        pthread_mutex_init(mutex, nil)
         let now = Clock.monotonicMs()
         for entry in entries.values where entry.timer == nil {
             entry.timer = timer(for: entry, atMs: now)

@@ -35,6 +35,26 @@ enum ForkSafety {
         pthread_mutex_unlock(registry)
     }
 
+    /// A fresh pthread mutex, for `guardAcrossFork`. Lives as long as the process.
+    static func newMutex() -> UnsafeMutablePointer<pthread_mutex_t> {
+        let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
+        return mutex
+    }
+
+    /// Makes fork() never leave `mutex` held: a fork waits until no thread
+    /// holds it, the parent then goes on, and the child gets it afresh and
+    /// calls `child` to set the state it guards right.
+    static func guardAcrossFork(_ mutex: UnsafeMutablePointer<pthread_mutex_t>, child: @escaping () -> Void) {
+        register(Handlers(prepare: { pthread_mutex_lock(mutex) },
+                          parent: { pthread_mutex_unlock(mutex) },
+                          child: {
+                              pthread_mutex_init(mutex, nil)
+                              child()
+                          }))
+    }
+
     /// Returns once no fork's handlers are running. A thread that a child
     /// handler starts calls it first, so that it runs only after every part
     /// of the library has set itself up again in the child.

@@ -89,13 +89,8 @@ final class TransferLoop: @unchecked Sendable {
     private var leftovers: [Any] = []
 
     private init() {
-        mutex = .allocate(capacity: 1)
-        mutex.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(mutex, nil)
-        ForkSafety.register(ForkSafety.Handlers(
-            prepare: { [self] in pthread_mutex_lock(mutex) },
-            parent: { [self] in pthread_mutex_unlock(mutex) },
-            child: { [self] in afterFork() }))
+        mutex = ForkSafety.newMutex()
+        ForkSafety.guardAcrossFork(mutex) { [self] in afterFork() }
     }
 
     private func locked<T>(_ body: () -> T) -> T {
@@ -280,7 +275,6 @@ final class TransferLoop: @unchecked Sendable {
 
     /// In a forked child (see the type's comment).
     private func afterFork() {
-        pthread_mutex_init(mutex, nil)
         for transfer in transfers.values { transfer.handle.abandon() }
         leftovers = [transfers, waiting]
         transfers = [:]
