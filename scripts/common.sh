@@ -52,6 +52,65 @@ ensure_dependencies() {
         log "installing ruff $ruff_version"
         python3 -m pip install -q "ruff==$ruff_version"
     fi
+    ensure_websocket_libcurl
+    ensure_old_libcurl
+}
+
+# as_root COMMAND...: runs it as root (through sudo for other users).
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Whether the libcurl the build finds speaks WebSocket: 8.11 or later
+# (where the API is no longer experimental) and built with ws and wss.
+curl_has_websocket() {
+    local version
+    version="$(pkg-config --modversion libcurl 2>/dev/null)" || return 1
+    [ "$(printf '%s\n' 8.11.0 "$version" | sort -V | head -n 1)" = 8.11.0 ] || return 1
+    pkg-config --variable=supported_protocols libcurl | tr ' "' '\n\n' | grep -qx WSS
+}
+
+# libcurl with WebSocket support. Debian 12 ships 7.88 without it; its
+# bookworm-backports suite has 8.14, built with ws and wss. Elsewhere the
+# library still builds and runs, and listening polls.
+ensure_websocket_libcurl() {
+    curl_has_websocket && return
+    local codename=""
+    [ ! -r /etc/os-release ] || codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
+    if [ "$codename" != bookworm ]; then
+        log "libcurl $(pkg-config --modversion libcurl 2>/dev/null) has no WebSocket support: listening will poll"
+        return
+    fi
+    if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        log "adding Debian's bookworm-backports suite (for libcurl 8.14 with WebSocket)"
+        printf '%s\n' "Types: deb" "URIs: http://deb.debian.org/debian" "Suites: bookworm-backports" \
+            "Components: main" "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" \
+            | as_root tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null
+    fi
+    log "installing libcurl 8.14 from bookworm-backports"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq -t bookworm-backports \
+        libcurl4-openssl-dev libcurl4 curl >/dev/null
+    curl_has_websocket || { log "libcurl from bookworm-backports still lacks WebSocket support"; return 1; }
+}
+
+# Debian 12's own libcurl 7.88 (no WebSocket), unpacked under .build/compat,
+# for the tests that the library loads and polls with a libcurl that cannot
+# stream (Tests/artifacts/test_old_libcurl.py). Debian 12 only.
+OLD_LIBCURL_DIR="$ROOT/.build/compat/libcurl-7.88"
+ensure_old_libcurl() {
+    [ ! -e "$OLD_LIBCURL_DIR/libcurl.so.4" ] || return 0
+    local version
+    version="$(apt-cache madison libcurl4 2>/dev/null | awk -F'|' '$3 ~ /bookworm\/main/ {gsub(/ /, "", $2); print $2; exit}')"
+    [ -n "$version" ] || return 0
+    log "fetching Debian 12's libcurl4 $version for the old-libcurl tests"
+    local scratch
+    scratch="$(mktemp -d)"
+    chmod 755 "$scratch"  # apt's download user must be able to write there
+    (cd "$scratch" && apt-get download -qq "libcurl4=$version" && dpkg -x libcurl4_*.deb unpacked)
+    mkdir -p "$OLD_LIBCURL_DIR"
+    cp -a "$scratch"/unpacked/usr/lib/*/libcurl.so.4* "$OLD_LIBCURL_DIR/"
+    rm -rf "$scratch"
 }
 
 # A release build with the Swift runtime linked in, so the .so loads in
