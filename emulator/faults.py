@@ -5,9 +5,10 @@ request's method and path and still has uses left fires (the server carries
 out the action).
 
 WebSocket stream connections (their upgrade requests) are matched too: the
-`stream_*` actions apply only to them, and of the HTTP actions only those in
-UPGRADE_ACTIONS, which make sense for an upgrade request; a rule whose
-action does not apply to a request never matches it (and keeps its uses).
+`stream_*` actions apply only to them (and only once the upgrade is
+accepted), and of the HTTP actions only those in UPGRADE_ACTIONS, which make
+sense for an upgrade request; a rule whose action does not apply to a
+request never matches it (and keeps its uses).
 """
 
 from __future__ import annotations
@@ -202,12 +203,16 @@ class FaultBook:
             self._rules.append(fault)
             return fault
 
-    def take(self, method: str, path: str, stream: bool = False) -> Fault | None:
+    def take(self, method: str, path: str, stream: bool = False,
+             actions: tuple[str, ...] | None = None) -> Fault | None:
         """The first matching rule with uses left, using one of them up.
 
-        `stream`: the request is a WebSocket stream's upgrade."""
+        `stream`: the request is a WebSocket stream's upgrade; `actions`: only
+        rules with one of these actions are considered."""
         with self._lock:
             for rule in self._rules:
+                if actions is not None and rule.action not in actions:
+                    continue
                 if rule.matches(method, path, stream):
                     if rule.skip > 0:
                         rule.skip -= 1

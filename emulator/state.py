@@ -19,6 +19,8 @@ PAGE_SIZE = 50
 # (the service documents 60).
 STREAM_KEEP_ALIVE_SECONDS = 5.0
 STREAM_URL_LIFETIME = 60
+# Past this many stream tickets, issuing one first forgets the expired ones.
+MAX_LIVE_TICKETS = 1000
 # Which of two streams of one conversation is closed with `collision`.
 COLLISION_POLICIES = ("closeNew", "closeOld")
 
@@ -264,6 +266,9 @@ class Store:
                 value=secrets.token_urlsafe(32), conversation_id=conversation.id,
                 position=len(conversation.items) if position is None else position,
                 expires_at=time.monotonic() + self._settings.stream_url_lifetime)
+            if len(self._tickets) >= MAX_LIVE_TICKETS:
+                for value in [v for v, kept in self._tickets.items() if kept.expired()]:
+                    del self._tickets[value]
             self._tickets[ticket.value] = ticket
             return ticket
 

@@ -41,7 +41,7 @@ from websockets.http11 import Response as UpgradeResponse
 
 from . import __version__
 from .errors import ApiError, error_body, not_found
-from .faults import COLLISION_REASON, UPGRADE_ACTIONS, Fault
+from .faults import COLLISION_REASON, STREAM_ACTIONS, UPGRADE_ACTIONS, Fault
 from .messages import (GARBAGE_BODY, JSON_CONTENT_TYPE, WRONG_TYPE_BODY, encode_json, first_values,
                        split_target)
 from .state import V3, Conversation
@@ -295,16 +295,18 @@ class StreamServer:
         connection.entry = self.emulator.log.record("GET", raw_path, raw_query,
                                                     _HeaderView(request.headers), b"",
                                                     connection_id)
-        fault = self.emulator.faults.take("GET", raw_path, stream=True)
-        if fault is not None and fault.action in UPGRADE_ACTIONS:
+        faults = self.emulator.faults
+        fault = faults.take("GET", raw_path, stream=True, actions=UPGRADE_ACTIONS)
+        if fault is not None:
             response = await self._upgrade_fault(connection, fault)
             if response is not None or connection.dropped:
                 return response
-            fault = None
         try:
             conversation, position = self._authorize(raw_path, raw_query)
         except ApiError as error:
             return _error_response(error)
+        # A stream fault is used up only by a stream that opens.
+        fault = faults.take("GET", raw_path, stream=True, actions=STREAM_ACTIONS)
         connection.setup = _Setup(conversation, position, connection_id, fault)
         return None
 
