@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -399,12 +400,12 @@ def test_without_a_watermark_a_url_replays_what_came_after_it_was_issued(api):
 def test_keep_alives_are_empty_text_messages_at_the_configured_interval(api):
     api.config(streamKeepAliveSeconds=0.15)
     conversation = api.start()
+    started = time.monotonic()  # before the server can start counting
     with open_stream(conversation["streamUrl"]) as ws:
-        started = time.monotonic()
         assert [receive(ws, keep_alives=True) for _ in range(3)] == ["", "", ""]
         elapsed = time.monotonic() - started
         [info] = api.streams()
-    assert 0.3 <= elapsed < 2
+    assert 0.45 <= elapsed < 5
     assert info["keepAlivesSent"] >= 3 and info["framesSent"] == 0
 
 
@@ -508,12 +509,13 @@ def test_wrong_missing_foreign_and_expired_tickets_are_refused_with_403(api):
         status, headers, body = refused(bad)
         assert (status, body["error"]["code"]) == (403, code), bad
         assert headers["content-type"] == "application/json; charset=utf-8"
+    reused = api.reconnect(conversation)["streamUrl"]
+    for _ in range(2):  # usable more than once within its lifetime
+        with open_stream(reused):
+            pass
+        wait_until(lambda: api.streams() == [])
     api.config(streamUrlLifetime=1)
     short = api.reconnect(conversation)["streamUrl"]
-    with open_stream(short):
-        pass
-    with open_stream(short):  # usable more than once within its lifetime
-        pass
     time.sleep(1.1)
     status, _, body = refused(short)
     assert (status, body["error"]["code"]) == (403, "TokenExpired")
@@ -626,10 +628,10 @@ def test_fault_goes_silent_with_the_connection_open(api):
 def test_fault_silent_for_a_while_then_drops(api):
     conversation = api.start()
     api.fault(action="stream_silent", seconds=0.3)
+    started = time.monotonic()
     with open_stream(conversation["streamUrl"]) as ws:
-        started = time.monotonic()
         closed = closed_with(ws)
-    assert closed.rcvd is None and 0.25 <= time.monotonic() - started < 3
+    assert closed.rcvd is None and 0.3 <= time.monotonic() - started < 5
 
 
 def test_fault_forces_a_collision_on_a_lone_stream(api):
@@ -656,6 +658,7 @@ def test_stream_fault_rules_are_validated_and_never_match_http_requests(api):
     conversation = api.start()
     api.fault(action="stream_drop")
     api.send(conversation, "HTTP is untouched")
+    assert refused(conversation["streamUrl"].split("?")[0])[0] == 403  # nor a refused upgrade
     assert api.control("GET", "faults")["faults"][0]["count"] == 1
     api.control("DELETE", "faults")
     api.fault(action="close_mid")  # an HTTP-only action: the upgrade is untouched
@@ -699,8 +702,8 @@ def test_control_api_silences_an_open_stream(api):
         api.control("POST", f"streams/{conversation['conversationId']}", {"action": "silent", "seconds": 30})
         wait_until(lambda: api.streams()[0]["state"] == "silent")
         with pytest.raises(TimeoutError):
-            while True:
-                ws.recv(timeout=0.4)  # keep-alives in flight may still arrive, then nothing
+            for _ in range(20):  # keep-alives in flight may still arrive, then nothing
+                ws.recv(timeout=0.4)
 
 
 def test_streams_listing_and_settings(api):
@@ -730,14 +733,14 @@ def test_bot_delay_comes_between_typing_and_the_reply(api):
     with open_stream(conversation["streamUrl"]) as ws:
         sender = threading.Thread(target=api.send, args=(conversation, "wait for it"))
         sender.start()
-        receive(ws)
-        receive(ws)  # typing, at once
-        typed = time.monotonic()
-        reply = receive(ws)
-        replied = time.monotonic()
+        user, typing, reply = receive_many(ws, 3)
         sender.join(5)
     assert texts(reply) == [("message", "echo: wait for it")]
-    assert replied - typed >= 0.3
+    # The server's own clock: typing at once, the reply after the delay.
+    stamps = [datetime.strptime(s["activities"][0]["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ")
+              for s in (user, typing, reply)]
+    assert (stamps[1] - stamps[0]).total_seconds() < 0.3
+    assert (stamps[2] - stamps[1]).total_seconds() >= 0.4
 
 
 def test_reset_and_stop_close_open_streams(api):
