@@ -8,7 +8,13 @@ import ssl
 import sys
 import threading
 
-from .server import DEFAULT_SECRET, create_server
+try:
+    from .server import DEFAULT_SECRET, create_server
+except ModuleNotFoundError as missing:  # the stream's one dependency outside the standard library
+    if missing.name != "websockets":
+        raise
+    sys.exit("directline-emulator: cannot start: the WebSocket stream needs the websockets package "
+             "(python3 -m pip install 'websockets>=17,<18')")
 from .state import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_TOKEN_LIFETIME
 
 
@@ -18,6 +24,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         description="Local Direct Line 3.0 + 1.1 service emulator with an echo bot.")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=3978, help="port; 0 picks a free one")
+    parser.add_argument("--stream-port", type=int, default=0,
+                        help="port of the WebSocket stream (streamUrl); 0 (the default) picks a free one")
     parser.add_argument("--secret", default=DEFAULT_SECRET, help="the Direct Line secret")
     parser.add_argument("--token-lifetime", type=int, default=DEFAULT_TOKEN_LIFETIME,
                         metavar="SECONDS", help="lifetime of issued tokens")
@@ -35,6 +43,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--max-upload-bytes must not be negative")
     if not 0 <= args.port <= 65535:
         parser.error("--port must be from 0 to 65535")
+    if not 0 <= args.stream_port <= 65535:
+        parser.error("--stream-port must be from 0 to 65535")
     return args
 
 
@@ -44,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         server = create_server(host=args.host, port=args.port, secret=args.secret,
                                token_lifetime=args.token_lifetime,
                                max_upload_bytes=args.max_upload_bytes,
-                               tls_cert=args.tls_cert, tls_key=args.tls_key, quiet=args.quiet)
+                               tls_cert=args.tls_cert, tls_key=args.tls_key, quiet=args.quiet,
+                               stream_port=args.stream_port)
     except (OSError, ssl.SSLError) as error:
         print(f"directline-emulator: cannot start: {error}", file=sys.stderr)
         return 1

@@ -18,7 +18,6 @@ SERVICE_ROUTES = [
     Route(_V3 + ("conversations", ID, "activities"),
           {"GET": v3.get_activities, "POST": v3.post_activity}),
     Route(_V3 + ("conversations", ID, "upload"), {"POST": v3.upload}, upload=True),
-    Route(_V3 + ("conversations", ID, "stream"), {"GET": v3.stream}),
     Route(("api", "tokens", "conversation"), {"POST": v1.create_token}),
     Route(("api", "tokens", ID, "renew"), {"GET": v1.renew_token, "POST": v1.renew_token}),
     Route(("api", "conversations"), {"POST": v1.start_conversation}),

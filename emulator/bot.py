@@ -10,6 +10,19 @@ BOT_NAME = "Echo Bot"
 _SLOW = re.compile(r"slow:(\d+(?:\.\d+)?)")
 
 
+# A 3.0 message with exactly this text makes the bot end the conversation.
+END_TEXT = "end"
+
+
+def bot_account() -> dict:
+    """The bot's `from` on 3.0 activities."""
+    return {"id": BOT_ID, "name": BOT_NAME}
+
+
+def ends_conversation(text: str | None) -> bool:
+    return text == END_TEXT
+
+
 def echo_text(text: str | None) -> str:
     return f"echo: {text or ''}"
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from .errors import bad_argument, not_found
 from .messages import Request, Response, json_response, parse_json_object
 from .routing import ID, Route
+from .faults import valid_close_code
 from .service import Emulator
-from .state import V3
+from .state import COLLISION_POLICIES, V3
+from .stream import COMMANDS
 
 
 def _body_object(request: Request) -> dict:
@@ -28,10 +30,22 @@ def _integer(value, key: str, minimum: int) -> int:
     return value
 
 
+def _number(value, key: str, minimum: float, maximum: float, above: bool = False) -> float:
+    """A number from `minimum` (exclusive with `above`) to `maximum`."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or value > maximum
+            or value < minimum or (above and value == minimum)):
+        bound = f"> {minimum:g}" if above else f">= {minimum:g}"
+        raise bad_argument(f"{key} must be a number {bound} and <= {maximum:g}")
+    return float(value)
+
+
+CONFIG_KEYS = {"tokenLifetime", "maxUploadBytes", "nullWatermark", "pageSize", "endlessPages",
+               "streamKeepAliveSeconds", "streamUrlLifetime", "streamCollision", "botDelaySeconds"}
+
+
 def set_config(emulator: Emulator, request: Request) -> Response:
     changes = _body_object(request)
-    unknown = sorted(set(changes) - {"tokenLifetime", "maxUploadBytes", "nullWatermark", "pageSize",
-                                  "endlessPages"})
+    unknown = sorted(set(changes) - CONFIG_KEYS)
     if unknown:
         raise bad_argument(f"unknown config key(s): {', '.join(unknown)}")
     lifetime = changes.get("tokenLifetime")
@@ -43,12 +57,24 @@ def set_config(emulator: Emulator, request: Request) -> Response:
         raise bad_argument("endlessPages must be true or false")
     if null_watermark is not None and not isinstance(null_watermark, bool):
         raise bad_argument("nullWatermark must be true or false")
+    keep_alive = changes.get("streamKeepAliveSeconds")
+    url_lifetime = changes.get("streamUrlLifetime")
+    collision = changes.get("streamCollision")
+    if collision is not None and collision not in COLLISION_POLICIES:
+        raise bad_argument(f"streamCollision must be one of: {', '.join(COLLISION_POLICIES)}")
+    bot_delay = changes.get("botDelaySeconds")
     settings = emulator.store.configure(
         token_lifetime=None if lifetime is None else _integer(lifetime, "tokenLifetime", 1),
         max_upload_bytes=None if limit is None else _integer(limit, "maxUploadBytes", 0),
         null_watermark=null_watermark,
         page_size=None if page_size is None else _integer(page_size, "pageSize", 1),
-        endless_pages=endless_pages)
+        endless_pages=endless_pages,
+        stream_keep_alive_seconds=None if keep_alive is None else _number(
+            keep_alive, "streamKeepAliveSeconds", 0, 3600, above=True),
+        stream_url_lifetime=None if url_lifetime is None else _integer(
+            url_lifetime, "streamUrlLifetime", 1),
+        stream_collision=collision,
+        bot_delay_seconds=None if bot_delay is None else _number(bot_delay, "botDelaySeconds", 0, 3600))
     return json_response(200, settings.as_json())
 
 
@@ -84,6 +110,38 @@ def show_conversation(emulator: Emulator, request: Request, conversation_id: str
     return json_response(200, snapshot)
 
 
+def list_streams(emulator: Emulator, request: Request) -> Response:
+    streams = emulator.streams
+    return json_response(200, {"port": streams.port, "secure": streams.secure,
+                               "streams": streams.describe()})
+
+
+def command_stream(emulator: Emulator, request: Request, conversation_id: str) -> Response:
+    """Close, drop, silence or collide the conversation's open stream now."""
+    body = _body_object(request)
+    unknown = sorted(set(body) - {"action", "closeCode", "closeReason", "seconds"})
+    if unknown:
+        raise bad_argument(f"unknown key(s): {', '.join(unknown)}")
+    action = body.get("action")
+    if action not in COMMANDS:
+        raise bad_argument(f"action must be one of: {', '.join(COMMANDS)}")
+    code = body.get("closeCode", 1008 if action == "collision" else 1000)
+    if ("closeCode" in body and action not in ("close", "collision")) or not valid_close_code(code):
+        raise bad_argument("closeCode (close, collision only) must be 1000-1003, 1007-1014 or 3000-4999")
+    reason = body.get("closeReason", "")
+    if ("closeReason" in body and action != "close") or not isinstance(reason, str) \
+            or len(reason.encode("utf-8")) > 123:
+        raise bad_argument("closeReason (close only) must be a string of at most 123 bytes")
+    seconds = body.get("seconds", 3600)
+    if "seconds" in body and action != "silent":
+        raise bad_argument("seconds goes with silent only")
+    seconds = _number(seconds, "seconds", 0, 86400)
+    count = emulator.streams.command(conversation_id, action, code, reason, seconds)
+    if count == 0:
+        raise not_found("no open stream for this conversation")
+    return json_response(200, {"streams": count})
+
+
 def download(emulator: Emulator, request: Request, file_id: str) -> Response:
     stored = emulator.store.file(file_id)
     if stored is None:
@@ -99,4 +157,6 @@ ROUTES = [
     Route(("_emulator", "requests"), {"GET": list_requests, "DELETE": clear_requests}),
     Route(("_emulator", "conversations", ID), {"GET": show_conversation}),
     Route(("_emulator", "attachments", ID), {"GET": download}),
+    Route(("_emulator", "streams"), {"GET": list_streams}),
+    Route(("_emulator", "streams", ID), {"POST": command_stream}),
 ]

@@ -3,6 +3,12 @@
 A rule is added with `POST /_emulator/faults`; the first rule that matches a
 request's method and path and still has uses left fires (the server carries
 out the action).
+
+WebSocket stream connections (their upgrade requests) are matched too: the
+`stream_*` actions apply only to them (and only once the upgrade is
+accepted), and of the HTTP actions only those in UPGRADE_ACTIONS, which make
+sense for an upgrade request; a rule whose action does not apply to a
+request never matches it (and keeps its uses).
 """
 
 from __future__ import annotations
@@ -13,11 +19,25 @@ from dataclasses import dataclass
 
 from .errors import bad_argument, default_code
 
-ACTIONS = ("status", "deliver_then_fail", "hang", "close", "close_mid", "short_body",
-           "garbage", "wrong_type", "slow", "delay", "huge_header", "invalid_utf8")
-DEFAULT_SECONDS = {"hang": 3600.0, "slow": 2.0, "delay": 1.0}
+HTTP_ACTIONS = ("status", "deliver_then_fail", "hang", "close", "close_mid", "short_body",
+                "garbage", "wrong_type", "slow", "delay", "huge_header", "invalid_utf8")
+# What the stream does after `frames` ActivitySet messages on one connection.
+STREAM_ACTIONS = ("stream_close", "stream_drop", "stream_silent", "stream_collision")
+ACTIONS = HTTP_ACTIONS + STREAM_ACTIONS
+# HTTP actions that also apply to a stream's upgrade request.
+UPGRADE_ACTIONS = ("status", "hang", "close", "delay", "garbage", "wrong_type")
+DEFAULT_SECONDS = {"hang": 3600.0, "slow": 2.0, "delay": 1.0, "stream_silent": 3600.0}
+DEFAULT_CLOSE_CODES = {"stream_close": 1000, "stream_collision": 1008}
+COLLISION_REASON = "collision"
 _KEYS = {"method", "path", "count", "skip", "action", "status", "code", "message",
-         "retryAfter", "location", "seconds", "bare"}
+         "retryAfter", "location", "seconds", "bare", "frames", "closeCode", "closeReason"}
+
+
+def valid_close_code(code) -> bool:
+    """A close code a server may send (RFC 6455 7.4: not 1004-1006 or 1015)."""
+    if isinstance(code, bool) or not isinstance(code, int):
+        return False
+    return code in (1000, 1001, 1002, 1003) or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
 @dataclass
@@ -38,9 +58,19 @@ class Fault:
     # The error comes from an intermediary (a gateway's HTML page), not the
     # service (its error JSON).
     bare: bool = False
+    # Stream actions: ActivitySet messages sent before the action, and the
+    # close frame's code and reason.
+    frames: int = 0
+    close_code: int | None = None
+    close_reason: str | None = None
 
-    def matches(self, method: str, path: str) -> bool:
-        if self.count == 0:
+    def applies_to(self, stream: bool) -> bool:
+        if stream:
+            return self.action in STREAM_ACTIONS or self.action in UPGRADE_ACTIONS
+        return self.action not in STREAM_ACTIONS
+
+    def matches(self, method: str, path: str, stream: bool = False) -> bool:
+        if self.count == 0 or not self.applies_to(stream):
             return False
         if self.method is not None and self.method != method:
             return False
@@ -51,7 +81,9 @@ class Fault:
                 "path": self.path, "count": self.count, "status": self.status,
                 "code": self.code, "message": self.message,
                 "retryAfter": self.retry_after, "location": self.location,
-                "seconds": self.seconds, "skip": self.skip, "bare": self.bare}
+                "seconds": self.seconds, "skip": self.skip, "bare": self.bare,
+                "frames": self.frames, "closeCode": self.close_code,
+                "closeReason": self.close_reason}
 
 
 def _optional_string(spec: dict, key: str) -> str | None:
@@ -112,6 +144,7 @@ def parse_fault(spec: dict, fault_id: int) -> Fault:
     location = _optional_string(spec, "location")
     if location is not None:
         _header_safe(location, "location")
+    frames, close_code, close_reason = _stream_parameters(spec, action)
     code = _optional_string(spec, "code")
     message = _optional_string(spec, "message")
     if bare and status is None:
@@ -125,7 +158,34 @@ def parse_fault(spec: dict, fault_id: int) -> Fault:
     return Fault(id=fault_id, action=action,
                  method=method.upper() if method else None, path=path, count=count,
                  status=status, code=code, message=message,
-                 retry_after=retry_after, seconds=float(seconds), location=location, skip=skip, bare=bare)
+                 retry_after=retry_after, seconds=float(seconds), location=location, skip=skip, bare=bare,
+                 frames=frames, close_code=close_code, close_reason=close_reason)
+
+
+def _stream_parameters(spec: dict, action: str) -> tuple[int, int | None, str | None]:
+    """`frames` (stream actions), `closeCode` (close, collision), `closeReason` (close)."""
+    if action not in STREAM_ACTIONS:
+        if any(key in spec for key in ("frames", "closeCode", "closeReason")):
+            raise bad_argument(f"fault action {action} takes no frames, closeCode or closeReason")
+        return 0, None, None
+    frames = spec.get("frames", 0)
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 0:
+        raise bad_argument("fault frames must be a non-negative integer")
+    if action not in DEFAULT_CLOSE_CODES:
+        if "closeCode" in spec or "closeReason" in spec:
+            raise bad_argument(f"fault action {action} takes no closeCode or closeReason")
+        return frames, None, None
+    close_code = spec.get("closeCode", DEFAULT_CLOSE_CODES[action])
+    if not valid_close_code(close_code):
+        raise bad_argument("fault closeCode must be 1000-1003, 1007-1014 or 3000-4999")
+    if action == "stream_collision":
+        if "closeReason" in spec:
+            raise bad_argument("fault action stream_collision takes no closeReason (it is collision)")
+        return frames, close_code, COLLISION_REASON
+    close_reason = _optional_string(spec, "closeReason") or ""
+    if len(close_reason.encode("utf-8")) > 123:
+        raise bad_argument("fault closeReason must be at most 123 bytes of UTF-8")
+    return frames, close_code, close_reason
 
 
 class FaultBook:
@@ -143,11 +203,17 @@ class FaultBook:
             self._rules.append(fault)
             return fault
 
-    def take(self, method: str, path: str) -> Fault | None:
-        """The first matching rule with uses left, using one of them up."""
+    def take(self, method: str, path: str, stream: bool = False,
+             actions: tuple[str, ...] | None = None) -> Fault | None:
+        """The first matching rule with uses left, using one of them up.
+
+        `stream`: the request is a WebSocket stream's upgrade; `actions`: only
+        rules with one of these actions are considered."""
         with self._lock:
             for rule in self._rules:
-                if rule.matches(method, path):
+                if actions is not None and rule.action not in actions:
+                    continue
+                if rule.matches(method, path, stream):
                     if rule.skip > 0:
                         rule.skip -= 1
                         continue

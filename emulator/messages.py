@@ -10,7 +10,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from email.message import Message
-from urllib.parse import unquote_to_bytes
+from urllib.parse import parse_qsl, unquote_to_bytes, urlsplit
 
 from .errors import ApiError, bad_argument
 
@@ -223,3 +223,26 @@ def header_text(raw: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return data.decode("latin-1")
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """(path, query) of an origin-form or absolute-form request target."""
+    if not target.startswith("/"):
+        parts = urlsplit(target)
+        return parts.path or "/", parts.query
+    path, _, query = target.partition("?")
+    return path, query
+
+
+def first_values(query: str) -> dict[str, str]:
+    """Each query parameter's first value (blank values kept)."""
+    values: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        values.setdefault(name, value)
+    return values
+
+
+# Bodies of the `garbage` and `wrong_type` faults.
+GARBAGE_BODY = b'{"activities": [ this is not JSON'
+WRONG_TYPE_BODY = (b"<!DOCTYPE html>\n<html><head><title>Service Unavailable</title></head>"
+                   b"<body><h1>Service Unavailable</h1></body></html>\n")

@@ -16,15 +16,17 @@ import threading
 import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote
 
 from . import __version__
 from .app import body_limit, dispatch, error_response, is_control_path
 from .errors import ApiError, bad_argument, default_code, error_body, size_limit_message
 from .faults import Fault
-from .messages import (JSON_CONTENT_TYPE, SEND_LIMIT_BYTES, Request, Response, encode_json)
+from .messages import (GARBAGE_BODY, JSON_CONTENT_TYPE, SEND_LIMIT_BYTES, WRONG_TYPE_BODY, Request, Response,
+                       encode_json, first_values, split_target)
 from .service import Emulator
 from .state import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_TOKEN_LIFETIME
+from .stream import StreamServer
 
 # Over libcurl's 100 KiB limit on one response header.
 HUGE_HEADER_BYTES = 128 * 1024
@@ -32,12 +34,9 @@ DEFAULT_SECRET = "emulator-secret"
 IDLE_TIMEOUT_SECONDS = 300
 LINGER_SECONDS = 2.0
 LINGER_MAX_BYTES = 64 * 1024 * 1024
-GARBAGE_BODY = b'{"activities": [ this is not JSON'
 # Well-formed JSON whose strings hold bytes that are not UTF-8.
 INVALID_UTF8_BODY = (b'{"id":"\xff","activities":[{"type":"message","text":"\xc3("}],'
                      b'"messages":[{"text":"\xc3("}],"watermark":"1"}')
-WRONG_TYPE_BODY = (b"<!DOCTYPE html>\n<html><head><title>Service Unavailable</title></head>"
-                   b"<body><h1>Service Unavailable</h1></body></html>\n")
 PLACEHOLDER_BODY = b'{"note":"the emulator cut this response short on purpose"}'
 
 _HOST_HEADER = re.compile(r"(?:[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
@@ -77,7 +76,7 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         emulator = self.server.emulator
-        raw_path, raw_query = _split_target(self.path)
+        raw_path, raw_query = split_target(self.path)
         segments = [unquote(segment) for segment in raw_path.split("/")[1:]]
         control = is_control_path(raw_path)
         legacy = raw_path.startswith("/api/")
@@ -99,9 +98,9 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             self._linger()
             return
         request = Request(method=self.command, raw_path=raw_path, segments=segments,
-                          query=_first_values(raw_query), headers=self.headers, body=body,
+                          query=first_values(raw_query), headers=self.headers, body=body,
                           base_url=self._base_url("http"),
-                          stream_base_url=self._base_url("ws"))
+                          stream_base_url=self._stream_base_url())
         fault = None if control else emulator.faults.take(self.command, raw_path)
         if fault is None:
             self._respond(self._process(request), entry)
@@ -204,6 +203,15 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
         if not _HOST_HEADER.fullmatch(host):
             host = self.server.authority
         return f"{scheme}{'s' if secure else ''}://{host}"
+
+    def _stream_base_url(self) -> str:
+        """`ws(s)://HOST:STREAMPORT`: the host the client asked for, the stream's port."""
+        secure = self.server.ssl_context is not None
+        host = self.headers.get("Host", "")
+        if not _HOST_HEADER.fullmatch(host):
+            host = self.server.authority
+        name = host[:host.index("]") + 1] if host.startswith("[") else host.split(":", 1)[0]
+        return f"ws{'s' if secure else ''}://{name}:{self.server.stream_port}"
 
     def version_string(self) -> str:
         return self.server_version
@@ -355,22 +363,6 @@ def _too_large(limit: int) -> ApiError:
     return ApiError(413, "RequestTooLarge", size_limit_message(limit))
 
 
-def _split_target(target: str) -> tuple[str, str]:
-    """(path, query) of an origin-form or absolute-form request target."""
-    if not target.startswith("/"):
-        parts = urlsplit(target)
-        return parts.path or "/", parts.query
-    path, _, query = target.partition("?")
-    return path, query
-
-
-def _first_values(query: str) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        values.setdefault(name, value)
-    return values
-
-
 class EmulatorServer(ThreadingHTTPServer):
     """A threading HTTP server that knows its connections, so it can number
     them (for the request log) and close them all at shutdown."""
@@ -379,7 +371,7 @@ class EmulatorServer(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(self, host: str, port: int, emulator: Emulator,
-                 ssl_context: ssl.SSLContext | None, quiet: bool) -> None:
+                 ssl_context: ssl.SSLContext | None, quiet: bool, stream_port: int = 0) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.emulator = emulator
         self.ssl_context = ssl_context
@@ -391,6 +383,15 @@ class EmulatorServer(ThreadingHTTPServer):
         shown_host = f"[{host}]" if ":" in host else host
         self.authority = f"{shown_host}:{self.server_address[1]}"
         self.url = f"{'https' if ssl_context else 'http'}://{self.authority}"
+        try:
+            self.streams = StreamServer(emulator, host, stream_port, ssl_context, quiet,
+                                        self.next_connection_id)
+        except BaseException:
+            self.server_close()
+            raise
+        emulator.streams = self.streams
+        self.stream_port = self.streams.port
+        self.stream_url = f"{'wss' if ssl_context else 'ws'}://{shown_host}:{self.stream_port}"
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind does a reverse DNS lookup we do not need.
@@ -409,6 +410,11 @@ class EmulatorServer(ThreadingHTTPServer):
         with self._connections_lock:
             self._connections[request] = next(self._connection_ids)
         super().process_request(request, client_address)
+
+    def next_connection_id(self) -> int:
+        """A number for a new connection (the stream's share the sequence)."""
+        with self._connections_lock:
+            return next(self._connection_ids)
 
     def connection_id(self, sock: socket.socket) -> int:
         with self._connections_lock:
@@ -436,6 +442,7 @@ class EmulatorServer(ThreadingHTTPServer):
     def stop(self) -> None:
         """Stop accepting, wake sleeping handlers, close every connection."""
         self.emulator.stopping.set()
+        self.streams.stop()
         self.shutdown()
         self.close_connections()
         self.server_close()
@@ -445,7 +452,7 @@ def create_server(host: str = "127.0.0.1", port: int = 0, secret: str = DEFAULT_
                   token_lifetime: int = DEFAULT_TOKEN_LIFETIME,
                   max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                   tls_cert: str | None = None, tls_key: str | None = None,
-                  quiet: bool = True) -> EmulatorServer:
+                  quiet: bool = True, stream_port: int = 0) -> EmulatorServer:
     """A bound (not yet serving) emulator server."""
     if (tls_cert is None) != (tls_key is None):
         raise ValueError("tls_cert and tls_key go together")
@@ -458,17 +465,18 @@ def create_server(host: str = "127.0.0.1", port: int = 0, secret: str = DEFAULT_
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(tls_cert, tls_key)
     emulator = Emulator(secret, token_lifetime, max_upload_bytes)
-    return EmulatorServer(host, port, emulator, context, quiet)
+    return EmulatorServer(host, port, emulator, context, quiet, stream_port)
 
 
 class EmulatorHandle:
-    """A running in-process emulator: `.url`, `.port`, `.secret`, `.stop()`."""
+    """A running in-process emulator: `.url`, `.port`, `.stream_port`, `.secret`, `.stop()`."""
 
     def __init__(self, server: EmulatorServer, thread: threading.Thread) -> None:
         self.server = server
         self.emulator = server.emulator
         self.url = server.url
         self.port = server.server_address[1]
+        self.stream_port = server.stream_port
         self.secret = server.emulator.secret
         self._thread = thread
 

@@ -22,6 +22,9 @@ class Emulator:
         self.faults = FaultBook()
         self.log = RequestLog()
         self.stopping = threading.Event()
+        # The WebSocket stream server (emulator.stream.StreamServer), set by
+        # the server that serves this emulator.
+        self.streams = None
 
     def pause(self, seconds: float) -> bool:
         """Sleep, but wake at shutdown; True when the full time passed."""

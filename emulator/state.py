@@ -14,6 +14,15 @@ from typing import Callable
 DEFAULT_TOKEN_LIFETIME = 1800
 DEFAULT_MAX_UPLOAD_BYTES = 4 * 1024 * 1024
 PAGE_SIZE = 50
+# The WebSocket stream: an empty message after this many idle seconds; a
+# stream URL must be connected within this many seconds of being issued
+# (the service documents 60).
+STREAM_KEEP_ALIVE_SECONDS = 5.0
+STREAM_URL_LIFETIME = 60
+# Past this many stream tickets, issuing one first forgets the expired ones.
+MAX_LIVE_TICKETS = 1000
+# Which of two streams of one conversation is closed with `collision`.
+COLLISION_POLICIES = ("closeNew", "closeOld")
 
 V3 = "3.0"
 V1 = "1.1"
@@ -40,6 +49,18 @@ class Token:
 
 
 @dataclass
+class StreamTicket:
+    """The `t=` of one stream URL: where its replay starts, until when it may connect."""
+    value: str
+    conversation_id: str
+    position: int
+    expires_at: float
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.expires_at
+
+
+@dataclass
 class Conversation:
     id: str
     protocol: str
@@ -47,6 +68,8 @@ class Conversation:
     started: bool = False
     ended: bool = False
     items: list[dict] = field(default_factory=list)
+    # Stream-only activities handed out so far (their ids count them).
+    live_count: int = 0
 
 
 @dataclass
@@ -66,13 +89,30 @@ class Settings:
     # Past the stored items, every GET answers one more made-up activity
     # and a new watermark, for ever: a service that never stops paging.
     endless_pages: bool = False
+    stream_keep_alive_seconds: float = STREAM_KEEP_ALIVE_SECONDS
+    stream_url_lifetime: int = STREAM_URL_LIFETIME
+    stream_collision: str = "closeNew"
+    # Added to every bot reply's thinking time (both protocols).
+    bot_delay_seconds: float = 0.0
 
     def as_json(self) -> dict:
         return {"tokenLifetime": self.token_lifetime,
                 "maxUploadBytes": self.max_upload_bytes,
                 "nullWatermark": self.null_watermark,
                 "pageSize": self.page_size,
-                "endlessPages": self.endless_pages}
+                "endlessPages": self.endless_pages,
+                "streamKeepAliveSeconds": self.stream_keep_alive_seconds,
+                "streamUrlLifetime": self.stream_url_lifetime,
+                "streamCollision": self.stream_collision,
+                "botDelaySeconds": self.bot_delay_seconds}
+
+
+# What the store tells the stream server, in the order it happened:
+#   ("item", conversation_id, index, activity)   an activity was stored at `index`
+#   ("live", conversation_id, position, activity) a stream-only activity (typing),
+#                                                 due after the first `position` items
+#   ("reset", None, 0, None)                      everything was forgotten
+Listener = Callable[[tuple], None]
 
 
 class Store:
@@ -80,6 +120,9 @@ class Store:
 
     Stored activities and messages are never mutated after `append`, so the
     lists handed out by `page` can be serialised without the lock.
+
+    The listener (the stream server) is called under the lock, so it sees
+    events in exactly the order they happened; it must not block.
     """
 
     def __init__(self, token_lifetime: int = DEFAULT_TOKEN_LIFETIME,
@@ -87,6 +130,7 @@ class Store:
         self._lock = threading.Lock()
         self._defaults = Settings(token_lifetime, max_upload_bytes)
         self.reference_grammar_id = str(uuid.uuid4())
+        self._listener: Listener | None = None
         self._clear()
 
     def _clear(self) -> None:
@@ -95,10 +139,20 @@ class Store:
         self._conversations: dict[str, Conversation] = {}
         self._tokens: dict[str, Token] = {}
         self._files: dict[str, StoredFile] = {}
+        self._tickets: dict[str, StreamTicket] = {}
 
     def reset(self) -> None:
         with self._lock:
             self._clear()
+            self._notify(("reset", None, 0, None))
+
+    def set_listener(self, listener: Listener | None) -> None:
+        with self._lock:
+            self._listener = listener
+
+    def _notify(self, event: tuple) -> None:
+        if self._listener is not None:
+            self._listener(event)
 
     def settings(self) -> Settings:
         with self._lock:
@@ -108,7 +162,11 @@ class Store:
                   max_upload_bytes: int | None = None,
                   null_watermark: bool | None = None,
                   page_size: int | None = None,
-                  endless_pages: bool | None = None) -> Settings:
+                  endless_pages: bool | None = None,
+                  stream_keep_alive_seconds: float | None = None,
+                  stream_url_lifetime: int | None = None,
+                  stream_collision: str | None = None,
+                  bot_delay_seconds: float | None = None) -> Settings:
         with self._lock:
             if token_lifetime is not None:
                 self._settings.token_lifetime = token_lifetime
@@ -120,6 +178,14 @@ class Store:
                 self._settings.page_size = page_size
             if endless_pages is not None:
                 self._settings.endless_pages = endless_pages
+            if stream_keep_alive_seconds is not None:
+                self._settings.stream_keep_alive_seconds = stream_keep_alive_seconds
+            if stream_url_lifetime is not None:
+                self._settings.stream_url_lifetime = stream_url_lifetime
+            if stream_collision is not None:
+                self._settings.stream_collision = stream_collision
+            if bot_delay_seconds is not None:
+                self._settings.bot_delay_seconds = bot_delay_seconds
             return Settings(**vars(self._settings))
 
     def create_conversation(self, protocol: str) -> Conversation:
@@ -169,7 +235,46 @@ class Store:
             item_id = f"{conversation.id}|{len(conversation.items):07d}"
             stored = stamp(dict(item), item_id, utc_timestamp())
             conversation.items.append(stored)
+            self._notify(("item", conversation.id, len(conversation.items) - 1, stored))
             return stored
+
+    def push_live(self, conversation: Conversation,
+                  stamp: Callable[[dict, str, str], dict], item: dict) -> dict:
+        """Hand a stream-only activity (typing) to the open streams; never stored.
+
+        Its id (`<conversationId>|live<7-digit n>`) cannot clash with a stored one."""
+        with self._lock:
+            conversation.live_count += 1
+            item_id = f"{conversation.id}|live{conversation.live_count:07d}"
+            stamped = stamp(dict(item), item_id, utc_timestamp())
+            self._notify(("live", conversation.id, len(conversation.items), stamped))
+            return stamped
+
+    def items_from(self, conversation: Conversation, start: int) -> tuple[list[dict], int]:
+        """Every item after watermark `start` (unpaged), and how many are stored."""
+        with self._lock:
+            return conversation.items[start:], len(conversation.items)
+
+    def item_count(self, conversation: Conversation) -> int:
+        with self._lock:
+            return len(conversation.items)
+
+    def issue_stream_ticket(self, conversation: Conversation, position: int | None) -> StreamTicket:
+        """A stream URL's `t=`: replay from `position`, or from what is stored now."""
+        with self._lock:
+            ticket = StreamTicket(
+                value=secrets.token_urlsafe(32), conversation_id=conversation.id,
+                position=len(conversation.items) if position is None else position,
+                expires_at=time.monotonic() + self._settings.stream_url_lifetime)
+            if len(self._tickets) >= MAX_LIVE_TICKETS:
+                for value in [v for v, kept in self._tickets.items() if kept.expired()]:
+                    del self._tickets[value]
+            self._tickets[ticket.value] = ticket
+            return ticket
+
+    def stream_ticket(self, value: str) -> StreamTicket | None:
+        with self._lock:
+            return self._tickets.get(value)
 
     def page(self, conversation: Conversation, start: int) -> tuple[list[dict], int]:
         """At most `pageSize` items after watermark `start`, and the new watermark."""

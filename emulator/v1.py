@@ -67,7 +67,7 @@ def _deliver(emulator: Emulator, conversation: Conversation, message: dict,
 
     emulator.store.append(conversation, stamp, message)
     text = message.get("text")
-    if not emulator.pause(bot.thinking_seconds(text)):
+    if not emulator.pause(bot.thinking_seconds(text) + emulator.store.settings().bot_delay_seconds):
         return
     reply = bot.upload_text(files, text) if files is not None else bot.echo_text(text)
     emulator.store.append(conversation, stamp, {"from": bot.BOT_ID, "text": reply})

@@ -39,7 +39,11 @@ def _user_from_body(body: bytes) -> dict | None:
 
 def _conversation_json(emulator: Emulator, request: Request, conversation: Conversation,
                        token: Token, watermark: str | None = None) -> dict:
-    query = f"t={quote(token.value, safe='')}"
+    """The Conversation, with a new stream URL: its `t=` is a stream ticket good
+    for connecting within `streamUrlLifetime` seconds, replaying from
+    `watermark` (already validated) or else from what is stored now."""
+    ticket = emulator.store.issue_stream_ticket(conversation, int(watermark) if watermark else None)
+    query = f"t={quote(ticket.value, safe='')}"
     if watermark:
         query = f"watermark={quote(watermark, safe='')}&{query}"
     stream = f"{request.stream_base_url}/v3/directline/conversations/{conversation.id}/stream"
@@ -129,12 +133,20 @@ def _deliver(emulator: Emulator, conversation: Conversation, activity: dict,
     text = activity.get("text")
     if files is None and activity["type"] != "message":
         return stored
-    if not emulator.pause(bot.thinking_seconds(text)):
+    # Typing first, to the open streams only (never stored, never in a GET).
+    emulator.store.push_live(conversation, stamp, {
+        "type": "typing", "from": bot.bot_account(), "replyToId": stored["id"]})
+    if not emulator.pause(bot.thinking_seconds(text) + emulator.store.settings().bot_delay_seconds):
+        return stored
+    if files is None and bot.ends_conversation(text):
+        emulator.store.mark_ended(conversation)
+        emulator.store.append(conversation, stamp, {
+            "type": "endOfConversation", "from": bot.bot_account(), "code": "completedSuccessfully",
+            "replyToId": stored["id"]})
         return stored
     reply = bot.upload_text(files, text) if files is not None else bot.echo_text(text)
     emulator.store.append(conversation, stamp, {
-        "type": "message", "from": {"id": bot.BOT_ID, "name": bot.BOT_NAME},
-        "text": reply, "replyToId": stored["id"]})
+        "type": "message", "from": bot.bot_account(), "text": reply, "replyToId": stored["id"]})
     return stored
 
 
@@ -167,8 +179,3 @@ def upload(emulator: Emulator, request: Request, conversation_id: str) -> Respon
     _apply_token_user(activity, token)
     stored = _deliver(emulator, conversation, activity, [f for f, _ in files])
     return json_response(200, {"id": stored["id"]})
-
-
-def stream(emulator: Emulator, request: Request, conversation_id: str) -> Response:
-    raise ApiError(501, "NotSupported",
-                   "the emulator has no WebSocket stream; poll GET .../activities instead")

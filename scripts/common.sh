@@ -41,6 +41,14 @@ ensure_dependencies() {
         log "installing pytest"
         python3 -m pip install -q pytest
     fi
+    # The emulator's WebSocket stream (emulator/stream.py) is built on it, and
+    # Tests/emulator/test_stream.py is its client. Pinned to a major version:
+    # the stream uses its asyncio server API as version 17 has it.
+    if ! python3 -c 'import sys, websockets; sys.exit(websockets.__version__.split(".")[0] != "17")' \
+            2>/dev/null; then
+        log "installing websockets 17"
+        python3 -m pip install -q "websockets>=17,<18"
+    fi
     if ! python3 -m mypy --version >/dev/null 2>&1; then
         log "installing mypy"
         python3 -m pip install -q mypy

@@ -49,6 +49,7 @@ class Client:
 
     def __init__(self, handle) -> None:
         self.port = handle.port
+        self.stream_port = handle.stream_port
         self.url = handle.url
 
     def connect(self, timeout: float = 10) -> http.client.HTTPConnection:
@@ -183,9 +184,10 @@ def test_v3_generated_token_starts_conversation_and_bot_echoes(client):
     assert conversation["conversationId"] == conversation_id
     assert conversation["token"] == token_doc["token"]
     assert conversation["expires_in"] == 1800
-    assert conversation["streamUrl"] == (
-        f"ws://127.0.0.1:{client.port}{V3}/conversations/{conversation_id}"
-        f"/stream?t={token_doc['token']}")
+    # The stream has a port of its own, and its URL a ticket of its own (not the token).
+    assert re.fullmatch(rf"ws://127\.0\.0\.1:{client.stream_port}{V3}/conversations/{conversation_id}"
+                        r"/stream\?t=[A-Za-z0-9_-]{40,}", conversation["streamUrl"])
+    assert token_doc["token"] not in conversation["streamUrl"]
     assert set(conversation) == {"conversationId", "token", "expires_in", "streamUrl",
                                  "referenceGrammarId", "eTag"}
     again = client.call("POST", f"{V3}/conversations", auth=token_doc["token"])
@@ -230,8 +232,9 @@ def test_v3_reconnect_returns_new_stream_url_with_watermark(client):
                         auth=conversation["token"])
     assert reply.status == 200
     assert reply.json["conversationId"] == cid
-    assert reply.json["streamUrl"] == (f"ws://127.0.0.1:{client.port}{V3}/conversations/{cid}"
-                                       f"/stream?watermark=7&t={conversation['token']}")
+    assert re.fullmatch(rf"ws://127\.0\.0\.1:{client.stream_port}{V3}/conversations/{cid}"
+                        r"/stream\?watermark=7&t=[A-Za-z0-9_-]{40,}", reply.json["streamUrl"])
+    assert reply.json["streamUrl"] != conversation["streamUrl"]
     bad = client.call("GET", f"{V3}/conversations/{cid}?watermark=x", auth=conversation["token"])
     assert_error(bad, 400, "BadArgument")
 
@@ -826,7 +829,9 @@ def test_reset_forgets_everything_and_config_is_strict(client):
     client.fault(action="close")
     defaults = client.control("POST", "reset").json
     assert defaults == {"tokenLifetime": 1800, "maxUploadBytes": 4_194_304,
-                        "nullWatermark": False, "pageSize": 50, "endlessPages": False}
+                        "nullWatermark": False, "pageSize": 50, "endlessPages": False,
+                        "streamKeepAliveSeconds": 5.0, "streamUrlLifetime": 60,
+                        "streamCollision": "closeNew", "botDelaySeconds": 0.0}
     assert client.control("GET", "faults").json == {"faults": []}
     assert client.requests() == []
     assert_error(client.activities(conversation), 403, "BadArgument")
@@ -1033,7 +1038,7 @@ def test_cli_serves_https(tmp_path):
         conn.request("POST", f"{V3}/conversations", headers={"Authorization": "Bearer s3cret"})
         response = conn.getresponse()
         assert response.status == 201
-        assert json.loads(response.read())["streamUrl"].startswith(f"wss://127.0.0.1:{port}/")
+        assert re.match(r"wss://127\.0\.0\.1:\d+/", json.loads(response.read())["streamUrl"])
         conn.close()
         process.send_signal(signal.SIGTERM)
         assert process.wait(5) == 0
