@@ -67,7 +67,7 @@ final class DirectLineClient: Sendable {
     /// Whether `token` is a token the service can refresh, rather than the
     /// client's secret (which never expires).
     func isRefreshable(_ token: String) -> Bool {
-        if case .secret(let secret) = config.credential, secret == token { return false }
+        if let secret = config.credential.secret, secret == token { return false }
         return true
     }
 
