@@ -108,8 +108,17 @@ ensure_websocket_libcurl() {
 OLD_LIBCURL_DIR="$ROOT/.build/compat/libcurl-7.88"
 ensure_old_libcurl() {
     [ ! -e "$OLD_LIBCURL_DIR/libcurl.so.4" ] || return 0
+    command -v apt-cache >/dev/null || return 0
+    [ "$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")" = bookworm ] || return 0
     local version
-    version="$(apt-cache madison libcurl4 2>/dev/null | awk -F'|' '$3 ~ /bookworm\/main/ {gsub(/ /, "", $2); print $2; exit}')"
+    old_libcurl_version() {
+        apt-cache madison libcurl4 2>/dev/null | awk -F'|' '$3 ~ /bookworm\/main/ {gsub(/ /, "", $2); print $2; exit}'
+    }
+    version="$(old_libcurl_version)"
+    if [ -z "$version" ]; then  # no package lists yet (a fresh image)
+        as_root apt-get update -qq
+        version="$(old_libcurl_version)"
+    fi
     [ -n "$version" ] || return 0
     log "fetching Debian 12's libcurl4 $version for the old-libcurl tests"
     local scratch
