@@ -115,6 +115,10 @@ typedef enum dl_status {
     DL_ERR_REENTRANT = 20,
     /// A bug in this library; please report it.
     DL_ERR_INTERNAL = 21,
+    /// Not possible here: a WebSocket stream asked for where there is none
+    /// (Direct Line 1.1, a libcurl without WebSocket support, or a build
+    /// without the stream). Nothing was started or sent.
+    DL_ERR_UNSUPPORTED = 22,
 } dl_status;
 
 /// The library's version as "MAJOR.MINOR.PATCH".

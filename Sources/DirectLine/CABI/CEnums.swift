@@ -50,6 +50,10 @@
     case DL_ERR_REENTRANT = 20
     /// A bug in this library; please report it.
     case DL_ERR_INTERNAL = 21
+    /// Not possible here: a WebSocket stream asked for where there is none
+    /// (Direct Line 1.1, a libcurl without WebSocket support, or a build
+    /// without the stream). Nothing was started or sent.
+    case DL_ERR_UNSUPPORTED = 22
 }
 
 /// How much `dl_set_log_callback` reports. Each level includes the ones
