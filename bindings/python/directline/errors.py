@@ -201,7 +201,8 @@ class ProtocolError(DirectLineError):
 
 
 class CancelledError(DirectLineError):
-    """A progress callback asked to stop."""
+    """A progress callback asked to stop, or the conversation was closed (or stopped
+    listening) during a ``wait``, ``replies``, ``next`` or ``stream``."""
     default_status = Status.ERR_CANCELLED
 
 
