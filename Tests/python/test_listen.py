@@ -12,6 +12,7 @@ and a failure that hands out what was queued, then itself on every call.
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 import select
 import threading
@@ -262,7 +263,7 @@ def test_a_blocked_next_is_cancelled_promptly_from_another_thread(conversation, 
             outcome.append(error)
         outcome.append(time.monotonic())
 
-    thread = threading.Thread(target=blocked)
+    thread = threading.Thread(target=blocked, daemon=True)  # a broken cancel must not hang the run
     thread.start()
     time.sleep(0.5)
     assert thread.is_alive(), "next(None) returned with nothing to hand out"
@@ -378,3 +379,26 @@ def test_a_stream_is_cancelled_by_close_from_another_thread(client, emulator):
     with pytest.raises(directline.CancelledError):
         list(stream)
     assert time.monotonic() - started < 3
+
+
+def listen_in_child(conversation: directline.Conversation, results: Any) -> None:
+    conversation.send_text("user1", "from the child")
+    got = collect(conversation, replies(1), seconds=10)
+    results.put(texts(got))
+
+
+def test_a_forked_child_polls_again_when_the_parents_poll_was_in_flight(conversation, emulator, protocol):
+    """Every poll answered after 1.5 s: the fork comes while one is in
+    flight, which the child never gets an answer to; its fork handler
+    starts the poll again."""
+    conversation.listen(poll_interval=0.05)
+    collect(conversation, lambda got: False, seconds=0.3)
+    emulator.fault(method="GET", path=LIST_PATH[protocol], count=-1, action="delay", seconds=1.5)
+    time.sleep(0.3)  # the next poll is in flight now
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=listen_in_child, args=(conversation, results))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    assert results.get(timeout=5) == ["echo: from the child"]
