@@ -109,7 +109,8 @@ typedef enum dl_status {
     /// The response is not what the protocol says.
     DL_ERR_PROTOCOL = 18,
     /// A progress callback asked to stop, or the handle was freed during a read
-    /// (dl_conversation_wait(), dl_conversation_confirm(), dl_get_activities()).
+    /// (dl_conversation_wait(), dl_conversation_confirm(), dl_get_activities(),
+    /// dl_conversation_next()), or unlistened during a blocked dl_conversation_next().
     DL_ERR_CANCELLED = 19,
     /// Called from inside one of this library's callbacks.
     DL_ERR_REENTRANT = 20,
@@ -248,6 +249,10 @@ int32_t dl_conversation_info(dl_conversation *conversation, char **out_json);
 /// so store it as a secret; `token` is null when the handle uses the
 /// client's secret (which is never handed out). Sends nothing.
 ///
+/// While listening, `watermark` is that of the last page dl_conversation_next()
+/// (or dl_conversation_wait()) handed out in full: resuming from it repeats
+/// nothing taken and loses nothing queued.
+///
 /// Returns DL_OK or DL_ERR_INVALID_HANDLE.
 int32_t dl_conversation_state(dl_conversation *conversation, char **out_json);
 
@@ -272,7 +277,9 @@ int32_t dl_conversation_refresh(dl_conversation *conversation, char **out_json);
 /// dl_get_activities() running on another thread returns DL_ERR_CANCELLED
 /// within about 50 ms (a request in flight is aborted at once); other calls
 /// already running finish, and the progress callback is never called after
-/// this returns.
+/// this returns. Listening stops (a dl_conversation_next() blocked on another
+/// thread returns DL_ERR_CANCELLED at once), and the descriptor of
+/// dl_conversation_fd() is closed once no call on the handle is running.
 ///
 /// Destructor. NULL is a no-op returning DL_OK; a handle already freed
 /// returns DL_ERR_INVALID_HANDLE.
@@ -310,8 +317,11 @@ int32_t dl_send_text(dl_conversation *conversation, const char *user_id, const c
 /// never overwrites it. Call again until the list is empty to page.
 ///
 /// Freeing the handle from another thread aborts the read (DL_ERR_CANCELLED).
+/// While the conversation listens (dl_conversation_listen()) it is refused
+/// with DL_ERR_INVALID_ARGUMENT: the listener is the one reader.
 ///
-/// Returns DL_OK, DL_ERR_INVALID_HANDLE, DL_ERR_CANCELLED, or a network or service status.
+/// Returns DL_OK, DL_ERR_INVALID_ARGUMENT, DL_ERR_INVALID_HANDLE,
+/// DL_ERR_CANCELLED, or a network or service status.
 int32_t dl_get_activities(dl_conversation *conversation, char **out_json);
 
 /// Waits for the bot's replies, so callers need no polling loop of their
@@ -341,6 +351,13 @@ int32_t dl_get_activities(dl_conversation *conversation, char **out_json);
 /// when the service does not answer: each request gets the time left.
 /// Freeing the handle from another thread ends the wait with
 /// DL_ERR_CANCELLED within about 50 ms, aborting a request in flight.
+///
+/// While the conversation listens (dl_conversation_listen()) the wait sends
+/// nothing: it takes from the listener's queue (with the same result, and
+/// `afterSendMs` and `intervalMs` unused) until a reply from others is
+/// among what it took or `timeoutMs` passes; unlistening or freeing ends it
+/// with DL_ERR_CANCELLED at once, and a listener in state "failed" gives
+/// its failure once the queue is empty.
 ///
 /// Returns DL_OK, DL_ERR_INVALID_ARGUMENT, DL_ERR_INVALID_HANDLE,
 /// DL_ERR_CANCELLED, or a network or service status.
@@ -374,7 +391,8 @@ int32_t dl_conversation_confirm(dl_conversation *conversation, const char *clien
 /// 1.1 has no end-of-conversation message: nothing is sent and `out_json`
 /// receives `{}`. Either way the handle stops refreshing its token, so the
 /// conversation lapses when the token expires; the handle must still be
-/// freed with dl_conversation_free().
+/// freed with dl_conversation_free(). A listener reads to the end, then
+/// stops in state "ended".
 ///
 /// Returns as dl_send_activity().
 int32_t dl_conversation_end(dl_conversation *conversation, const char *user_id, char **out_json);
@@ -444,9 +462,10 @@ int32_t dl_conversation_next(dl_conversation *conversation, int32_t timeout_ms, 
 ///
 /// It is an eventfd, close-on-exec and non-blocking, owned by the handle:
 /// made by the first listen or fd call, the same one for the handle's life
-/// (across unlisten and listen), and closed when the handle is freed (take
-/// it out of your poll set first). Not readable while not listening. A
-/// forked child inherits it with the handle's other state.
+/// (across unlisten and listen), and closed when the handle is freed, once
+/// no call on it is running (take it out of your poll set first). Not
+/// readable while not listening. A forked child inherits it with the
+/// handle's other state.
 ///
 /// Returns DL_OK, DL_ERR_INVALID_ARGUMENT (`out_fd` is NULL),
 /// DL_ERR_INVALID_HANDLE, or DL_ERR_IO (no eventfd could be made).

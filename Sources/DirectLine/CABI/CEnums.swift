@@ -44,7 +44,8 @@
     /// The response is not what the protocol says.
     case DL_ERR_PROTOCOL = 18
     /// A progress callback asked to stop, or the handle was freed during a read
-    /// (dl_conversation_wait(), dl_conversation_confirm(), dl_get_activities()).
+    /// (dl_conversation_wait(), dl_conversation_confirm(), dl_get_activities(),
+    /// dl_conversation_next()), or unlistened during a blocked dl_conversation_next().
     case DL_ERR_CANCELLED = 19
     /// Called from inside one of this library's callbacks.
     case DL_ERR_REENTRANT = 20

@@ -207,6 +207,10 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 /// so store it as a secret; `token` is null when the handle uses the
 /// client's secret (which is never handed out). Sends nothing.
 ///
+/// While listening, `watermark` is that of the last page dl_conversation_next()
+/// (or dl_conversation_wait()) handed out in full: resuming from it repeats
+/// nothing taken and loses nothing queued.
+///
 /// Returns DL_OK or DL_ERR_INVALID_HANDLE.
 @c public func dl_conversation_state(_ conversation: OpaquePointer?, _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
@@ -241,7 +245,9 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 /// dl_get_activities() running on another thread returns DL_ERR_CANCELLED
 /// within about 50 ms (a request in flight is aborted at once); other calls
 /// already running finish, and the progress callback is never called after
-/// this returns.
+/// this returns. Listening stops (a dl_conversation_next() blocked on another
+/// thread returns DL_ERR_CANCELLED at once), and the descriptor of
+/// dl_conversation_fd() is closed once no call on the handle is running.
 ///
 /// Destructor. NULL is a no-op returning DL_OK; a handle already freed
 /// returns DL_ERR_INVALID_HANDLE.
@@ -300,8 +306,11 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 /// never overwrites it. Call again until the list is empty to page.
 ///
 /// Freeing the handle from another thread aborts the read (DL_ERR_CANCELLED).
+/// While the conversation listens (dl_conversation_listen()) it is refused
+/// with DL_ERR_INVALID_ARGUMENT: the listener is the one reader.
 ///
-/// Returns DL_OK, DL_ERR_INVALID_HANDLE, DL_ERR_CANCELLED, or a network or service status.
+/// Returns DL_OK, DL_ERR_INVALID_ARGUMENT, DL_ERR_INVALID_HANDLE,
+/// DL_ERR_CANCELLED, or a network or service status.
 @c public func dl_get_activities(_ conversation: OpaquePointer?, _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
         try handles.lookup(conversation, as: Conversation.self).receive()
@@ -335,6 +344,13 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 /// when the service does not answer: each request gets the time left.
 /// Freeing the handle from another thread ends the wait with
 /// DL_ERR_CANCELLED within about 50 ms, aborting a request in flight.
+///
+/// While the conversation listens (dl_conversation_listen()) the wait sends
+/// nothing: it takes from the listener's queue (with the same result, and
+/// `afterSendMs` and `intervalMs` unused) until a reply from others is
+/// among what it took or `timeoutMs` passes; unlistening or freeing ends it
+/// with DL_ERR_CANCELLED at once, and a listener in state "failed" gives
+/// its failure once the queue is empty.
 ///
 /// Returns DL_OK, DL_ERR_INVALID_ARGUMENT, DL_ERR_INVALID_HANDLE,
 /// DL_ERR_CANCELLED, or a network or service status.
@@ -383,7 +399,8 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 /// 1.1 has no end-of-conversation message: nothing is sent and `out_json`
 /// receives `{}`. Either way the handle stops refreshing its token, so the
 /// conversation lapses when the token expires; the handle must still be
-/// freed with dl_conversation_free().
+/// freed with dl_conversation_free(). A listener reads to the end, then
+/// stops in state "ended".
 ///
 /// Returns as dl_send_activity().
 @c public func dl_conversation_end(_ conversation: OpaquePointer?, _ user_id: UnsafePointer<CChar>?,
@@ -474,9 +491,10 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 ///
 /// It is an eventfd, close-on-exec and non-blocking, owned by the handle:
 /// made by the first listen or fd call, the same one for the handle's life
-/// (across unlisten and listen), and closed when the handle is freed (take
-/// it out of your poll set first). Not readable while not listening. A
-/// forked child inherits it with the handle's other state.
+/// (across unlisten and listen), and closed when the handle is freed, once
+/// no call on it is running (take it out of your poll set first). Not
+/// readable while not listening. A forked child inherits it with the
+/// handle's other state.
 ///
 /// Returns DL_OK, DL_ERR_INVALID_ARGUMENT (`out_fd` is NULL),
 /// DL_ERR_INVALID_HANDLE, or DL_ERR_IO (no eventfd could be made).
