@@ -43,7 +43,6 @@ from .errors import (
     TokenExpiredError,
     TooLargeError,
     UnauthorizedError,
-    UnsupportedError,
     error_class,
 )
 from .settings import LogLevel, log_to_logging, set_log_handler, timeouts
@@ -79,7 +78,6 @@ __all__ = [
     "TokenExpiredError",
     "TooLargeError",
     "UnauthorizedError",
-    "UnsupportedError",
     "__version__",
     "error_class",
     "log_to_logging",
