@@ -12,6 +12,9 @@ void test_version(void) {
     CHECK(strcmp(dl_status_name(DL_OK), "DL_OK") == 0);
     CHECK(strcmp(dl_status_name(DL_ERR_BOT), "DL_ERR_BOT") == 0);
     CHECK(strcmp(dl_status_name(DL_ERR_INTERNAL), "DL_ERR_INTERNAL") == 0);
+    CHECK(DL_ERR_UNSUPPORTED == 22);
+    CHECK(strcmp(dl_status_name(DL_ERR_UNSUPPORTED), "DL_ERR_UNSUPPORTED") == 0);
+    CHECK(strcmp(dl_status_name(23), "DL_ERR_UNKNOWN") == 0);
     CHECK(strcmp(dl_status_name(999), "DL_ERR_UNKNOWN") == 0);
     CHECK(strcmp(dl_status_name(-1), "DL_ERR_UNKNOWN") == 0);
     dl_string_free(NULL);

@@ -36,6 +36,9 @@ int main(int argc, char **argv) {
         test_conversation_refresh(protocols[i]);
         test_end(protocols[i]);
         test_wait_cancelled_by_free(protocols[i]);
+        test_listen(protocols[i]);
+        test_listen_cancelled(protocols[i]);
+        test_listen_failed(protocols[i]);
     }
     for (size_t i = 0; i < 2; i++) {
         test_resumed_token_refreshed_in_time(protocols[i]);

@@ -52,6 +52,10 @@ void test_uploads(const char *protocol);
 void test_wait(const char *protocol);
 void test_wait_without_watermarks(const char *protocol);
 void test_wait_cancelled_by_free(const char *protocol);
+/* test_listen.c */
+void test_listen(const char *protocol);
+void test_listen_cancelled(const char *protocol);
+void test_listen_failed(const char *protocol);
 /* test_lifecycle.c */
 void test_save_and_resume(const char *protocol);
 void test_end(const char *protocol);

@@ -12,12 +12,15 @@
  *     confirm, explicit refresh, set_progress, token generate and refresh,
  *     start/open/free of other conversations on the same client (so the
  *     handle table is written while it is read), the process-wide log
- *     callback set and removed, and per-thread timeouts. Every call must
- *     succeed.
+ *     callback set and removed, per-thread timeouts, and listening on a
+ *     second conversation (listen, next, fd, send, unlisten, while the
+ *     transfer loop delivers its polls). Every call must succeed (a next
+ *     that finds another thread unlistened counts as a success).
  *  2. The same eight threads again, while the main thread frees the
  *     conversation and then the client under them: every call must either
  *     succeed, or be refused with DL_ERR_INVALID_HANDLE (or end with
- *     DL_ERR_CANCELLED for the reads it interrupted: wait, confirm, get);
+ *     DL_ERR_CANCELLED for the reads it interrupted: wait, confirm, get,
+ *     next);
  *     nothing else, no crash.
  *
  * Prints one line per phase with the counts, and "N passed, N failed" last.
@@ -59,13 +62,13 @@ static int check(int ok, const char *what, const char *file, int line) {
 enum op {
     OP_SEND_TEXT, OP_SEND_ACTIVITY, OP_UPLOAD_BYTES, OP_UPLOAD_FILE, OP_UPLOAD_MULTIPART,
     OP_GET_ACTIVITIES, OP_INFO, OP_STATE, OP_WAIT, OP_CONFIRM, OP_REFRESH, OP_SET_PROGRESS,
-    OP_TOKEN_GENERATE, OP_TOKEN_REFRESH, OP_SIDE_CONVERSATION, OP_SET_LOG, OP_THREAD_TIMEOUTS, OP_COUNT
+    OP_TOKEN_GENERATE, OP_TOKEN_REFRESH, OP_SIDE_CONVERSATION, OP_SET_LOG, OP_THREAD_TIMEOUTS, OP_LISTEN, OP_COUNT
 };
 
 static const char *const op_names[OP_COUNT] = {
     "send_text", "send_activity", "upload_bytes", "upload_file", "upload_multipart",
     "get_activities", "info", "state", "wait", "confirm", "refresh", "set_progress",
-    "token_generate", "token_refresh", "side_conversation", "set_log", "thread_timeouts",
+    "token_generate", "token_refresh", "side_conversation", "set_log", "thread_timeouts", "listen",
 };
 
 /* Calls per operation and outcome, summed over the threads of a phase. */
@@ -98,6 +101,7 @@ struct shared {
     int v3;
     dl_client *client;
     dl_conversation *conversation;
+    dl_conversation *listened; /* the one OP_LISTEN listens on */
     int freeing;         /* phase 2: handles are freed under the workers */
     double deadline;
     atomic_int conversation_freeing, client_freeing; /* set by the main thread before each free */
@@ -107,8 +111,35 @@ struct worker {
     struct shared *shared;
     int index;
     char last_client_activity_id[128];
-    unsigned log_turns, timeout_turns;
+    unsigned log_turns, timeout_turns, listen_turns;
 };
+
+/* OP_LISTEN: in turn listen, next, fd, send (something to deliver), next,
+ * and on thread 0 unlisten, on the second conversation. A next that finds
+ * it unlistened (DL_ERR_INVALID_ARGUMENT) or is unlistened while it waits
+ * (DL_ERR_CANCELLED) is a success here, unless the handle is being freed. */
+static int32_t listen_op(struct worker *worker, char **out) {
+    struct shared *shared = worker->shared;
+    dl_conversation *listened = shared->listened;
+    int32_t fd = -1, status;
+    switch ((worker->listen_turns++ + (unsigned)worker->index) % 6) {
+    case 0:
+        return dl_conversation_listen(listened, "{\"pollIntervalMs\": 50, \"maxQueued\": 4}", out);
+    case 2:
+        status = dl_conversation_fd(listened, &fd, out);
+        return status == DL_OK && fd < 0 ? DL_ERR_INTERNAL : status;
+    case 3:
+        return dl_send_text(listened, "listener", "for the listener", out);
+    case 5:
+        if (worker->index == 0) return dl_conversation_unlisten(listened, out);
+        /* fall through */
+    default:
+        status = dl_conversation_next(listened, 100, out);
+        if (status == DL_ERR_INVALID_ARGUMENT) status = DL_OK;
+        if (status == DL_ERR_CANCELLED && !atomic_load(&shared->conversation_freeing)) status = DL_OK;
+        return status;
+    }
+}
 
 /* Side conversation: start one on the shared client, send once, save its
  * state, reopen it from that state, free both. */
@@ -224,6 +255,8 @@ static int32_t run_op(struct worker *worker, enum op op, char **out) {
         int32_t level = levels[(worker->log_turns++ + (unsigned)worker->index) % 3];
         return dl_set_log_callback(level == DL_LOG_OFF ? NULL : on_log, NULL, level, out);
     }
+    case OP_LISTEN:
+        return listen_op(worker, out);
     case OP_THREAD_TIMEOUTS:
         /* This thread's own timeouts, set and removed in turn (generous:
          * nothing may time out because of them). */
@@ -241,7 +274,7 @@ static int acceptable_after_free(struct shared *shared, enum op op, int32_t stat
     int conversation_going = atomic_load(&shared->conversation_freeing);
     int client_going = atomic_load(&shared->client_freeing);
     if (status == DL_ERR_CANCELLED) {
-        return (op == OP_WAIT || op == OP_CONFIRM || op == OP_GET_ACTIVITIES) && conversation_going;
+        return (op == OP_WAIT || op == OP_CONFIRM || op == OP_GET_ACTIVITIES || op == OP_LISTEN) && conversation_going;
     }
     if (status != DL_ERR_INVALID_HANDLE) return 0;
     switch (op) {
@@ -357,6 +390,7 @@ static void run_workers(struct shared *shared) {
         usleep(500 * 1000);
         atomic_store(&shared->conversation_freeing, 1);
         CHECK(dl_conversation_free(shared->conversation) == DL_OK);
+        CHECK(dl_conversation_free(shared->listened) == DL_OK);
         usleep(300 * 1000);
         atomic_store(&shared->client_freeing, 1);
         CHECK(dl_client_free(shared->client) == DL_OK);
@@ -391,6 +425,8 @@ static void test_protocol(const char *protocol) {
     shared.v3 = v3;
     shared.client = new_client(protocol);
     shared.conversation = start(shared.client, token, sizeof token);
+    char listened_token[512];
+    shared.listened = start(shared.client, listened_token, sizeof listened_token);
     CHECK(dl_conversation_info(shared.conversation, &out) == DL_OK);
     CHECK(contains(out, "\"autoRefresh\":true"));
     dl_string_free(out);
@@ -439,6 +475,7 @@ static void test_protocol(const char *protocol) {
     CHECK(atomic_load(&outcome_other) == 0);
     CHECK(atomic_load(&outcome_invalid_handle) > 0);
     CHECK(dl_conversation_info(shared.conversation, NULL) == DL_ERR_INVALID_HANDLE);
+    CHECK(dl_conversation_next(shared.listened, 0, NULL) == DL_ERR_INVALID_HANDLE);
     CHECK(dl_client_free(shared.client) == DL_ERR_INVALID_HANDLE);
 }
 

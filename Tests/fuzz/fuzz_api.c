@@ -65,7 +65,7 @@
 #define ENDPOINT "http://127.0.0.1:9/fuzz"
 #define FIXTURES "fz-fixtures"
 
-#define NSTATUS 22
+#define NSTATUS 23
 #define BIT(s) (1u << (s))
 #define NETWORKY (BIT(DL_ERR_NETWORK) | BIT(DL_ERR_TIMEOUT))
 
@@ -933,7 +933,7 @@ static const char *const STATUS_NAMES[NSTATUS] = {
     "DL_ERR_NETWORK", "DL_ERR_TIMEOUT", "DL_ERR_TLS", "DL_ERR_BAD_REQUEST", "DL_ERR_UNAUTHORIZED",
     "DL_ERR_FORBIDDEN", "DL_ERR_TOKEN_EXPIRED", "DL_ERR_NOT_FOUND", "DL_ERR_CONFLICT", "DL_ERR_THROTTLED",
     "DL_ERR_BOT", "DL_ERR_SERVICE", "DL_ERR_HTTP", "DL_ERR_PROTOCOL", "DL_ERR_CANCELLED",
-    "DL_ERR_REENTRANT", "DL_ERR_INTERNAL",
+    "DL_ERR_REENTRANT", "DL_ERR_INTERNAL", "DL_ERR_UNSUPPORTED",
 };
 
 /* 's': dl_status_name with any int32 (the field's first 4 bytes, or the

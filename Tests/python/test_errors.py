@@ -263,6 +263,11 @@ class TestExceptionClasses:
             assert cls.default_status == status
         assert len({directline.error_class(status) for status in Status if status}) == len(Status) - 1
 
+    def test_status_22_is_UnsupportedError(self):
+        assert Status.ERR_UNSUPPORTED == 22 and Status.ERR_UNSUPPORTED.c_name == "DL_ERR_UNSUPPORTED"
+        assert directline.error_class(22) is directline.UnsupportedError
+        assert directline.UnsupportedError.local("x").name == "DL_ERR_UNSUPPORTED"
+
     def test_an_unknown_status_maps_to_DirectLineError(self):
         assert directline.error_class(99) is directline.DirectLineError
 

@@ -86,6 +86,11 @@ NO_LOG = LOG()  # the NULL dl_log_fn
 for _name, _params in {
     "dl_set_log_callback": (("log", LOG), ("userdata", c_void_p), ("level", c_int32), ("out_json", _OUT)),
     "dl_set_thread_timeouts": (("options_json", _S), ("out_json", _OUT)),
+    "dl_conversation_listen": (("conversation", _H), ("options_json", _S), ("out_json", _OUT)),
+    "dl_conversation_next": (("conversation", _H), ("timeout_ms", c_int32), ("out_json", _OUT)),
+    # int32_t *out_fd, passed here as a pointer to a pre-filled slot like the other out slots.
+    "dl_conversation_fd": (("conversation", _H), ("out_fd", _OUT), ("out_json", _OUT)),
+    "dl_conversation_unlisten": (("conversation", _H), ("out_json", _OUT)),
 }.items():
     if hasattr(LIB, _name):
         SIGNATURES[_name] = _params
@@ -288,6 +293,11 @@ BASE: dict[str, Callable[[World], dict[str, Any]]] = {
                                                "userdata": None},
     "dl_set_log_callback": lambda w: {"log": NO_LOG, "userdata": None, "level": 0, "out_json": SLOT},
     "dl_set_thread_timeouts": lambda w: {"options_json": None, "out_json": SLOT},
+    # Only refused arguments reach these: a listen that started would poll.
+    "dl_conversation_listen": lambda w: {"conversation": w.conv, "options_json": None, "out_json": SLOT},
+    "dl_conversation_next": lambda w: {"conversation": w.conv, "timeout_ms": 0, "out_json": SLOT},
+    "dl_conversation_fd": lambda w: {"conversation": w.conv, "out_fd": SLOT, "out_json": SLOT},
+    "dl_conversation_unlisten": lambda w: {"conversation": w.conv, "out_json": SLOT},
 }
 # Process-wide and per-thread settings that a case must not leave behind.
 RESTORE = {
@@ -531,6 +541,11 @@ MANIFEST = JSONArg("dl_upload_multipart", "upload_json",
                    {("activity",): "object", ("files",): "array", ("files", 0): "object",
                     ("files", 0, "path"): "string", ("files", 0, "dataBase64"): "string",
                     ("files", 0, "contentType"): "string", ("files", 0, "filename"): "string"})
+LISTEN = JSONArg("dl_conversation_listen", "options_json",
+                 lambda w: {"mode": "polling@@", "pollIntervalMs": "@N", "includeOwn": False, "maxQueued": 10},
+                 b"1000",
+                 {("mode",): "string", ("pollIntervalMs",): "int", ("includeOwn",): "bool", ("maxQueued",): "int"},
+                 required=False)
 THREAD_TIMEOUTS = JSONArg("dl_set_thread_timeouts", "options_json",
                           lambda w: {"timeoutMs": "@N", "connectTimeoutMs": 1000}, b"2000",
                           {("timeoutMs",): "int", ("connectTimeoutMs",): "int"}, required=False)
@@ -817,6 +832,35 @@ def build_cases() -> list[Case]:
             ("unknown_key", lambda w: {"timeout": 100}),
         ]])
 
+    if "dl_conversation_listen" in SIGNATURES:
+        add(handle_cases("dl_conversation_listen", "conversation", "conversation"))
+        add(json_cases(LISTEN))
+        add([doc_case("dl_conversation_listen", "options_json", label, make) for label, make in [
+            ("unknown_key", lambda w: {"interval": 100}),
+            ("mode_unknown", lambda w: {"mode": "stream"}),
+            ("mode_capitalised", lambda w: {"mode": "Auto"}),
+            ("mode_empty", lambda w: {"mode": ""}),
+            ("pollIntervalMs_0", lambda w: {"pollIntervalMs": 0}),
+            ("pollIntervalMs_49", lambda w: {"pollIntervalMs": 49}),
+            ("pollIntervalMs_over_an_hour", lambda w: {"pollIntervalMs": 3_600_001}),
+            ("pollIntervalMs_float", lambda w: {"pollIntervalMs": 1000.5}),
+            ("maxQueued_0", lambda w: {"maxQueued": 0}),
+            ("maxQueued_negative", lambda w: {"maxQueued": -1}),
+            ("maxQueued_over_a_million", lambda w: {"maxQueued": 1_000_001}),
+        ]])
+        # This build has no WebSocket stream: refused, nothing started (on 1.1 there is none at all).
+        add([doc_case("dl_conversation_listen", "options_json", "mode_websocket",
+                      lambda w: {"mode": "websocket"}, "DL_ERR_UNSUPPORTED"),
+             doc_case("dl_conversation_listen", "options_json", "1.1_mode_websocket",
+                      lambda w: {"mode": "websocket"}, "DL_ERR_UNSUPPORTED", conversation=lambda w: w.conv11)])
+        add(handle_cases("dl_conversation_next", "conversation", "conversation"))
+        add([C("dl_conversation_next", "timeout_ms", label, value, IA)
+             for label, value in [("minus_2", -2), ("INT32_MIN", -(2**31)),
+                                  ("0_not_listening", 0), ("minus_1_not_listening", -1)]])
+        add(handle_cases("dl_conversation_fd", "conversation", "conversation"))
+        add([C("dl_conversation_fd", "out_fd", "null", None, IA)])
+        add(handle_cases("dl_conversation_unlisten", "conversation", "conversation"))
+
     # out_json NULL: allowed, the status alone comes back.
     without_handle = {
         "dl_client_new": ("null_with_a_null_config", {"config_json": None}, IA),
@@ -932,7 +976,7 @@ def test_a_fifo_is_not_a_regular_file_and_never_blocks(emulator, world, function
 
 # ---- the four functions without a status -------------------------------------------------------
 
-@pytest.mark.parametrize("value", [-1, 22, 1000, 2**31 - 1, -(2**31)])
+@pytest.mark.parametrize("value", [-1, 23, 1000, 2**31 - 1, -(2**31)])
 def test_dl_status_name_of_a_hostile_code_is_DL_ERR_UNKNOWN(value):
     assert LIB.dl_status_name(value) == b"DL_ERR_UNKNOWN"
 
@@ -955,7 +999,7 @@ def test_the_table_covers_every_exported_function():
 
 
 @pytest.mark.parametrize("arg", [CONFIG, TOKEN_REQUEST, START, STATE, ACTIVITY, MESSAGE, WAIT, CONFIRM, MANIFEST,
-                                 THREAD_TIMEOUTS],
+                                 THREAD_TIMEOUTS, LISTEN],
                          ids=lambda arg: f"{arg.function}-{arg.argument}")
 def test_every_JSON_base_document_is_valid_so_each_case_has_one_defect(arg):
     rendered = arg.render(_DocWorld)

@@ -74,7 +74,7 @@ def test_status_enum_matches_the_header_and_dl_status_name():
         assert lib.dl_status_name(status) == status.c_name.encode()
 
 
-@pytest.mark.parametrize("unknown", [22, -1, 1000, 2**31 - 1, -(2**31)])
+@pytest.mark.parametrize("unknown", [23, -1, 1000, 2**31 - 1, -(2**31)])
 def test_dl_status_name_of_an_unknown_code_is_DL_ERR_UNKNOWN(unknown):
     assert lib.dl_status_name(unknown) == b"DL_ERR_UNKNOWN"
 

@@ -76,6 +76,8 @@ SCALARS: dict[str, Any] = {
     "char*": c_void_p,
     # out_json: read as a raw pointer, so that it can be handed to dl_string_free.
     "char**": POINTER(c_void_p),
+    # An int the library writes (dl_conversation_fd's out_fd).
+    "int32_t*": POINTER(c_int32),
 }
 
 

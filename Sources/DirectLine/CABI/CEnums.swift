@@ -44,12 +44,17 @@
     /// The response is not what the protocol says.
     case DL_ERR_PROTOCOL = 18
     /// A progress callback asked to stop, or the handle was freed during a read
-    /// (dl_conversation_wait(), dl_conversation_confirm(), dl_get_activities()).
+    /// (dl_conversation_wait(), dl_conversation_confirm(), dl_get_activities(),
+    /// dl_conversation_next()), or unlistened during a blocked dl_conversation_next().
     case DL_ERR_CANCELLED = 19
     /// Called from inside one of this library's callbacks.
     case DL_ERR_REENTRANT = 20
     /// A bug in this library; please report it.
     case DL_ERR_INTERNAL = 21
+    /// Not possible here: a WebSocket stream asked for where there is none
+    /// (Direct Line 1.1, a libcurl without WebSocket support, or a build
+    /// without the stream). Nothing was started or sent.
+    case DL_ERR_UNSUPPORTED = 22
 }
 
 /// How much `dl_set_log_callback` reports. Each level includes the ones

@@ -207,6 +207,10 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 /// so store it as a secret; `token` is null when the handle uses the
 /// client's secret (which is never handed out). Sends nothing.
 ///
+/// While listening, `watermark` is that of the last page dl_conversation_next()
+/// (or dl_conversation_wait()) handed out in full: resuming from it repeats
+/// nothing taken and loses nothing queued.
+///
 /// Returns DL_OK or DL_ERR_INVALID_HANDLE.
 @c public func dl_conversation_state(_ conversation: OpaquePointer?, _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
@@ -241,7 +245,9 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 /// dl_get_activities() running on another thread returns DL_ERR_CANCELLED
 /// within about 50 ms (a request in flight is aborted at once); other calls
 /// already running finish, and the progress callback is never called after
-/// this returns.
+/// this returns. Listening stops (a dl_conversation_next() blocked on another
+/// thread returns DL_ERR_CANCELLED at once), and the descriptor of
+/// dl_conversation_fd() is closed once no call on the handle is running.
 ///
 /// Destructor. NULL is a no-op returning DL_OK; a handle already freed
 /// returns DL_ERR_INVALID_HANDLE.
@@ -300,8 +306,11 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 /// never overwrites it. Call again until the list is empty to page.
 ///
 /// Freeing the handle from another thread aborts the read (DL_ERR_CANCELLED).
+/// While the conversation listens (dl_conversation_listen()) it is refused
+/// with DL_ERR_INVALID_ARGUMENT: the listener is the one reader.
 ///
-/// Returns DL_OK, DL_ERR_INVALID_HANDLE, DL_ERR_CANCELLED, or a network or service status.
+/// Returns DL_OK, DL_ERR_INVALID_ARGUMENT, DL_ERR_INVALID_HANDLE,
+/// DL_ERR_CANCELLED, or a network or service status.
 @c public func dl_get_activities(_ conversation: OpaquePointer?, _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
         try handles.lookup(conversation, as: Conversation.self).receive()
@@ -335,6 +344,13 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 /// when the service does not answer: each request gets the time left.
 /// Freeing the handle from another thread ends the wait with
 /// DL_ERR_CANCELLED within about 50 ms, aborting a request in flight.
+///
+/// While the conversation listens (dl_conversation_listen()) the wait sends
+/// nothing: it takes from the listener's queue (with the same result, and
+/// `afterSendMs` and `intervalMs` unused) until a reply from others is
+/// among what it took or `timeoutMs` passes; unlistening or freeing ends it
+/// with DL_ERR_CANCELLED at once, and a listener in state "failed" gives
+/// its failure once the queue is empty.
 ///
 /// Returns DL_OK, DL_ERR_INVALID_ARGUMENT, DL_ERR_INVALID_HANDLE,
 /// DL_ERR_CANCELLED, or a network or service status.
@@ -383,7 +399,8 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 /// 1.1 has no end-of-conversation message: nothing is sent and `out_json`
 /// receives `{}`. Either way the handle stops refreshing its token, so the
 /// conversation lapses when the token expires; the handle must still be
-/// freed with dl_conversation_free().
+/// freed with dl_conversation_free(). A listener reads to the end, then
+/// stops in state "ended".
 ///
 /// Returns as dl_send_activity().
 @c public func dl_conversation_end(_ conversation: OpaquePointer?, _ user_id: UnsafePointer<CChar>?,
@@ -391,6 +408,123 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
     Boundary.call(out_json) { () throws(DirectLineError) -> SendResult in
         let conversationHandle = try handles.lookup(conversation, as: Conversation.self)
         return try conversationHandle.end(userId: Boundary.identifier(user_id, name: "user_id"))
+    }
+}
+
+/// Starts receiving the conversation's activities in the background, to
+/// take with dl_conversation_next() (or dl_conversation_wait()) and to
+/// watch with dl_conversation_fd(). `options_json` may be NULL or
+/// `{"mode": "auto" | "polling" | "websocket", "pollIntervalMs": 1000,
+/// "includeOwn": false, "maxQueued": 10000}` (`pollIntervalMs` 50 to
+/// 3600000, `maxQueued` 1 to 1000000; unknown keys are refused). This
+/// build reads by polling on both protocols: "auto" (the default) polls,
+/// and "websocket" returns DL_ERR_UNSUPPORTED and starts nothing.
+///
+/// Polling runs on the library's one transfer thread, shared by every
+/// conversation (no thread per listener): `GET activities?watermark=` with
+/// the conversation's current token, at once while pages come with new
+/// activities, else every `pollIntervalMs`. Every activity after the
+/// handle's watermark reaches next() once, in the service's order, across
+/// failed polls and token refreshes; activities the service repeats are
+/// dropped by id, and the caller's own (its users, its clientActivityIDs)
+/// are skipped unless `includeOwn` (dl_conversation_confirm() still finds
+/// them). When `maxQueued` activities wait unread, polling stops until
+/// next() drains the queue: nothing is lost. A failure that may pass is
+/// retried with backoff (honouring Retry-After, state "reconnecting"); a
+/// refusal (401, 403, 404, an expired token) ends in state "failed".
+/// dl_conversation_end(), or an endOfConversation activity, ends it in
+/// state "ended" once what came before is read.
+///
+/// While listening, dl_get_activities() is refused (DL_ERR_INVALID_ARGUMENT)
+/// and dl_conversation_wait() takes from the queue. `out_json` receives
+/// `{"mode": "polling", "state": "connecting"}`; listening again while a
+/// listener runs (failed or ended included; unlisten to start afresh)
+/// starts nothing and reports its mode and state.
+///
+/// Returns DL_OK, DL_ERR_INVALID_ARGUMENT, DL_ERR_INVALID_HANDLE,
+/// DL_ERR_UNSUPPORTED, or DL_ERR_IO (no eventfd could be made).
+@c public func dl_conversation_listen(_ conversation: OpaquePointer?, _ options_json: UnsafePointer<CChar>?,
+                                      _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
+        let conversationHandle = try handles.lookup(conversation, as: Conversation.self)
+        return try conversationHandle.listen(ListenOptions(json: Boundary.json(options_json, name: "options_json")))
+    }
+}
+
+/// Takes what the listener queued since the last call: `out_json`
+/// receives `{"activities": [...], "watermark": "...", "state": "...",
+/// "mode": "polling", "timedOut": false}` (`"activities"` on 1.1 too),
+/// in the service's order, each activity once. `state` is "connecting",
+/// "online", "reconnecting", "ended" or "failed"; a call returns as soon as
+/// activities are queued or the state changed since it was last reported.
+/// `watermark` is the handle's (what dl_conversation_state() saves): that
+/// of the last page handed out in full. Whole pages are handed out, up to
+/// 16 MiB of activities a call (at least one page).
+///
+/// Blocks up to `timeout_ms` (0: never; -1: no limit) while nothing is
+/// queued, waiting on the descriptor of dl_conversation_fd(), never holding
+/// a lock; a timeout is DL_OK with `"timedOut": true` and no activities.
+/// In state "failed" it hands out what is still queued, then returns that
+/// failure's status and error JSON on every call. Unlistening or freeing
+/// the handle from another thread ends a blocked call with DL_ERR_CANCELLED.
+///
+/// Returns DL_OK, DL_ERR_INVALID_ARGUMENT (not listening, or `timeout_ms`
+/// below -1), DL_ERR_INVALID_HANDLE, DL_ERR_CANCELLED, or the status of the
+/// failure that stopped the listener.
+@c public func dl_conversation_next(_ conversation: OpaquePointer?, _ timeout_ms: Int32,
+                                    _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
+        let conversationHandle = try handles.lookup(conversation, as: Conversation.self)
+        guard timeout_ms >= -1 else {
+            throw .invalidArgument("timeout_ms must be -1 (no limit), 0 (do not block) or a number of milliseconds")
+        }
+        return try conversationHandle.next(timeoutMs: Int(timeout_ms))
+    }
+}
+
+/// A file descriptor that is readable exactly while dl_conversation_next()
+/// with a zero timeout would return something (activities queued, a state
+/// not yet reported, or a failure): level-triggered, for poll(), epoll,
+/// libuv, GLib or asyncio's add_reader. Only wait for it to be readable;
+/// never read, write or close it. `*out_fd` receives it (-1 on error) and
+/// `out_json` `{"fd": N}`.
+///
+/// It is an eventfd, close-on-exec and non-blocking, owned by the handle:
+/// made by the first listen or fd call, the same one for the handle's life
+/// (across unlisten and listen), and closed when the handle is freed, once
+/// no call on it is running (take it out of your poll set first). Not
+/// readable while not listening. A forked child inherits it with the
+/// handle's other state.
+///
+/// Returns DL_OK, DL_ERR_INVALID_ARGUMENT (`out_fd` is NULL),
+/// DL_ERR_INVALID_HANDLE, or DL_ERR_IO (no eventfd could be made).
+@c public func dl_conversation_fd(_ conversation: OpaquePointer?, _ out_fd: UnsafeMutablePointer<Int32>?,
+                                  _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    out_fd?.pointee = -1
+    return Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
+        let conversationHandle = try handles.lookup(conversation, as: Conversation.self)
+        guard let out_fd else { throw .invalidArgument("out_fd must not be NULL") }
+        let descriptor = try conversationHandle.listener.descriptor()
+        out_fd.pointee = descriptor
+        return .object(JSONObject([("fd", .integer(descriptor))]))
+    }
+}
+
+/// Stops listening: polling stops (a poll in flight is abandoned), a
+/// dl_conversation_next() or dl_conversation_wait() blocked on another
+/// thread returns DL_ERR_CANCELLED, and what was queued and not taken is
+/// dropped. The handle's watermark (dl_conversation_state()) still points
+/// before what was dropped, so a later read or listen gets it again.
+/// Harmless when not listening.
+///
+/// `out_json` receives `{"dropped": N, "watermark": "..."}`: the activities
+/// dropped, and the handle's watermark.
+///
+/// Returns DL_OK or DL_ERR_INVALID_HANDLE.
+@c public func dl_conversation_unlisten(_ conversation: OpaquePointer?,
+                                        _ out_json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    Boundary.call(out_json) { () throws(DirectLineError) -> JSONValue in
+        try handles.lookup(conversation, as: Conversation.self).unlisten()
     }
 }
 

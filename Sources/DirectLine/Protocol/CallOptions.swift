@@ -29,6 +29,35 @@ struct WaitOptions {
     }
 }
 
+/// `options_json` of `dl_conversation_listen`.
+struct ListenOptions: Sendable {
+    enum Mode: String, Sendable {
+        case auto
+        case websocket
+        case polling
+    }
+
+    var mode = Mode.auto
+    var pollIntervalMs = 1_000
+    var includeOwn = false
+    var maxQueued = 10_000
+
+    init(json: JSONValue?) throws(DirectLineError) {
+        guard let json else { return }
+        let reader = try JSONReader(json, context: "options")
+        try reader.rejectUnknownKeys(["mode", "pollIntervalMs", "includeOwn", "maxQueued"])
+        if let text = try reader.string("mode") {
+            guard let known = Mode(rawValue: text) else {
+                throw .invalidArgument("options.mode must be \"auto\", \"websocket\" or \"polling\"")
+            }
+            mode = known
+        }
+        if let value = try reader.integer("pollIntervalMs", in: 50...3_600_000) { pollIntervalMs = Int(value) }
+        includeOwn = try reader.bool("includeOwn") ?? false
+        if let value = try reader.integer("maxQueued", in: 1...1_000_000) { maxQueued = Int(value) }
+    }
+}
+
 /// `options_json` of `dl_conversation_confirm`: how long to keep looking.
 struct ConfirmOptions {
     var timeoutMs = 0

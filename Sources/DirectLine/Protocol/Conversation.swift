@@ -6,6 +6,9 @@ final class Conversation: Sendable {
     let client: DirectLineClient
     let state: Locked<ConversationState>
     private let progress = CallbackSlot<ProgressReporter>()
+    /// Receiving as it happens (`dl_conversation_listen`): the queue, its
+    /// descriptor and the source that fills it.
+    let listener = Listener()
 
     /// Where sends go: the id never changes, so the path is built once.
     let sendPath: String
@@ -29,6 +32,8 @@ final class Conversation: Sendable {
     /// already running on other threads finish normally.
     func close() {
         freed.raise()
+        // Polling stops, and blocked nexts and waits end.
+        listener.close()
         // After the free returns, the caller's progress callback is never
         // called again, by transfers still running either.
         progress.replace(with: nil)
@@ -183,6 +188,8 @@ final class Conversation: Sendable {
             state.ended = true
             TokenRefresher.shared.cancel(ObjectIdentifier(self))
         }
+        // A listener reads what is left (the end included), then reports `ended`.
+        listener.conversationEnded()
         return result
     }
 }

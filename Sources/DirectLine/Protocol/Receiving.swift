@@ -24,6 +24,11 @@ extension Conversation {
     /// watermark advances unless the service answers a null or missing one.
     /// The page goes back as the service wrote it.
     func receive() throws(DirectLineError) -> JSONValue {
+        // One reader per conversation: the listener's GETs and these would
+        // each move the watermark past what the other has not handed out.
+        guard !listener.isListening else {
+            throw .invalidArgument("the conversation is listening: take its activities with dl_conversation_next (or wait), or unlisten first")
+        }
         let current = readPosition
         let page = try page(after: current.watermark, id: current.id, token: current.token)
         if let watermark = page.watermark { state.withLock { $0.watermark = watermark } }
@@ -38,7 +43,11 @@ extension Conversation {
         var request = client.requests.receive(conversationId: id, watermark: watermark, bearer: token)
         request.deadlineMs = deadlineMs
         request.cancellation = freed
-        let response = try client.execute(request, reaching: .service)
+        return try activityPage(client.execute(request, reaching: .service))
+    }
+
+    /// The service's answer to a GET of activities, checked and read in place.
+    func activityPage(_ response: HTTPResponse) throws(DirectLineError) -> ActivityPage {
         let document = try Responses.checkedJSON(response, what: "get activities")
         guard document.isObject else { throw Responses.protocolError("the service's answer is not a JSON object", response) }
         let list: RawJSON
@@ -70,6 +79,8 @@ extension Conversation {
     /// handle where it was, and the next one reads those activities again,
     /// so every reply is returned exactly once.
     func wait(_ options: WaitOptions) throws(DirectLineError) -> JSONValue {
+        // While listening, the listener reads and this takes from its queue.
+        if let taken = try listener.wait(options, conversation: self) { return taken }
         let start = Clock.monotonicMs()
         let deadline = start + options.timeoutMs
         let last = lastSendMs.load(ordering: .relaxed)
@@ -195,7 +206,7 @@ extension Conversation {
         }
     }
 
-    private static func id(of activity: RawJSON) -> String? {
+    static func id(of activity: RawJSON) -> String? {
         activity.member("id")?.stringValue
     }
 
@@ -205,7 +216,7 @@ extension Conversation {
     /// also teaches the handle the id the service put in `from` (a token
     /// with an embedded user overrides the one sent), so that its later
     /// uploads count as its own too.
-    private func isOwn(_ activity: RawJSON, userIds: [String]?) -> Bool {
+    func isOwn(_ activity: RawJSON, userIds: [String]?) -> Bool {
         let from = sender(of: activity)
         if let userIds { return from.map(userIds.contains) ?? false }
         let correlation = Self.clientActivityID(of: activity)

@@ -25,6 +25,7 @@ enum Status: Int32, CaseIterable, Sendable {
     case cancelled = 19
     case reentrant = 20
     case internalError = 21
+    case unsupported = 22
 
     /// The code's C name, e.g. "DL_ERR_BOT".
     var name: String {
@@ -51,6 +52,7 @@ enum Status: Int32, CaseIterable, Sendable {
         case .cancelled: "DL_ERR_CANCELLED"
         case .reentrant: "DL_ERR_REENTRANT"
         case .internalError: "DL_ERR_INTERNAL"
+        case .unsupported: "DL_ERR_UNSUPPORTED"
         }
     }
 }

@@ -374,6 +374,8 @@ struct FIFO<Element> {
 
     var isEmpty: Bool { head == items.count }
     var count: Int { items.count - head }
+    /// The element `removeFirst` would take, left in place.
+    var first: Element? { head < items.count ? items[head] : nil }
 
     mutating func append(_ element: Element) {
         items.append(element)

@@ -43,6 +43,7 @@ from .errors import (
     TokenExpiredError,
     TooLargeError,
     UnauthorizedError,
+    UnsupportedError,
     error_class,
 )
 from .settings import LogLevel, log_to_logging, set_log_handler, timeouts
@@ -78,6 +79,7 @@ __all__ = [
     "TokenExpiredError",
     "TooLargeError",
     "UnauthorizedError",
+    "UnsupportedError",
     "__version__",
     "error_class",
     "log_to_logging",

@@ -154,6 +154,15 @@ _DECLARATIONS: tuple[tuple[str, Any, tuple[Any, ...]], ...] = (
     # int32_t dl_conversation_end(dl_conversation *conversation, const char *user_id,
     #                             char **out_json);
     ("dl_conversation_end", c_int32, (_Handle, c_char_p, _JSONOut)),
+    # int32_t dl_conversation_listen(dl_conversation *conversation, const char *options_json,
+    #                                char **out_json);
+    ("dl_conversation_listen", c_int32, (_Handle, c_char_p, _JSONOut)),
+    # int32_t dl_conversation_next(dl_conversation *conversation, int32_t timeout_ms, char **out_json);
+    ("dl_conversation_next", c_int32, (_Handle, c_int32, _JSONOut)),
+    # int32_t dl_conversation_fd(dl_conversation *conversation, int32_t *out_fd, char **out_json);
+    ("dl_conversation_fd", c_int32, (_Handle, POINTER(c_int32), _JSONOut)),
+    # int32_t dl_conversation_unlisten(dl_conversation *conversation, char **out_json);
+    ("dl_conversation_unlisten", c_int32, (_Handle, _JSONOut)),
     # int32_t dl_upload_file(dl_conversation *conversation, const char *user_id, const char *path,
     #                        const char *content_type, const char *filename, char **out_json);
     ("dl_upload_file", c_int32, (_Handle, c_char_p, c_char_p, c_char_p, c_char_p, _JSONOut)),
@@ -323,6 +332,16 @@ def call(function: Callable[..., int], *args: Any) -> Any:
     if status != Status.OK:
         raise error_from_status(status, document, status_name(status))
     return document
+
+
+def call_with_int_out(function: Callable[..., int], *args: Any) -> tuple[int, Any]:
+    """Calls an operation that writes an ``int32_t *`` before ``char **out_json``.
+
+    Returns that integer and the parsed result JSON.
+    """
+    value = c_int32(-1)
+    result = call(function, *args, ctypes.byref(value))
+    return value.value, result
 
 
 def call_constructor(function: Callable[..., int], *args: Any) -> tuple[int, Any]:

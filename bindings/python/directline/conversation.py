@@ -76,9 +76,10 @@ class Conversation(NativeObject):
         The conversation goes on at the service (see ``end``); its token is
         no longer refreshed. Any other thread's call in flight finishes
         normally, and the handle is released when the last returns; a
-        ``wait`` or ``replies`` does not hold it back, and ends with
-        CancelledError once the handle is released (at once when no other
-        call is in flight).
+        ``wait``, ``replies``, ``next`` or ``stream`` does not hold it back,
+        and ends with CancelledError once the handle is released (at once
+        when no other call is in flight). Listening stops, and the
+        descriptor of ``fileno()`` is closed.
         """
         super().close()
         self._closing.set()
@@ -357,11 +358,16 @@ class Conversation(NativeObject):
         CancelledError rather than ValueError (it was closed during a
         ``replies`` loop).
         """
+        return self._interruptible_read(lib.dl_conversation_wait, options, cancel_if_closed=cancel_if_closed)
+
+    def _interruptible_read(self, function: Callable[..., int], argument: Any, *,
+                       cancel_if_closed: bool) -> dict[str, Any]:
+        """One blocking read (``dl_conversation_wait`` or ``_next``) that closing interrupts."""
         if cancel_if_closed and self.closed:
             raise _closed_during_wait()
         try:
             with self._borrow(interruptible=True) as handle:
-                result: dict[str, Any] = _native.call(lib.dl_conversation_wait, handle, options)
+                result: dict[str, Any] = _native.call(function, handle, argument)
         except InvalidHandleError:
             # Freed by close() before the call reached the library.
             if not self.closed:
@@ -371,6 +377,190 @@ class Conversation(NativeObject):
             if cancel_if_closed and self.closed and not isinstance(error, DirectLineError):
                 raise _closed_during_wait() from None
             raise
+        return result
+
+    def listen(self, mode: str = "auto", poll_interval: float = 1.0, include_own: bool = False,
+               max_queued: int = 10000) -> dict[str, Any]:
+        """Starts receiving this conversation's activities in the background.
+
+        Take them with ``next()`` or ``stream()`` (``wait()`` takes from the
+        same queue), or wait for ``fileno()`` to be readable in a selector or
+        an event loop. The library polls ``GET .../activities?watermark=``
+        (1.1: ``.../messages``) on its one background thread, shared by every
+        conversation: at once while pages bring new activities, else every
+        ``poll_interval`` seconds. Every activity after the watermark reaches
+        ``next()`` once, in order, across failed polls and token refreshes;
+        the caller's own activities (its users, its clientActivityIDs) are
+        skipped unless ``include_own``. A failure that may pass is retried
+        with backoff (state ``"reconnecting"``); a refusal (401, 403, 404, an
+        expired token) ends in state ``"failed"``, and ``end()`` or the bot's
+        endOfConversation in state ``"ended"``.
+
+        While listening, ``get_activities()`` raises InvalidArgumentError
+        (one reader per conversation). Listening again reports the listener
+        that runs and changes nothing; ``unlisten()`` first to start afresh.
+
+        Args:
+            mode: ``"auto"`` (polls, in this version of the library),
+                ``"polling"``, or ``"websocket"`` (UnsupportedError: this
+                version has no WebSocket stream).
+            poll_interval: seconds between polls while nothing arrives
+                (0.05 to 3600).
+            include_own: also hand out the caller's own activities.
+            max_queued: activities held unread (1 to 1,000,000) before the
+                library stops polling until ``next()`` takes some; nothing is lost.
+
+        Returns:
+            ``{"mode": "polling", "state": "connecting"}``, or the running
+            listener's mode and state.
+
+        Raises:
+            ValueError: the conversation is closed.
+            InvalidArgumentError: a bad option; nothing was started.
+            UnsupportedError: ``mode="websocket"``; nothing was started.
+        """
+        if not isinstance(mode, str):
+            raise InvalidArgumentError.local(f"mode must be a str, not {type(mode).__name__}")
+        if not isinstance(include_own, bool):
+            raise InvalidArgumentError.local(f"include_own must be a bool, not {type(include_own).__name__}")
+        if isinstance(max_queued, bool) or not isinstance(max_queued, int):
+            raise InvalidArgumentError.local(f"max_queued must be an int, not {type(max_queued).__name__}")
+        options = {"mode": mode, "pollIntervalMs": _milliseconds(poll_interval, "poll_interval"),
+                   "includeOwn": include_own, "maxQueued": max_queued}
+        encoded = _native.encode_json(options, "listen options")
+        with self._borrow() as handle:
+            result: dict[str, Any] = _native.call(lib.dl_conversation_listen, handle, encoded)
+        return result
+
+    def next(self, timeout: float | None = None) -> dict[str, Any]:
+        """Takes what the listener queued since the last call, waiting up to ``timeout`` for something.
+
+        Returns as soon as activities are queued or the listener's state
+        changed since it was last reported. Blocks without the GIL; closing
+        the conversation or ``unlisten()`` from another thread ends it with
+        CancelledError. Ctrl-C takes effect when it returns (``stream()``
+        waits in short slices instead).
+
+        Args:
+            timeout: seconds to wait at most; 0 does not wait; None waits
+                without limit.
+
+        Returns:
+            ``{"activities": [...], "watermark": ..., "state": ..., "mode":
+            ..., "timedOut": bool}``: the activities (3.0) or messages (1.1)
+            in order, each once; ``state`` one of ``"connecting"``,
+            ``"online"``, ``"reconnecting"``, ``"ended"``, ``"failed"``;
+            ``watermark`` the conversation's (what ``state()`` saves). A
+            timeout never raises: ``timedOut`` is True and the list empty.
+
+        Raises:
+            ValueError: the conversation is closed.
+            InvalidArgumentError: not listening, or a bad ``timeout``.
+            CancelledError: closed or unlistened during the call.
+            DirectLineError: the failure that stopped the listener (state
+                ``"failed"``), once everything queued before it was taken;
+                again on every later call.
+        """
+        timeout_ms = -1 if timeout is None else _milliseconds(timeout, "timeout", within_ms=(0, 2**31 - 1))
+        return self._next(timeout_ms, cancel_if_closed=False)
+
+    def _next(self, timeout_ms: int, *, cancel_if_closed: bool) -> dict[str, Any]:
+        return self._interruptible_read(lib.dl_conversation_next, timeout_ms, cancel_if_closed=cancel_if_closed)
+
+    def stream(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """Yields activities as they arrive: a generator over ``listen()`` and ``next()``.
+
+        Starts listening with the defaults unless the conversation listens
+        already (call ``listen()`` first for other options), then yields each
+        activity (3.0) or message (1.1) ``next()`` hands out, in order::
+
+            for activity in conversation.stream():
+                print(activity.get("text"))
+
+        It ends when the conversation has ended (state ``"ended"``) and
+        everything before the end was yielded, or once ``timeout`` seconds
+        pass without anything new (None: never). The library is called in
+        slices of at most a second, so Ctrl-C is honoured promptly.
+
+        Raises:
+            ValueError: the conversation is closed (at the first item).
+            InvalidArgumentError: a bad ``timeout``.
+            UnsupportedError: as ``listen()``.
+            CancelledError: the conversation was closed, or stopped
+                listening, while the generator ran.
+            DirectLineError: the failure that stopped the listener, after
+                everything queued before it was yielded.
+        """
+        idle_ms = None if timeout is None else _milliseconds(timeout, "timeout")
+        return self._stream(idle_ms)
+
+    def _stream(self, idle_ms: int | None) -> Iterator[dict[str, Any]]:
+        self.listen()  # reports the running listener when there is one
+        deadline = None if idle_ms is None else time.monotonic() + idle_ms / 1000
+        first = True
+        ended = False
+        while True:
+            # Once ended, only what is still queued is left: no waiting.
+            slice_ms = 0 if ended else _SLICE_MS
+            if deadline is not None:
+                slice_ms = min(slice_ms, _milliseconds(max(0.0, deadline - time.monotonic()), "timeout"))
+            try:
+                result = self._next(slice_ms, cancel_if_closed=not first)
+            except InvalidArgumentError:
+                if first:
+                    raise
+                # Between two slices another thread called unlisten().
+                raise _closed_during_wait("the conversation stopped listening during the stream") from None
+            first = False
+            activities: list[dict[str, Any]] = result["activities"]
+            yield from activities
+            ended = result["state"] == "ended"
+            if ended and not activities:
+                return
+            if activities and idle_ms is not None:
+                deadline = time.monotonic() + idle_ms / 1000
+            if deadline is not None and not activities and time.monotonic() >= deadline:
+                return
+
+    def fileno(self) -> int:
+        """The listener's file descriptor: readable exactly while ``next(0)`` would return something.
+
+        For ``selectors``, ``select`` or asyncio's ``loop.add_reader``:
+        level-triggered (activities queued, a state not yet reported, or a
+        failure). It belongs to the conversation: never read or close it.
+        The same descriptor serves the conversation's whole life (across
+        ``unlisten()`` and ``listen()``) and is closed by ``close()``;
+        take it out of any selector before closing.
+
+        Raises:
+            ValueError: the conversation is closed.
+        """
+        with self._borrow() as handle:
+            descriptor, _ = _native.call_with_int_out(lib.dl_conversation_fd, handle)
+        return descriptor
+
+    @property
+    def fd(self) -> int:
+        """The same as ``fileno()``."""
+        return self.fileno()
+
+    def unlisten(self) -> dict[str, Any]:
+        """Stops listening; harmless when not listening.
+
+        Polling stops; a ``next()`` blocked in another thread raises
+        CancelledError; what was queued and not taken is dropped, and the
+        conversation's watermark (``state()``) still points before it, so a
+        later read or ``listen()`` gets it again.
+
+        Returns:
+            ``{"dropped": N, "watermark": ...}``: the activities dropped and
+            the conversation's watermark.
+
+        Raises:
+            ValueError: the conversation is closed.
+        """
+        with self._borrow() as handle:
+            result: dict[str, Any] = _native.call(lib.dl_conversation_unlisten, handle)
         return result
 
     def confirm(self, client_activity_id: str, timeout: float = 0.0) -> dict[str, Any]:
@@ -583,8 +773,7 @@ def _activities(result: Mapping[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-def _closed_during_wait() -> CancelledError:
-    message = "the conversation was closed during the wait"
+def _closed_during_wait(message: str = "the conversation was closed during the wait") -> CancelledError:
     return CancelledError(message, {"status": Status.ERR_CANCELLED, "name": Status.ERR_CANCELLED.c_name,
                                     "message": message})
 

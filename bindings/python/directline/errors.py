@@ -42,6 +42,7 @@ class Status(enum.IntEnum):
     ERR_CANCELLED = 19
     ERR_REENTRANT = 20
     ERR_INTERNAL = 21
+    ERR_UNSUPPORTED = 22
 
     @property
     def c_name(self) -> str:
@@ -200,7 +201,8 @@ class ProtocolError(DirectLineError):
 
 
 class CancelledError(DirectLineError):
-    """A progress callback asked to stop."""
+    """A progress callback asked to stop, or the conversation was closed (or stopped
+    listening) during a ``wait``, ``replies``, ``next`` or ``stream``."""
     default_status = Status.ERR_CANCELLED
 
 
@@ -214,13 +216,18 @@ class InternalError(DirectLineError):
     default_status = Status.ERR_INTERNAL
 
 
+class UnsupportedError(DirectLineError):
+    """Not possible here: e.g. a WebSocket stream on Direct Line 1.1 or without libcurl support."""
+    default_status = Status.ERR_UNSUPPORTED
+
+
 ERROR_CLASSES: Mapping[int, type[DirectLineError]] = {
     cls.default_status: cls
     for cls in (InvalidArgumentError, InvalidHandleError, TooLargeError, FileError,
                 NetworkError, DirectLineTimeoutError, TLSError, BadRequestError,
                 UnauthorizedError, ForbiddenError, TokenExpiredError, NotFoundError,
                 ConflictError, ThrottledError, BotError, ServiceError, HTTPError,
-                ProtocolError, CancelledError, ReentrantError, InternalError)
+                ProtocolError, CancelledError, ReentrantError, InternalError, UnsupportedError)
 }
 """Status code -> exception class; a status not listed maps to DirectLineError."""
 
