@@ -136,12 +136,17 @@ void test_listen(const char *protocol) {
     CHECK(contains(out, "echo: listen three") && contains(out, "\"timedOut\":false"));
     dl_string_free(out);
 
-    /* Unlisten: what was queued is dropped, the watermark stays before it. */
+    /* Unlisten: what was queued is dropped, the watermark stays before it:
+     * 6 (after "echo: listen three"), or 7 when a poll read the page with
+     * the caller's own "listen four" alone before the reply came. */
     send_ok(conversation, "listen four");
     CHECK(fd_readable(fd, 5000));
     usleep(100 * 1000);
+    char dropped_mark[32] = "";
     CHECK(dl_conversation_unlisten(conversation, &out) == DL_OK);
-    CHECK(contains(out, "\"dropped\":1") && contains(out, "\"watermark\":\"6\""));
+    CHECK(contains(out, "\"dropped\":1"));
+    CHECK(json_string(out, "watermark", dropped_mark, sizeof dropped_mark));
+    CHECK(atoi(dropped_mark) == 6 || atoi(dropped_mark) == 7);
     dl_string_free(out);
     CHECK(!fd_readable(fd, 0));
     CHECK(dl_conversation_unlisten(conversation, &out) == DL_OK);
