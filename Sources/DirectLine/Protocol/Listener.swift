@@ -265,7 +265,7 @@ final class Listener: @unchecked Sendable {
                              maxBytes: Int) -> ([RawJSON], (any ListenerSource)?) {
         var taken: [RawJSON] = []
         var bytes = 0
-        while let page = session.pages.first, !page.activities.isEmpty, taken.isEmpty || bytes < maxBytes {
+        while let page = session.pages.first, taken.isEmpty || bytes < maxBytes {
             _ = session.pages.removeFirst()
             session.queuedActivities -= page.activities.count
             taken += page.activities
@@ -276,7 +276,6 @@ final class Listener: @unchecked Sendable {
                 }
                 if let watermark = page.watermark { state.watermark = watermark }
             }
-            commitEmptyPages(session, conversation: conversation)
         }
         var resume: (any ListenerSource)?
         if session.paused, session.queuedActivities < session.options.maxQueued {
@@ -285,15 +284,6 @@ final class Listener: @unchecked Sendable {
         }
         updateSignal(&core)
         return (taken, resume)
-    }
-
-    /// Pages at the head that hold nothing to hand out (only the caller's
-    /// own activities, or repeats) pass their watermark on at once.
-    private static func commitEmptyPages(_ session: ListenSession, conversation: Conversation) {
-        while let page = session.pages.first, page.activities.isEmpty {
-            _ = session.pages.removeFirst()
-            if let watermark = page.watermark { conversation.state.withLock { $0.watermark = watermark } }
-        }
     }
 
     private static func nextResult(_ activities: [RawJSON], _ session: ListenSession, conversation: Conversation,
@@ -361,10 +351,18 @@ final class Listener: @unchecked Sendable {
                 kept.append(item.activity)
                 bytes += item.activity.byteCount
             }
-            if !kept.isEmpty || page.watermark != nil {
+            if !kept.isEmpty {
                 session.pages.append(QueuedPage(activities: kept, bytes: bytes, watermark: page.watermark))
                 session.queuedActivities += kept.count
-                Self.commitEmptyPages(session, conversation: conversation)
+            } else if let watermark = page.watermark {
+                // Nothing to hand out: the watermark moves on with the last
+                // page queued (or at once), so idle polls behind a queue
+                // nobody takes from add no entries.
+                if session.pages.last != nil {
+                    session.pages.last?.watermark = watermark
+                } else {
+                    conversation.state.withLock { $0.watermark = watermark }
+                }
             }
             if session.state != .ended && session.state != .failed {
                 session.state = ended ? .ended : .online
@@ -466,8 +464,9 @@ final class ListenSession: @unchecked Sendable {
     }
 }
 
-/// One ActivitySet as queued: the activities to hand out (maybe none) and
-/// the watermark after it.
+/// One ActivitySet as queued: the activities to hand out (never none) and
+/// the watermark after it (moved on by later pages that held nothing to
+/// hand out).
 struct QueuedPage {
     var activities: [RawJSON]
     var bytes: Int

@@ -376,6 +376,14 @@ struct FIFO<Element> {
     var count: Int { items.count - head }
     /// The element `removeFirst` would take, left in place.
     var first: Element? { head < items.count ? items[head] : nil }
+    /// The element `append` put in last, which may be changed in place.
+    var last: Element? {
+        get { head < items.count ? items[items.count - 1] : nil }
+        set {
+            guard head < items.count, let newValue else { return }
+            items[items.count - 1] = newValue
+        }
+    }
 
     mutating func append(_ element: Element) {
         items.append(element)
