@@ -33,9 +33,11 @@ let package = Package(
         // Zeroing on release: free() and realloc() of everything linked into
         // the shared object wipe the block first (Sources/CWipe/wipe.c).
         .target(name: "CWipe"),
+        // C glue for GNU extensions Swift's Glibc module does not show (dladdr).
+        .target(name: "CSystem"),
         .target(
             name: "DirectLine",
-            dependencies: ["CCurl", "CWipe"],
+            dependencies: ["CCurl", "CWipe", "CSystem"],
             exclude: ["exports.map"],
             linkerSettings: [
                 // Export only the dl_* C ABI; the Swift runtime and our own

@@ -46,6 +46,7 @@ def emit_raw_header():
         command = ["swiftc", "-typecheck", "-parse-as-library", "-module-name", "DirectLine",
                    "-I", os.path.join(ROOT, "Sources", "CCurl"),
                    "-I", os.path.join(ROOT, "Sources", "CWipe", "include"),
+                   "-I", os.path.join(ROOT, "Sources", "CSystem", "include"),
                    *swift_sources(),
                    "-emit-clang-header-path", raw]
         subprocess.run(command, check=True)

@@ -66,4 +66,47 @@ static inline CURLcode ccurl_get_off(CURL *h, CURLINFO i, curl_off_t *v) {
     return curl_easy_getinfo(h, i, v);
 }
 
+/* libcurl's WebSocket API (8.11 and later, when built with ws/wss) is looked
+ * up at run time, so that the library builds against and loads with a
+ * libcurl that lacks it (Debian 12's 7.88). These mirror its declarations
+ * with our own names; their layout and values are libcurl's stable ABI
+ * (curl/websockets.h). */
+struct ccurl_ws_frame {
+    int age;
+    int flags;
+    curl_off_t offset;
+    curl_off_t bytesleft;
+    size_t len;
+};
+enum {
+    CCURL_WS_TEXT = 1 << 0,
+    CCURL_WS_BINARY = 1 << 1,
+    CCURL_WS_CONT = 1 << 2,
+    CCURL_WS_CLOSE = 1 << 3,
+    CCURL_WS_PING = 1 << 4,
+    CCURL_WS_PONG = 1 << 6
+};
+typedef CURLcode (*ccurl_ws_send_fn)(CURL *curl, const void *buffer, size_t buflen, size_t *sent,
+                                     curl_off_t fragsize, unsigned int flags);
+typedef const struct ccurl_ws_frame *(*ccurl_ws_meta_fn)(CURL *curl);
+
+static inline CURLcode ccurl_ws_send(ccurl_ws_send_fn fn, CURL *curl, const void *buffer, size_t length,
+                                     size_t *sent, unsigned int flags) {
+    return fn(curl, buffer, length, sent, 0, flags);
+}
+static inline const struct ccurl_ws_frame *ccurl_ws_meta(ccurl_ws_meta_fn fn, CURL *curl) {
+    return fn(curl);
+}
+/* Where libcurl's curl_easy_init is, as this library calls it (for dladdr). */
+static inline void *ccurl_easy_init_address(void) {
+    return (void *)&curl_easy_init;
+}
+/* The features and protocols of the libcurl in use. */
+static inline unsigned int ccurl_version_num(void) {
+    return curl_version_info(CURLVERSION_NOW)->version_num;
+}
+static inline const char *const *ccurl_protocols(void) {
+    return curl_version_info(CURLVERSION_NOW)->protocols;
+}
+
 #endif

@@ -41,11 +41,14 @@ struct ListenOptions: Sendable {
     var pollIntervalMs = 1_000
     var includeOwn = false
     var maxQueued = 10_000
+    /// How long the WebSocket stream may bring nothing, not even a
+    /// keep-alive, before it counts as dropped (`streamSilenceMs`).
+    var silenceLimitMs = 90_000
 
     init(json: JSONValue?) throws(DirectLineError) {
         guard let json else { return }
         let reader = try JSONReader(json, context: "options")
-        try reader.rejectUnknownKeys(["mode", "pollIntervalMs", "includeOwn", "maxQueued"])
+        try reader.rejectUnknownKeys(["mode", "pollIntervalMs", "includeOwn", "maxQueued", "streamSilenceMs"])
         if let text = try reader.string("mode") {
             guard let known = Mode(rawValue: text) else {
                 throw .invalidArgument("options.mode must be \"auto\", \"websocket\" or \"polling\"")
@@ -55,6 +58,7 @@ struct ListenOptions: Sendable {
         if let value = try reader.integer("pollIntervalMs", in: 50...3_600_000) { pollIntervalMs = Int(value) }
         includeOwn = try reader.bool("includeOwn") ?? false
         if let value = try reader.integer("maxQueued", in: 1...1_000_000) { maxQueued = Int(value) }
+        if let value = try reader.integer("streamSilenceMs", in: 200...3_600_000) { silenceLimitMs = Int(value) }
     }
 }
 

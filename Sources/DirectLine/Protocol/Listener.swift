@@ -341,20 +341,28 @@ final class Listener: @unchecked Sendable {
             var kept: [RawJSON] = []
             var bytes = 0
             var ended = false
+            var repeats = 0
             for item in incoming {
                 if let id = item.id {
                     let returned = conversation.state.withLock { $0.returnedIDs.contains(id) }
-                    guard !returned, session.seen.insert(id) else { continue }
+                    guard !returned, session.seen.insert(id) else {
+                        repeats += 1
+                        continue
+                    }
                 }
                 if item.ends { ended = true }
                 if item.own && !session.options.includeOwn { continue }
                 kept.append(item.activity)
                 bytes += item.activity.byteCount
             }
+            // A page of nothing but repeats (a stream replaying what a GET
+            // or an earlier stream brought) says nothing of where reading
+            // stands: its watermark may lie behind, and is not taken.
+            let watermark = !incoming.isEmpty && repeats == incoming.count ? nil : page.watermark
             if !kept.isEmpty {
-                session.pages.append(QueuedPage(activities: kept, bytes: bytes, watermark: page.watermark))
+                session.pages.append(QueuedPage(activities: kept, bytes: bytes, watermark: watermark))
                 session.queuedActivities += kept.count
-            } else if let watermark = page.watermark {
+            } else if let watermark {
                 // Nothing to hand out: the watermark moves on with the last
                 // page queued (or at once), so idle polls behind a queue
                 // nobody takes from add no entries.

@@ -5,18 +5,28 @@ extension Conversation {
     /// `dl_conversation_listen`: starts receiving in the background, or
     /// reports the listening that runs.
     func listen(_ options: ListenOptions) throws(DirectLineError) -> JSONValue {
+        let mode: ListenSession.Mode
         switch options.mode {
         case .websocket:
             // Refused before anything starts, whatever runs now.
-            let why = client.version == .v1
-                ? "Direct Line 1.1 has no WebSocket stream"
-                : "this build of libdirectline has no WebSocket stream yet"
-            throw DirectLineError(.unsupported, "\(why): listen with \"mode\": \"polling\" or \"auto\"")
-        case .auto, .polling:
-            break
+            guard client.version == .v3 else {
+                throw DirectLineError(.unsupported, "Direct Line 1.1 has no WebSocket stream: listen with \"mode\": \"polling\" or \"auto\"")
+            }
+            if case .failure(var error) = WebSocketAPI.lookup {
+                error.message += ": listen with \"mode\": \"polling\" or \"auto\""
+                throw error
+            }
+            mode = .websocket
+        case .auto:
+            mode = client.version == .v3 && WebSocketAPI.current != nil ? .websocket : .polling
+        case .polling:
+            mode = .polling
         }
-        let result = try listener.listen(mode: .polling, options: options, conversation: self) { session in
-            PollingSource(conversation: self, session: session)
+        let result = try listener.listen(mode: mode, options: options, conversation: self) { session in
+            if mode == .websocket, let api = WebSocketAPI.current {
+                return WebSocketSource(conversation: self, session: session, api: api)
+            }
+            return PollingSource(conversation: self, session: session)
         }
         // A handle already ended reads what is left and reports `ended`.
         if state.withLock({ $0.ended }) { listener.conversationEnded() }

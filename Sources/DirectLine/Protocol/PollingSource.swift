@@ -19,7 +19,7 @@ import Glibc
 /// - Stopped (unlisten, free), it cancels its timer and abandons a poll in
 ///   flight, whose answer is then dropped. In a forked child the poll that
 ///   was in flight is gone: `afterFork` starts it again.
-final class PollingSource: ListenerSource, @unchecked Sendable {
+final class PollingSource: ListenerSource, RestartsAfterFork, @unchecked Sendable {
     private weak var conversation: Conversation?
     private weak var session: ListenSession?
     private let intervalMs: Int
@@ -56,7 +56,7 @@ final class PollingSource: ListenerSource, @unchecked Sendable {
             schedule(&poll, atMs: Clock.monotonicMs())
             return true
         }
-        if started { PollingRegistry.shared.add(self) }
+        if started { SourceRegistry.shared.add(self) }
     }
 
     func stop() {
@@ -66,7 +66,7 @@ final class PollingSource: ListenerSource, @unchecked Sendable {
             poll.timer = nil
         }
         abort.raise()
-        PollingRegistry.shared.remove(self)
+        SourceRegistry.shared.remove(self)
     }
 
     func resume() {
@@ -171,7 +171,7 @@ final class PollingSource: ListenerSource, @unchecked Sendable {
         }
         if ended {
             conversation.listener.sourceEnded(session: session)
-            PollingRegistry.shared.remove(self)
+            SourceRegistry.shared.remove(self)
         }
     }
 
@@ -183,7 +183,7 @@ final class PollingSource: ListenerSource, @unchecked Sendable {
             Log.emit(.error, "listening stopped: \(error.message)")
             poll.withLock { $0.stopped = true }
             conversation.listener.sourceFailed(error, session: session)
-            PollingRegistry.shared.remove(self)
+            SourceRegistry.shared.remove(self)
             return
         }
         let policy = conversation.client.config.transport.retry
@@ -203,7 +203,7 @@ final class PollingSource: ListenerSource, @unchecked Sendable {
     }
 
     /// Failures that may pass; any other stops the source.
-    private static func mayPass(_ status: Status) -> Bool {
+    static func mayPass(_ status: Status) -> Bool {
         switch status {
         case .network, .timeout, .throttled, .service, .bot, .http,
              .protocolViolation, .internalError: true
@@ -212,14 +212,20 @@ final class PollingSource: ListenerSource, @unchecked Sendable {
     }
 }
 
-/// Every polling source that has started and not stopped, held weakly, so
-/// that a forked child can start again the polls that were in flight.
-final class PollingRegistry: @unchecked Sendable {
-    static let shared = PollingRegistry()
+/// A listener's source that has something to start again in a forked child.
+protocol RestartsAfterFork: AnyObject {
+    /// In the child, once the loop is ready: what was in flight is gone.
+    func afterFork()
+}
+
+/// Every listener's source that has started and not stopped, held weakly,
+/// so that a forked child can start again the reads that were in flight.
+final class SourceRegistry: @unchecked Sendable {
+    static let shared = SourceRegistry()
 
     private final class Entry: @unchecked Sendable {
-        weak var source: PollingSource?
-        init(_ source: PollingSource) { self.source = source }
+        weak var source: (any RestartsAfterFork)?
+        init(_ source: any RestartsAfterFork) { self.source = source }
     }
 
     // Guarded by `mutex`, which a fork() waits for and the child makes
@@ -236,13 +242,13 @@ final class PollingRegistry: @unchecked Sendable {
         }
     }
 
-    func add(_ source: PollingSource) {
+    func add(_ source: any RestartsAfterFork) {
         pthread_mutex_lock(mutex)
         entries[ObjectIdentifier(source)] = Entry(source)
         pthread_mutex_unlock(mutex)
     }
 
-    func remove(_ source: PollingSource) {
+    func remove(_ source: any RestartsAfterFork) {
         pthread_mutex_lock(mutex)
         entries[ObjectIdentifier(source)] = nil
         pthread_mutex_unlock(mutex)

@@ -58,8 +58,12 @@ final class TransferLoop: @unchecked Sendable {
     /// still be read) and must end the transfer with `EasyHandle.finish`,
     /// which detaches it; the loop does not touch the handle afterwards.
     struct Transfer {
-        let handle: EasyHandle
+        let handle: any LoopTransferHandle
         let completion: (CURLcode) -> Void
+        /// A stream (a WebSocket), open for as long as it is listened to:
+        /// it does not take one of the `capacity` places, or it would keep
+        /// refreshes and polls waiting behind it.
+        var isStream = false
     }
 
     /// Prepares a transfer when the loop has room for it; nil when there is
@@ -74,6 +78,9 @@ final class TransferLoop: @unchecked Sendable {
     private var waiting = FIFO<Start>()
     /// Transfers taken from `waiting` and not yet completed.
     private var started = 0
+    /// Streams to attach (`attachStream`), and how many are attached.
+    private var streamsWaiting = FIFO<Start>()
+    private var streams = 0
     /// The transfers attached to `multi`, by their easy handle.
     private var transfers: [UnsafeMutableRawPointer: Transfer] = [:]
     private var running = false
@@ -133,6 +140,26 @@ final class TransferLoop: @unchecked Sendable {
             return startThreadIfNeeded()
         }
         if !threadStarted { Self.logNoThread() }
+    }
+
+    /// Runs a stream (`Transfer.isStream`) at once, whatever the number of
+    /// transfers in flight: `start` prepares it on the loop's thread.
+    func attachStream(_ start: @escaping Start) {
+        let threadStarted = locked { () -> Bool in
+            streamsWaiting.append(start)
+            if sleepingUntil != nil { wake() }
+            return startThreadIfNeeded()
+        }
+        if !threadStarted { Self.logNoThread() }
+    }
+
+    /// On the loop's thread only (a timer's action or a completion): takes
+    /// a stream off the loop before it completed by itself. Its completion
+    /// is never called; the caller ends the transfer.
+    func detachStream(_ handle: any LoopTransferHandle) {
+        locked {
+            if transfers.removeValue(forKey: handle.curl) != nil { streams -= 1 }
+        }
     }
 
     /// Whether the loop has a thread now (for tests and the docs' promise
@@ -214,6 +241,11 @@ final class TransferLoop: @unchecked Sendable {
             }
             for start in starts { begin(start, on: multi) }
             starts.removeAll(keepingCapacity: true)
+            locked {
+                while let start = streamsWaiting.removeFirst() { starts.append(start) }
+            }
+            for start in starts { beginStream(start, on: multi) }
+            starts.removeAll(keepingCapacity: true)
 
             var active: Int32 = 0
             _ = curl_multi_perform(multi, &active)
@@ -234,14 +266,14 @@ final class TransferLoop: @unchecked Sendable {
     /// once), or nil when nothing is left, which ends the thread.
     private func nextWait() -> Int32? {
         locked { () -> Int32? in
-            if heap.count == 0, waiting.isEmpty, started == 0 {
+            if heap.count == 0, waiting.isEmpty, started == 0, streamsWaiting.isEmpty, streams == 0 {
                 running = false
                 multi = nil
                 return nil
             }
             let now = Clock.monotonicMs()
             let next = heap.first?.atMs ?? .max
-            if next <= now || (!waiting.isEmpty && started < capacity) { return 0 }
+            if next <= now || (!waiting.isEmpty && started < capacity) || !streamsWaiting.isEmpty { return 0 }
             sleepingUntil = next
             // libcurl shortens the wait to its own next timeout.
             return Int32(clamping: min(next - now, 60_000))
@@ -261,6 +293,18 @@ final class TransferLoop: @unchecked Sendable {
         locked { transfers[transfer.handle.curl] = transfer }
     }
 
+    private func beginStream(_ start: Start, on multi: UnsafeMutableRawPointer) {
+        guard let transfer = start() else { return }
+        guard transfer.handle.attach(to: multi) else {
+            transfer.completion(CURLE_FAILED_INIT)
+            return
+        }
+        locked {
+            transfers[transfer.handle.curl] = transfer
+            streams += 1
+        }
+    }
+
     private func completeFinished(on multi: UnsafeMutableRawPointer) {
         var queued: Int32 = 0
         while let message = curl_multi_info_read(multi, &queued) {
@@ -268,24 +312,41 @@ final class TransferLoop: @unchecked Sendable {
             guard message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle else { continue }
             let code = message.pointee.data.result
             guard let transfer = locked({ transfers.removeValue(forKey: easy) }) else { continue }
+            // A stream counts down before its completion, which may attach
+            // the next one.
+            if transfer.isStream { locked { streams -= 1 } }
             transfer.completion(code)
-            locked { started -= 1 }
+            if !transfer.isStream { locked { started -= 1 } }
         }
     }
 
     /// In a forked child (see the type's comment).
     private func afterFork() {
         for transfer in transfers.values { transfer.handle.abandon() }
-        leftovers = [transfers, waiting]
+        leftovers = [transfers, waiting, streamsWaiting]
         transfers = [:]
         waiting = FIFO()
+        streamsWaiting = FIFO()
         started = 0
+        streams = 0
         multi = nil
         sleepingUntil = nil
         running = false
         if heap.count > 0 { _ = startThreadIfNeeded() }
     }
 }
+
+/// What the loop attaches to its multi handle: a libcurl easy handle that
+/// runs one transfer (`EasyHandle`) or one WebSocket (`WebSocketConnection`).
+protocol LoopTransferHandle: AnyObject, Sendable {
+    var curl: UnsafeMutableRawPointer { get }
+    /// Adds the prepared transfer to `multi`; false when libcurl refused.
+    func attach(to multi: UnsafeMutableRawPointer) -> Bool
+    /// In a forked child: let go without cleanup (the parent's connections).
+    func abandon()
+}
+
+extension EasyHandle: LoopTransferHandle {}
 
 /// What a `DueHeap` holds: an object that is told where it is in the heap.
 protocol DueHeapElement: AnyObject {
