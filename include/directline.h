@@ -401,29 +401,43 @@ int32_t dl_conversation_end(dl_conversation *conversation, const char *user_id, 
 /// take with dl_conversation_next() (or dl_conversation_wait()) and to
 /// watch with dl_conversation_fd(). `options_json` may be NULL or
 /// `{"mode": "auto" | "polling" | "websocket", "pollIntervalMs": 1000,
-/// "includeOwn": false, "maxQueued": 10000}` (`pollIntervalMs` 50 to
-/// 3600000, `maxQueued` 1 to 1000000; unknown keys are refused). This
-/// build reads by polling on both protocols: "auto" (the default) polls,
-/// and "websocket" returns DL_ERR_UNSUPPORTED and starts nothing.
+/// "includeOwn": false, "maxQueued": 10000, "streamSilenceMs": 90000}`
+/// (`pollIntervalMs` 50 to 3600000, `maxQueued` 1 to 1000000,
+/// `streamSilenceMs` 200 to 3600000; unknown keys are refused).
 ///
-/// Polling runs on the library's one transfer thread, shared by every
-/// conversation (no thread per listener): `GET activities?watermark=` with
-/// the conversation's current token, at once while pages come with new
-/// activities, else every `pollIntervalMs`. Every activity after the
-/// handle's watermark reaches next() once, in the service's order, across
-/// failed polls and token refreshes; activities the service repeats are
-/// dropped by id, and the caller's own (its users, its clientActivityIDs)
-/// are skipped unless `includeOwn` (dl_conversation_confirm() still finds
-/// them). When `maxQueued` activities wait unread, polling stops until
-/// next() drains the queue: nothing is lost. A failure that may pass is
-/// retried with backoff (honouring Retry-After, state "reconnecting"); a
-/// refusal (401, 403, 404, an expired token) ends in state "failed".
+/// Modes: "websocket" reads the conversation's WebSocket stream (3.0 only;
+/// it needs libcurl 8.11 or later built with ws and wss, looked up at run
+/// time); "polling" sends `GET activities?watermark=` at once while pages
+/// come with new activities, else every `pollIntervalMs`; "auto" (the
+/// default) streams on 3.0 when the libcurl in use can, and polls
+/// otherwise (always on 1.1). "websocket" where that is impossible returns
+/// DL_ERR_UNSUPPORTED and starts nothing. Typing activities come only over
+/// the stream.
+///
+/// Both run on the library's one transfer thread, shared by every
+/// conversation (no thread per listener), with the conversation's current
+/// token. The stream connects with a fresh URL from `GET conversations/{id}
+/// ?watermark=` (after `GET activities` when nothing was read yet), which
+/// the service replays from that watermark; its keep-alives are ignored.
+/// A dropped or closed stream, a refused upgrade, or one silent for
+/// `streamSilenceMs` is connected again (state "reconnecting": at once the
+/// first time, then with backoff, honouring Retry-After). Every activity
+/// after the handle's watermark reaches next() once, in the service's
+/// order, across drops, reconnects, failed polls and token refreshes;
+/// activities the service repeats are dropped by id, and the caller's own
+/// (its users, its clientActivityIDs) are skipped unless `includeOwn`
+/// (dl_conversation_confirm() still finds them). When `maxQueued`
+/// activities wait unread, reading stops (the stream's socket is paused,
+/// polling stops) until next() drains the queue: nothing is lost. State
+/// "failed" (for good) follows a refusal (401, 403, 404, an expired token
+/// that was not replaced), a TLS failure, or a stream closed with reason
+/// `collision` (another client holds it; DL_ERR_CONFLICT).
 /// dl_conversation_end(), or an endOfConversation activity, ends it in
 /// state "ended" once what came before is read.
 ///
 /// While listening, dl_get_activities() is refused (DL_ERR_INVALID_ARGUMENT)
 /// and dl_conversation_wait() takes from the queue. `out_json` receives
-/// `{"mode": "polling", "state": "connecting"}`; listening again while a
+/// `{"mode": "websocket" | "polling", "state": "connecting"}`; listening again while a
 /// listener runs (failed or ended included; unlisten to start afresh)
 /// starts nothing and reports its mode and state.
 ///
@@ -433,7 +447,7 @@ int32_t dl_conversation_listen(dl_conversation *conversation, const char *option
 
 /// Takes what the listener queued since the last call: `out_json`
 /// receives `{"activities": [...], "watermark": "...", "state": "...",
-/// "mode": "polling", "timedOut": false}` (`"activities"` on 1.1 too),
+/// "mode": "websocket" | "polling", "timedOut": false}` (`"activities"` on 1.1 too),
 /// in the service's order, each activity once. `state` is "connecting",
 /// "online", "reconnecting", "ended" or "failed"; a call returns as soon as
 /// activities are queued or the state changed since it was last reported.
@@ -471,7 +485,8 @@ int32_t dl_conversation_next(dl_conversation *conversation, int32_t timeout_ms, 
 /// DL_ERR_INVALID_HANDLE, or DL_ERR_IO (no eventfd could be made).
 int32_t dl_conversation_fd(dl_conversation *conversation, int32_t *out_fd, char **out_json);
 
-/// Stops listening: polling stops (a poll in flight is abandoned), a
+/// Stops listening: the stream is closed with a normal close frame, or
+/// polling stops (a poll in flight is abandoned); a
 /// dl_conversation_next() or dl_conversation_wait() blocked on another
 /// thread returns DL_ERR_CANCELLED, and what was queued and not taken is
 /// dropped. The handle's watermark (dl_conversation_state()) still points
