@@ -113,7 +113,7 @@ def show_conversation(emulator: Emulator, request: Request, conversation_id: str
 def list_streams(emulator: Emulator, request: Request) -> Response:
     streams = emulator.streams
     return json_response(200, {"port": streams.port, "secure": streams.secure,
-                               "streams": streams.describe()})
+                               "streams": streams.describe(), "closed": streams.describe_closed()})
 
 
 def command_stream(emulator: Emulator, request: Request, conversation_id: str) -> Response:

@@ -21,6 +21,7 @@ What a stream does (docs/emulator.md, "The WebSocket stream"):
 from __future__ import annotations
 
 import asyncio
+import collections
 import email.utils
 import http
 import logging
@@ -47,6 +48,8 @@ from .messages import (GARBAGE_BODY, JSON_CONTENT_TYPE, WRONG_TYPE_BODY, encode_
 from .state import V3, Conversation
 
 COLLISION_CODE = 1008
+# How many ended streams GET /_emulator/streams lists.
+CLOSED_KEPT = 200
 # Closing a stream waits this long for the client's close frame.
 CLOSE_TIMEOUT_SECONDS = 5
 # Largest message accepted from a client (it should send none but empty ones).
@@ -155,6 +158,9 @@ class StreamServer:
         self._sock = socket.create_server((host, port), family=family, backlog=128)
         self.port = self._sock.getsockname()[1]
         self._streams: dict[str, list[_Stream]] = {}
+        # The streams that ended, newest last, with what the client's close
+        # frame said (GET /_emulator/streams: "closed").
+        self._closed: collections.deque[dict] = collections.deque(maxlen=CLOSED_KEPT)
         self._loop = asyncio.new_event_loop()
         self._stopping: asyncio.Event | None = None
         self._ready = threading.Event()
@@ -242,6 +248,7 @@ class StreamServer:
     def _dispatch(self, event: tuple) -> None:
         kind, conversation_id, number, activity = event
         if kind == "reset":
+            self._closed.clear()
             for streams in self._streams.values():
                 for stream in streams:
                     stream.queue.put_nowait(("command", "close", 1001, "emulator reset", 0.0))
@@ -265,6 +272,12 @@ class StreamServer:
         async def collect() -> list[dict]:
             streams = [stream for group in self._streams.values() for stream in group]
             return [stream.as_json() for stream in sorted(streams, key=lambda s: s.connection_id)]
+        return self._call(collect(), [])
+
+    def describe_closed(self) -> list[dict]:
+        """The streams that ended (the last CLOSED_KEPT), oldest first."""
+        async def collect() -> list[dict]:
+            return list(self._closed)
         return self._call(collect(), [])
 
     def command(self, conversation_id: str, action: str, code: int, reason: str,
@@ -425,6 +438,10 @@ class StreamServer:
         streams = self._streams.get(stream.conversation.id, [])
         if stream in streams:
             streams.remove(stream)
+            close = stream.connection.protocol.close_rcvd
+            self._closed.append({**stream.as_json(), "state": "closed",
+                                 "clientCloseCode": None if close is None else close.code,
+                                 "clientCloseReason": None if close is None else close.reason})
         if not streams:
             self._streams.pop(stream.conversation.id, None)
 

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import pytest
 
 import directline
-from support import sender
+from support import SECRET, sender
 
 LIST_PATH = {"3.0": "/activities$", "1.1": "/messages$"}
 LIST_REQUEST = re.compile(r"^/(v3/directline|api)/conversations/[^/]+/(activities|messages)$")
@@ -67,7 +67,7 @@ def faults_left(emulator) -> int:
 
 
 def test_a_bot_reply_reaches_next_without_wait(conversation, emulator, protocol):
-    started = conversation.listen(poll_interval=0.1)
+    started = conversation.listen(mode="polling", poll_interval=0.1)
     assert started == {"mode": "polling", "state": "connecting"}
     conversation.send_text("user1", "hello")
     got = collect(conversation, replies(1))
@@ -79,7 +79,7 @@ def test_a_bot_reply_reaches_next_without_wait(conversation, emulator, protocol)
 
 
 def test_listening_twice_reports_the_running_listener(conversation, emulator):
-    assert conversation.listen(poll_interval=0.1)["state"] == "connecting"
+    assert conversation.listen(mode="polling", poll_interval=0.1)["state"] == "connecting"
     collect(conversation, lambda got: False, seconds=0.3)
     again = conversation.listen(mode="polling", poll_interval=5, max_queued=1)
     assert again == {"mode": "polling", "state": "online"}
@@ -91,18 +91,25 @@ def test_listening_twice_reports_the_running_listener(conversation, emulator):
 def test_next_when_not_listening_is_an_invalid_argument(conversation, emulator):
     with pytest.raises(directline.InvalidArgumentError, match="not listening"):
         conversation.next(0)
-    conversation.listen()
+    conversation.listen(mode="polling")
     conversation.unlisten()
     with pytest.raises(directline.InvalidArgumentError, match="not listening"):
         conversation.next(0)
 
 
-def test_websocket_mode_is_unsupported_and_starts_nothing(conversation, emulator, protocol):
+def test_websocket_mode_on_1_1_is_unsupported_and_starts_nothing(emulator):
+    with directline.Client(emulator.url, secret=SECRET, protocol="1.1") as client, \
+            client.start_conversation() as conversation:
+        websocket_refused(conversation, emulator)
+        assert conversation.listen()["mode"] == "polling", "auto polls on 1.1"
+
+
+def websocket_refused(conversation: directline.Conversation, emulator) -> None:
     before = len(emulator.requests())
     with pytest.raises(directline.UnsupportedError) as caught:
         conversation.listen(mode="websocket")
     assert caught.value.status == directline.Status.ERR_UNSUPPORTED == 22
-    assert "WebSocket" in caught.value.message
+    assert "1.1 has no WebSocket stream" in caught.value.message
     assert caught.value.delivery == "not_sent"
     time.sleep(0.2)
     assert len(emulator.requests()) == before
@@ -122,7 +129,7 @@ def test_bad_options_are_refused_and_start_nothing(conversation, emulator, optio
 
 
 def test_get_activities_is_refused_while_listening(conversation, emulator, protocol):
-    conversation.listen(poll_interval=0.1)
+    conversation.listen(mode="polling", poll_interval=0.1)
     with pytest.raises(directline.InvalidArgumentError, match="listening"):
         conversation.get_activities()
     conversation.unlisten()
@@ -130,7 +137,7 @@ def test_get_activities_is_refused_while_listening(conversation, emulator, proto
 
 
 def test_wait_takes_from_the_listener(conversation, emulator, protocol):
-    conversation.listen(poll_interval=0.1)
+    conversation.listen(mode="polling", poll_interval=0.1)
     conversation.send_text("user1", "via wait")
     started = time.monotonic()
     got = conversation.wait(timeout=5)
@@ -146,8 +153,8 @@ def test_wait_takes_from_the_listener(conversation, emulator, protocol):
 
 def test_own_activities_are_skipped_unless_include_own(client, emulator, protocol):
     with client.start_conversation() as plain, client.start_conversation() as with_own:
-        plain.listen(poll_interval=0.1)
-        with_own.listen(poll_interval=0.1, include_own=True)
+        plain.listen(mode="polling", poll_interval=0.1)
+        with_own.listen(mode="polling", poll_interval=0.1, include_own=True)
         for conversation in (plain, with_own):
             conversation.send_text("user1", "mine")
         assert texts(collect(plain, replies(1))) == ["echo: mine"]
@@ -162,7 +169,7 @@ def test_own_activities_are_skipped_unless_include_own(client, emulator, protoco
 def test_a_reply_the_service_repeats_reaches_next_once(conversation, emulator, protocol):
     # Without watermarks every poll returns the whole conversation again.
     emulator.configure(nullWatermark=True)
-    conversation.listen(poll_interval=0.05)
+    conversation.listen(mode="polling", poll_interval=0.05)
     conversation.send_text("user1", "one")
     got = collect(conversation, replies(1))
     conversation.send_text("user1", "two")
@@ -181,7 +188,7 @@ def test_every_reply_once_and_in_order_across_a_failing_page(conversation, emula
     for index in range(6):
         conversation.send_text("user1", f"m{index}")
     emulator.fault(method="GET", path=LIST_PATH[protocol], skip=failing_page - 1, **fault)
-    conversation.listen(poll_interval=0.05)
+    conversation.listen(mode="polling", poll_interval=0.05)
     results: list[dict[str, Any]] = []
     got = collect(conversation, replies(6), results=results)
     got += collect(conversation, lambda got: False, seconds=0.3)
@@ -195,7 +202,7 @@ def test_exactly_once_across_token_refreshes(client, emulator, protocol):
     token (the first has expired by the end) and miss or repeat nothing."""
     emulator.configure(tokenLifetime=2)
     with client.start_conversation() as conversation:
-        conversation.listen(poll_interval=0.1)
+        conversation.listen(mode="polling", poll_interval=0.1)
         got: list[dict[str, Any]] = []
         results: list[dict[str, Any]] = []
         for index in range(8):
@@ -213,7 +220,7 @@ def test_backpressure_stops_polling_and_loses_nothing(conversation, emulator, pr
     emulator.configure(pageSize=1)
     for index in range(6):
         conversation.send_text("user1", f"b{index}")
-    conversation.listen(poll_interval=0.05, max_queued=2)
+    conversation.listen(mode="polling", poll_interval=0.05, max_queued=2)
     assert readable(conversation, 5)
     time.sleep(0.3)  # let it fill up and stop
     paused_at = list_gets(emulator)
@@ -230,7 +237,7 @@ def test_the_descriptor_is_readable_exactly_while_next_0_has_something(conversat
     fd = conversation.fileno()
     assert fd == conversation.fd >= 0
     assert not readable(conversation), "not listening: nothing to report"
-    conversation.listen(poll_interval=0.1)
+    conversation.listen(mode="polling", poll_interval=0.1)
     # The first poll's answer changes the state to online: something to report.
     assert readable(conversation, 5)
     assert readable(conversation), "level-triggered: still readable until taken"
@@ -252,7 +259,7 @@ def test_the_descriptor_is_readable_exactly_while_next_0_has_something(conversat
 
 @pytest.mark.parametrize("how", ["unlisten", "close"])
 def test_a_blocked_next_is_cancelled_promptly_from_another_thread(conversation, emulator, how):
-    conversation.listen(poll_interval=0.1)
+    conversation.listen(mode="polling", poll_interval=0.1)
     collect(conversation, lambda got: False, seconds=0.3)  # take the state change
     outcome: list[Any] = []
 
@@ -277,7 +284,7 @@ def test_a_blocked_next_is_cancelled_promptly_from_another_thread(conversation, 
 
 def test_a_saved_state_while_listening_resumes_with_nothing_repeated_or_lost(client, emulator, protocol):
     with client.start_conversation() as first:
-        first.listen(poll_interval=0.05)
+        first.listen(mode="polling", poll_interval=0.05)
         first.send_text("user1", "taken")
         assert texts(collect(first, replies(1))) == ["echo: taken"]
         first.send_text("user1", "queued")
@@ -287,7 +294,7 @@ def test_a_saved_state_while_listening_resumes_with_nothing_repeated_or_lost(cli
         saved = first.state()
         assert saved["watermark"] == first.info()["watermark"]
     with client.resume(saved) as second:
-        second.listen(poll_interval=0.05, include_own=True)
+        second.listen(mode="polling", poll_interval=0.05, include_own=True)
         got = collect(second, lambda got: len(got) >= 4)
         got += collect(second, lambda got: False, seconds=0.3)
     # The bot's replies come once each and the one taken does not come back.
@@ -299,7 +306,7 @@ def test_a_saved_state_while_listening_resumes_with_nothing_repeated_or_lost(cli
 
 
 def test_unlisten_drops_what_was_queued_and_the_watermark_stays_before_it(conversation, emulator, protocol):
-    conversation.listen(poll_interval=0.05)
+    conversation.listen(mode="polling", poll_interval=0.05)
     conversation.send_text("user1", "kept for later")
     assert readable(conversation, 5)
     time.sleep(0.2)
@@ -314,7 +321,7 @@ def test_failed_after_a_403_hands_out_what_was_queued_then_the_error_every_call(
                                                                                 protocol):
     conversation.send_text("user1", "a")
     conversation.send_text("user1", "b")
-    conversation.listen(poll_interval=0.05)
+    conversation.listen(mode="polling", poll_interval=0.05)
     assert readable(conversation, 5)  # the first page is queued
     emulator.fault(method="GET", path=LIST_PATH[protocol], count=-1, action="status", status=403)
     deadline = time.monotonic() + 5
@@ -337,7 +344,7 @@ def test_failed_after_a_403_hands_out_what_was_queued_then_the_error_every_call(
 
 
 def test_end_reads_to_the_end_then_ended_and_polling_stops(conversation, emulator, protocol):
-    conversation.listen(poll_interval=0.05, include_own=True)
+    conversation.listen(mode="polling", poll_interval=0.05, include_own=True)
     conversation.send_text("user1", "last words")
     conversation.end("user1")
     results: list[dict[str, Any]] = []
@@ -365,7 +372,7 @@ def test_the_bots_endOfConversation_ends_the_stream(conversation, emulator):
 
 
 def test_stream_yields_as_replies_arrive_and_ends_after_idle_time(conversation, emulator):
-    conversation.listen(poll_interval=0.1)  # stream() keeps the running listener
+    conversation.listen(mode="polling", poll_interval=0.1)  # stream() keeps the running listener
     conversation.send_text("user1", "s1")
     stream = conversation.stream(timeout=1.0)
     assert next(stream).get("text") == "echo: s1"
@@ -396,7 +403,7 @@ def test_a_forked_child_polls_again_when_the_parents_poll_was_in_flight(conversa
     """Every poll answered after 1.5 s: the fork comes while one is in
     flight, which the child never gets an answer to; its fork handler
     starts the poll again."""
-    conversation.listen(poll_interval=0.05)
+    conversation.listen(mode="polling", poll_interval=0.05)
     collect(conversation, lambda got: False, seconds=0.3)
     emulator.fault(method="GET", path=LIST_PATH[protocol], count=-1, action="delay", seconds=1.5)
     time.sleep(0.3)  # the next poll is in flight now

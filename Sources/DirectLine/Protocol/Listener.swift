@@ -326,7 +326,10 @@ final class Listener: @unchecked Sendable {
 
     /// A page read by `session`'s source: queues its activities that are
     /// new (by id) and not the caller's own (unless `includeOwn`), in order.
-    func deliver(_ page: ActivityPage, session: ListenSession, conversation: Conversation) -> Verdict {
+    /// `online`: the page shows the source is online (a poll's answer, a
+    /// stream's message; not a catch-up read before the stream opens).
+    func deliver(_ page: ActivityPage, session: ListenSession, conversation: Conversation,
+                 online: Bool = true) -> Verdict {
         // Who sent each activity is read outside the listener's lock.
         var incoming: [(activity: RawJSON, id: String?, own: Bool, ends: Bool)] = []
         let version = conversation.client.version
@@ -372,8 +375,10 @@ final class Listener: @unchecked Sendable {
                     conversation.state.withLock { $0.watermark = watermark }
                 }
             }
-            if session.state != .ended && session.state != .failed {
-                session.state = ended ? .ended : .online
+            if ended {
+                if session.state != .failed { session.state = .ended }
+            } else if online, session.state != .ended, session.state != .failed {
+                session.state = .online
             }
             Self.updateSignal(&core)
             if session.state == .ended { return .ended }

@@ -14,8 +14,14 @@ import Glibc
 ///   what is there, so the stream's replay starts after it.
 /// - **Reading.** Each text message is an ActivitySet for the listener
 ///   (repeats are dropped there by id); an empty one is a keep-alive. A
-///   stream silent for `silenceLimitMs` counts as dropped. A full queue
-///   pauses the socket (libcurl stops reading) until `resume`.
+///   stream silent for `silenceLimitMs` counts as dropped.
+/// - **Backpressure.** Once the queue is full, the next message is not
+///   taken: the stream is closed (normally) and connected again when `next`
+///   has made room (`resume`), from the watermark of what was queued, so
+///   what was not taken is replayed and nothing is lost; only typing
+///   activities sent meanwhile are (the service never replays them).
+///   libcurl's own pause is not used: it would buffer decoded frames
+///   whose frame information (`curl_ws_meta`) is no longer theirs.
 /// - **Reconnecting** (state `reconnecting`) after a drop, a close other
 ///   than for a collision, a refused upgrade, or a stream gone silent: at
 ///   once the first time, then with the client's backoff (or
@@ -65,6 +71,10 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
         var refusals = 0
         /// Bumped by each connection, so a stale connection's reports are dropped.
         var generation = 0
+        /// The listener's queue is full (it answered `.pause`).
+        var full = false
+        /// The stream was closed because the queue was full: `resume` connects.
+        var closedForSpace = false
     }
 
     private let run: Locked<Run>
@@ -109,11 +119,14 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
 
     func resume() {
         onLoop { source in
-            let connection = source.run.withLock { run -> WebSocketConnection? in
-                guard !run.stopped, case .connected(let connection) = run.phase else { return nil }
-                return connection
+            let connect = source.run.withLock { run -> Bool in
+                run.full = false
+                guard !run.stopped, run.closedForSpace, case .idle = run.phase else { return false }
+                run.closedForSpace = false
+                run.failures = 0
+                return true
             }
-            connection?.resume()
+            if connect { source.begin() }
         }
     }
 
@@ -196,7 +209,8 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
                 failed(error, token: token, session: session, retry: { source in source.catchUp(thenConnect: thenConnect) })
                 return
             }
-            let verdict = conversation.listener.deliver(page, session: session, conversation: conversation)
+            let verdict = conversation.listener.deliver(page, session: session, conversation: conversation,
+                                                        online: false)
             let moved = !page.isEmpty && page.watermark != nil && page.watermark != watermark
             run.withLock { run in
                 run.failures = 0
@@ -321,8 +335,7 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
                 return nil
             }
             run.silenceTimer = nil
-            // A paused stream is silent on purpose.
-            if connection.paused || Clock.monotonicMs() - connection.lastHeardMs < silenceLimitMs { return nil }
+            if Clock.monotonicMs() - connection.lastHeardMs < silenceLimitMs { return nil }
             run.phase = .idle
             return connection
         }
@@ -358,6 +371,16 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
         guard current else { return false }
         // A keep-alive.
         if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return true }
+        let full = run.withLock { run -> WebSocketConnection? in
+            guard run.full, case .connected(let connection) = run.phase else { return nil }
+            run.closedForSpace = true
+            return connection
+        }
+        if let full {
+            Log.emit(.info, "listening: the queue is full; the stream is closed until next() makes room")
+            full.sayGoodbye()
+            return false
+        }
         let page: ActivityPage
         do throws(DirectLineError) {
             page = try conversation.activityPage(HTTPResponse(status: 200, body: bytes, attempts: 1))
@@ -369,21 +392,19 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
             return false
         }
         let verdict = conversation.listener.deliver(page, session: session, conversation: conversation)
-        let connection = run.withLock { run -> WebSocketConnection? in
+        run.withLock { run in
             if let mark = page.watermark { run.watermark = mark }
-            if case .connected(let connection) = run.phase { return connection }
-            return nil
+            if case .pause = verdict { run.full = true }
         }
         switch verdict {
-        case .more:
-            return true
-        case .pause:
-            connection?.pause()
+        case .more, .pause:
             return true
         case .stale, .ended:
-            run.withLock { run in
+            let connection = run.withLock { run -> WebSocketConnection? in
                 run.stopped = true
                 cancelTimers(&run)
+                if case .connected(let connection) = run.phase { return connection }
+                return nil
             }
             SourceRegistry.shared.remove(self)
             // The close frame now; the connection ends as this returns.
@@ -407,6 +428,18 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
         }
         // Stopped, or ended by endOfConversation: nothing more.
         guard current else { return }
+        // Closed because the queue was full: `resume` connects again, or
+        // this does when room was made while the stream closed.
+        let forSpace = run.withLock { run -> (closed: Bool, roomMade: Bool) in
+            guard run.closedForSpace else { return (false, false) }
+            if run.full { return (true, false) }
+            run.closedForSpace = false
+            return (true, true)
+        }
+        if forSpace.closed {
+            if forSpace.roomMade { begin() }
+            return
+        }
         switch ending {
         case .closedByServer(let code, let reason):
             if reason.lowercased().contains("collision") {

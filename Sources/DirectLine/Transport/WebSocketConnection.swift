@@ -11,7 +11,7 @@ import Glibc
 ///
 /// Everything but `init` runs on the loop's thread: the callbacks (inside
 /// `curl_multi_perform`), the completion, and the owner's timer actions
-/// (`pause`, `resume`, `close`). The owner (`WebSocketSource`) is told of
+/// (`close`). The owner (`WebSocketSource`) is told of
 /// what happens through `events`; an event may ask to end the connection,
 /// which the write callback does by failing the transfer (a handle cannot
 /// leave its multi handle inside its own callback).
@@ -52,7 +52,6 @@ final class WebSocketConnection: LoopTransferHandle, @unchecked Sendable {
     private var endedByOwner = false
     private var tooLarge = false
     private var isOpen = false
-    private(set) var paused = false
     /// When anything (a frame, the upgrade's answer) last came (monotonic ms).
     private(set) var lastHeardMs = Clock.monotonicMs()
 
@@ -159,22 +158,6 @@ final class WebSocketConnection: LoopTransferHandle, @unchecked Sendable {
     private func detach() {
         if let attachedTo { curl_multi_remove_handle(attachedTo, curl) }
         attachedTo = nil
-    }
-
-    /// Stops reading (the listener's queue is full); `resume` goes on.
-    func pause() {
-        guard !paused else { return }
-        paused = true
-        _ = curl_easy_pause(curl, CURLPAUSE_RECV)
-    }
-
-    /// Reads again; what libcurl held back may be delivered before this
-    /// returns.
-    func resume() {
-        guard paused else { return }
-        paused = false
-        lastHeardMs = Clock.monotonicMs()
-        _ = curl_easy_pause(curl, 0)  // CURLPAUSE_CONT
     }
 
     // MARK: the callbacks

@@ -380,20 +380,25 @@ class Conversation(NativeObject):
         return result
 
     def listen(self, mode: str = "auto", poll_interval: float = 1.0, include_own: bool = False,
-               max_queued: int = 10000) -> dict[str, Any]:
+               max_queued: int = 10000, stream_silence: float = 90.0) -> dict[str, Any]:
         """Starts receiving this conversation's activities in the background.
 
         Take them with ``next()`` or ``stream()`` (``wait()`` takes from the
         same queue), or wait for ``fileno()`` to be readable in a selector or
-        an event loop. The library polls ``GET .../activities?watermark=``
-        (1.1: ``.../messages``) on its one background thread, shared by every
-        conversation: at once while pages bring new activities, else every
-        ``poll_interval`` seconds. Every activity after the watermark reaches
-        ``next()`` once, in order, across failed polls and token refreshes;
-        the caller's own activities (its users, its clientActivityIDs) are
-        skipped unless ``include_own``. A failure that may pass is retried
-        with backoff (state ``"reconnecting"``); a refusal (401, 403, 404, an
-        expired token) ends in state ``"failed"``, and ``end()`` or the bot's
+        an event loop. On 3.0 the library reads the conversation's WebSocket
+        stream (pushed at once; typing activities come only this way),
+        connecting again after a drop, a close or a silence; otherwise it
+        polls ``GET .../activities?watermark=`` (1.1: ``.../messages``): at
+        once while pages bring new activities, else every ``poll_interval``
+        seconds. Both run on the library's one background thread, shared by
+        every conversation. Every activity after the watermark reaches
+        ``next()`` once, in order, across drops, reconnects, failed polls and
+        token refreshes; the caller's own activities (its users, its
+        clientActivityIDs) are skipped unless ``include_own``. A failure that
+        may pass is retried with backoff (state ``"reconnecting"``); a
+        refusal (401, 403, 404, an expired token), a TLS failure or a stream
+        closed for a ``collision`` (ConflictError: another client holds it)
+        ends in state ``"failed"``, and ``end()`` or the bot's
         endOfConversation in state ``"ended"``.
 
         While listening, ``get_activities()`` raises InvalidArgumentError
@@ -401,23 +406,28 @@ class Conversation(NativeObject):
         that runs and changes nothing; ``unlisten()`` first to start afresh.
 
         Args:
-            mode: ``"auto"`` (polls, in this version of the library),
-                ``"polling"``, or ``"websocket"`` (UnsupportedError: this
-                version has no WebSocket stream).
+            mode: ``"auto"`` (the stream on 3.0 when the libcurl in use
+                can, else polling), ``"polling"``, or ``"websocket"``
+                (UnsupportedError on 1.1 or with a libcurl older than 8.11
+                or built without ws and wss).
             poll_interval: seconds between polls while nothing arrives
                 (0.05 to 3600).
             include_own: also hand out the caller's own activities.
             max_queued: activities held unread (1 to 1,000,000) before the
-                library stops polling until ``next()`` takes some; nothing is lost.
+                library stops reading (the stream is paused, polling stops)
+                until ``next()`` takes some; nothing is lost.
+            stream_silence: seconds the stream may bring nothing, not even
+                a keep-alive, before it counts as dropped (0.2 to 3600).
 
         Returns:
-            ``{"mode": "polling", "state": "connecting"}``, or the running
-            listener's mode and state.
+            ``{"mode": "websocket" | "polling", "state": "connecting"}``, or
+            the running listener's mode and state.
 
         Raises:
             ValueError: the conversation is closed.
             InvalidArgumentError: a bad option; nothing was started.
-            UnsupportedError: ``mode="websocket"``; nothing was started.
+            UnsupportedError: ``mode="websocket"`` where no stream can be
+                had; nothing was started.
         """
         if not isinstance(mode, str):
             raise InvalidArgumentError.local(f"mode must be a str, not {type(mode).__name__}")
@@ -426,7 +436,8 @@ class Conversation(NativeObject):
         if isinstance(max_queued, bool) or not isinstance(max_queued, int):
             raise InvalidArgumentError.local(f"max_queued must be an int, not {type(max_queued).__name__}")
         options = {"mode": mode, "pollIntervalMs": _milliseconds(poll_interval, "poll_interval"),
-                   "includeOwn": include_own, "maxQueued": max_queued}
+                   "includeOwn": include_own, "maxQueued": max_queued,
+                   "streamSilenceMs": _milliseconds(stream_silence, "stream_silence")}
         encoded = _native.encode_json(options, "listen options")
         with self._borrow() as handle:
             result: dict[str, Any] = _native.call(lib.dl_conversation_listen, handle, encoded)
