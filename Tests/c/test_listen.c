@@ -1,9 +1,12 @@
 /* Receiving as it happens: dl_conversation_listen, _next, _fd and
- * _unlisten with the polling source. A reply reaches next without a wait;
- * the descriptor is readable exactly while next(…, 0, …) has something
- * (checked with poll()); the refusals (not listening, websocket, get while
- * listening, bad options); a blocked next ended by unlisten and by free on
- * another thread; and a listener failed by a 403. */
+ * _unlisten with the polling source and (3.0) the WebSocket stream. A reply
+ * reaches next without a wait; the descriptor is readable exactly while
+ * next(…, 0, …) has something (checked with poll()); the refusals (not
+ * listening, websocket on 1.1, get while listening, bad options); a blocked
+ * next ended by unlisten and by free on another thread; a listener failed
+ * by a 403; and on the stream, typing before each reply, a dropped stream
+ * connected again with nothing lost or repeated, and a collision failing
+ * with DL_ERR_CONFLICT. */
 #define _DEFAULT_SOURCE /* usleep */
 #include "test_support.h"
 
@@ -68,11 +71,13 @@ void test_listen(const char *protocol) {
     CHECK(dl_conversation_fd(conversation, NULL, &out) == DL_ERR_INVALID_ARGUMENT);
     dl_string_free(out);
 
-    /* websocket: DL_ERR_UNSUPPORTED, nothing started; bad options refused. */
+    /* websocket on 1.1: DL_ERR_UNSUPPORTED, nothing started; bad options refused. */
     int before = emu_request_count(base_url);
-    CHECK(dl_conversation_listen(conversation, "{\"mode\": \"websocket\"}", &out) == DL_ERR_UNSUPPORTED);
-    CHECK(contains(out, "\"name\":\"DL_ERR_UNSUPPORTED\"") && contains(out, "WebSocket"));
-    dl_string_free(out);
+    if (!v3) {
+        CHECK(dl_conversation_listen(conversation, "{\"mode\": \"websocket\"}", &out) == DL_ERR_UNSUPPORTED);
+        CHECK(contains(out, "\"name\":\"DL_ERR_UNSUPPORTED\"") && contains(out, "WebSocket"));
+        dl_string_free(out);
+    }
     const char *bad_options[] = {"{\"mode\": \"push\"}", "{\"pollIntervalMs\": 49}", "{\"maxQueued\": 0}",
                                  "{\"includeOwn\": 1}", "{\"interval\": 100}", "[]"};
     for (size_t i = 0; i < sizeof bad_options / sizeof *bad_options; i++) {
@@ -82,8 +87,8 @@ void test_listen(const char *protocol) {
     CHECK(emu_request_count(base_url) == before);
     CHECK(dl_conversation_next(conversation, 0, NULL) == DL_ERR_INVALID_ARGUMENT);
 
-    /* Listening: "auto" polls on both protocols. */
-    CHECK(dl_conversation_listen(conversation, "{\"pollIntervalMs\": 100}", &out) == DL_OK);
+    /* Listening by polling. */
+    CHECK(dl_conversation_listen(conversation, "{\"mode\": \"polling\", \"pollIntervalMs\": 100}", &out) == DL_OK);
     CHECK(contains(out, "\"mode\":\"polling\"") && contains(out, "\"state\":\"connecting\""));
     dl_string_free(out);
     CHECK(dl_conversation_listen(conversation, "{\"mode\": \"polling\", \"maxQueued\": 5}", &out) == DL_OK);
@@ -180,12 +185,12 @@ static void *next_without_limit(void *argument) {
 
 /* A next blocked without a time limit ends with DL_ERR_CANCELLED at once
  * when another thread unlistens (`by_free` 0) or frees the handle (1). */
-static void blocked_next_cancelled(const char *protocol, int by_free) {
+static void blocked_next_cancelled(const char *protocol, const char *options, int by_free) {
     char id[128], token[256], *out = NULL;
     reset_emulator();
     dl_client *client = new_client(protocol, NULL);
     dl_conversation *conversation = start_conversation(client, id, token);
-    CHECK(dl_conversation_listen(conversation, "{\"pollIntervalMs\": 100}", NULL) == DL_OK);
+    CHECK(dl_conversation_listen(conversation, options, NULL) == DL_OK);
     /* Take the state change, so that next has nothing to return. */
     CHECK(dl_conversation_next(conversation, 5000, &out) == DL_OK && contains(out, "\"state\":\"online\""));
     dl_string_free(out);
@@ -217,8 +222,14 @@ static void blocked_next_cancelled(const char *protocol, int by_free) {
 }
 
 void test_listen_cancelled(const char *protocol) {
-    blocked_next_cancelled(protocol, 0);
-    blocked_next_cancelled(protocol, 1);
+    const char *polling = "{\"mode\": \"polling\", \"pollIntervalMs\": 100}";
+    blocked_next_cancelled(protocol, polling, 0);
+    blocked_next_cancelled(protocol, polling, 1);
+    if (strcmp(protocol, "3.0") == 0) {
+        const char *stream = "{\"mode\": \"websocket\"}";
+        blocked_next_cancelled(protocol, stream, 0);
+        blocked_next_cancelled(protocol, stream, 1);
+    }
 }
 
 /* A 403 on every poll: next hands out what was queued, then the 403 on
@@ -230,7 +241,7 @@ void test_listen_failed(const char *protocol) {
     dl_client *client = new_client(protocol, NULL);
     dl_conversation *conversation = start_conversation(client, id, token);
     send_ok(conversation, "before the failure");
-    CHECK(dl_conversation_listen(conversation, "{\"pollIntervalMs\": 50}", NULL) == DL_OK);
+    CHECK(dl_conversation_listen(conversation, "{\"mode\": \"polling\", \"pollIntervalMs\": 50}", NULL) == DL_OK);
     int32_t fd = -1;
     CHECK(dl_conversation_fd(conversation, &fd, NULL) == DL_OK);
     CHECK(fd_readable(fd, 5000)); /* the first page is queued */
@@ -258,6 +269,105 @@ void test_listen_failed(const char *protocol) {
         CHECK(contains(out, "\"httpStatus\":403"));
         dl_string_free(out);
     }
+    CHECK(dl_conversation_free(conversation) == DL_OK);
+    CHECK(dl_client_free(client) == DL_OK);
+}
+
+/* next() until `count` occurrences of `needle` were handed out; everything
+ * handed out goes to `*all` (caller frees). */
+static int next_until_count(dl_conversation *conversation, const char *needle, int count, double seconds,
+                            char **all) {
+    double deadline = now_seconds() + seconds;
+    size_t length = 0;
+    *all = calloc(1, 1);
+    while (count_occurrences(*all, needle) < count && now_seconds() < deadline) {
+        char *out = NULL;
+        int32_t status = dl_conversation_next(conversation, 500, &out);
+        if (status != DL_OK) {
+            fprintf(stderr, "  next: %s\n", out != NULL ? out : "");
+            dl_string_free(out);
+            return 0;
+        }
+        size_t more = strlen(out);
+        char *longer = realloc(*all, length + more + 1);
+        if (longer == NULL) {
+            dl_string_free(out);
+            return 0;
+        }
+        *all = longer;
+        memcpy(*all + length, out, more + 1);
+        length += more;
+        dl_string_free(out);
+    }
+    return count_occurrences(*all, needle) >= count;
+}
+
+/* The emulator's open stream of conversation `id` has been registered. */
+static int stream_listed(const char *id) {
+    double deadline = now_seconds() + 5;
+    while (now_seconds() < deadline) {
+        char *streams = emu_get(base_url, "/_emulator/streams");
+        char *open = streams != NULL ? strstr(streams, "\"closed\"") : NULL;
+        if (open != NULL) *open = '\0'; /* only the open ones */
+        int listed = streams != NULL && contains(streams, id);
+        free(streams);
+        if (listed) return 1;
+        usleep(20 * 1000);
+    }
+    return 0;
+}
+
+/* The stream (3.0): "auto" streams; typing comes before each reply and no
+ * polling goes on; a dropped stream is connected again and the replies sent
+ * meanwhile come once, in order; a collision fails with DL_ERR_CONFLICT. */
+void test_listen_stream(const char *protocol) {
+    if (strcmp(protocol, "3.0") != 0) return;
+    char id[128], token[256], *out = NULL, *all = NULL, path[256];
+    reset_emulator();
+    dl_client *client = new_client(protocol, NULL);
+    dl_conversation *conversation = start_conversation(client, id, token);
+    CHECK(dl_conversation_listen(conversation, NULL, &out) == DL_OK);
+    CHECK(contains(out, "\"mode\":\"websocket\"") && contains(out, "\"state\":\"connecting\""));
+    dl_string_free(out);
+    CHECK(dl_conversation_next(conversation, 5000, &out) == DL_OK && contains(out, "\"state\":\"online\""));
+    dl_string_free(out);
+    CHECK(stream_listed(id));
+
+    int requests_before = emu_request_count(base_url);
+    send_ok(conversation, "streamed");
+    CHECK(next_until(conversation, "echo: streamed", 5, &all));
+    CHECK(contains(all, "\"type\":\"typing\""));
+    CHECK(strstr(all, "\"type\":\"typing\"") < strstr(all, "echo: streamed"));
+    CHECK(contains(all, "\"mode\":\"websocket\""));
+    free(all);
+    /* The send, and nothing else: no polling. */
+    CHECK(emu_request_count(base_url) == requests_before + 1);
+
+    /* Dropped: connected again; what the bot said meanwhile comes once. */
+    snprintf(path, sizeof path, "/_emulator/streams/%s", id);
+    CHECK(emu_post(base_url, path, "{\"action\": \"drop\"}") == 200);
+    send_ok(conversation, "away 1");
+    send_ok(conversation, "away 2");
+    CHECK(next_until_count(conversation, "echo: away", 2, 10, &all));
+    CHECK(count_occurrences(all, "echo: away 1") == 1 && count_occurrences(all, "echo: away 2") == 1);
+    CHECK(strstr(all, "echo: away 1") < strstr(all, "echo: away 2"));
+    free(all);
+
+    /* Another client holds the stream now: DL_ERR_CONFLICT for good. */
+    CHECK(stream_listed(id));
+    CHECK(emu_post(base_url, path, "{\"action\": \"collision\"}") == 200);
+    double deadline = now_seconds() + 5;
+    int32_t status = DL_OK;
+    while (status == DL_OK && now_seconds() < deadline) {
+        out = NULL;
+        status = dl_conversation_next(conversation, 500, &out);
+        if (status != DL_OK) CHECK(contains(out, "collision"));
+        dl_string_free(out);
+    }
+    CHECK(status == DL_ERR_CONFLICT);
+    CHECK(dl_conversation_next(conversation, 0, NULL) == DL_ERR_CONFLICT);
+    CHECK(dl_conversation_unlisten(conversation, &out) == DL_OK);
+    dl_string_free(out);
     CHECK(dl_conversation_free(conversation) == DL_OK);
     CHECK(dl_client_free(client) == DL_OK);
 }

@@ -39,6 +39,7 @@ int main(int argc, char **argv) {
         test_listen(protocols[i]);
         test_listen_cancelled(protocols[i]);
         test_listen_failed(protocols[i]);
+        test_listen_stream(protocols[i]);
     }
     for (size_t i = 0; i < 2; i++) {
         test_resumed_token_refreshed_in_time(protocols[i]);

@@ -56,6 +56,7 @@ void test_wait_cancelled_by_free(const char *protocol);
 void test_listen(const char *protocol);
 void test_listen_cancelled(const char *protocol);
 void test_listen_failed(const char *protocol);
+void test_listen_stream(const char *protocol);
 /* test_lifecycle.c */
 void test_save_and_resume(const char *protocol);
 void test_end(const char *protocol);
