@@ -73,8 +73,38 @@ def test_the_library_loads_and_polls_with_libcurl_7_88(old_env, emulator):
     assert replies == "['echo: hello']"
 
 
-def test_the_conversation_suite_passes_with_libcurl_7_88(old_env):
+LISTENING = """
+import sys, time
+import directline
+with directline.Client(sys.argv[1], secret="emulator-secret", protocol="3.0") as client:
+    with client.start_conversation() as conversation:
+        try:
+            conversation.listen(mode="websocket")
+        except directline.UnsupportedError as error:
+            print(int(error.status), error.message)
+        print(conversation.listen(poll_interval=0.1)["mode"])
+        conversation.send_text("user1", "polled")
+        got = []
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            got = [item.get("text") for item in conversation.next(1)["activities"]]
+        print(got)
+"""
+
+
+def test_listening_polls_and_websocket_is_unsupported_with_libcurl_7_88(old_env, emulator):
+    run = subprocess.run([sys.executable, "-c", LISTENING, emulator.url], env=old_env,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    refusal, mode, replies = run.stdout.splitlines()
+    assert refusal.startswith("22 ") and "(7.88.1)" in refusal and "8.11" in refusal, refusal
+    assert mode == "polling", "auto falls back to polling"
+    assert replies == "['echo: polled']"
+
+
+def test_the_conversation_and_listening_suites_pass_with_libcurl_7_88(old_env):
     run = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "Tests" / "python" / "test_conversation.py"),
+                          str(ROOT / "Tests" / "python" / "test_listen.py"),
                           "-q", "-p", "no:cacheprovider", "-m", "not slow"],
                          env=old_env, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
