@@ -382,6 +382,12 @@ def follow(conversation: Conversation, output: Output, *, user_id: str, include_
             output.state("failed", state, mode)  # the listener's failure; main reports the error
             raise
         activities: list[dict[str, Any]] = result["activities"]
+        new_state: str = result["state"]
+        mode = result.get("mode", mode)
+        if new_state != "ended":
+            # A change came before what it brings (online again, then the replies).
+            output.state(new_state, state, mode)
+            state = new_state
         printed = False
         for activity in activities:
             if not tail_shows(activity, user_id=user_id, include_own=include_own, typing=typing):
@@ -391,8 +397,6 @@ def follow(conversation: Conversation, output: Output, *, user_id: str, include_
             else:
                 output.reply(activity, own_as=user_id if sender_id(activity) == user_id else None)
             printed = True
-        new_state: str = result["state"]
-        mode = result.get("mode", mode)
         if new_state == "ended":
             # Noted once everything queued before the end is printed.
             ending = True
@@ -400,8 +404,6 @@ def follow(conversation: Conversation, output: Output, *, user_id: str, include_
                 output.state(new_state, state, mode)
                 return
             continue
-        output.state(new_state, state, mode)
-        state = new_state
         if timeout is None:
             continue
         now = time.monotonic()
