@@ -222,7 +222,7 @@ def test_save_state_then_resume_the_same_conversation(emulator, protocol, tmp_pa
     # And by id, with the token from a file: only the replies to this send.
     token_file = tmp_path / "token"
     token_file.write_text(saved["token"] + "\n")
-    third = run_cli(emulator, "send", "three", "--protocol", protocol, "--conversation", conversation_id,
+    third = run_cli(emulator, "send", "three", "--protocol", protocol, f"--conversation={conversation_id}",
                     "--token-file", str(token_file), "--linger", "0", hidden=[saved["token"]])
     assert third.returncode == 0, third.stderr
     assert [line for line in third.stdout.splitlines() if line.startswith("bot:")] == ["bot: echo: three"]
@@ -266,7 +266,7 @@ def test_tail_follows_a_conversation_and_ctrl_c_exits_130_quietly(emulator, tmp_
     with directline.Client(emulator.url, secret=SECRET) as client, client.start_conversation() as conversation:
         conversation_id = conversation.id
         conversation.send_text("user", "first")
-        tail = start_tail(emulator, "--conversation", conversation_id, "--save-state", str(tmp_path / "s.json"))
+        tail = start_tail(emulator, f"--conversation={conversation_id}", "--save-state", str(tmp_path / "s.json"))
         timer = threading.Timer(30, tail.kill)  # never hang the suite
         timer.start()
         try:
@@ -289,7 +289,7 @@ def test_tail_follows_a_conversation_and_ctrl_c_exits_130_quietly(emulator, tmp_
 def test_ctrl_c_ends_tail_promptly_even_while_the_service_hangs(emulator):
     with directline.Client(emulator.url, secret=SECRET) as client, client.start_conversation() as conversation:
         emulator.fault(method="GET", action="hang", seconds=60, count=-1)
-        tail = start_tail(emulator, "--conversation", conversation.id)
+        tail = start_tail(emulator, f"--conversation={conversation.id}")
         timer = threading.Timer(30, tail.kill)  # never hang the suite
         timer.start()
         try:

@@ -20,7 +20,7 @@ from .output import Output, ProgressBar
 from .._native import _milliseconds
 from ..client import Client
 from ..conversation import Conversation
-from ..errors import FileError, InvalidArgumentError
+from ..errors import CancelledError, DirectLineError, FileError, InvalidArgumentError, UnsupportedError
 
 SECRET_ENV = "DIRECTLINE_SECRET"
 TOKEN_ENV = "DIRECTLINE_TOKEN"
@@ -329,12 +329,105 @@ def run_upload(args: argparse.Namespace, output: Output, credentials: Credential
         session.close()
 
 
+# ---- tail: following a conversation through its listener -------------------------------------
+
+_TAIL_SLICE = 0.25
+"""The longest ``next()`` of ``tail``, in seconds: Ctrl-C takes effect when one returns."""
+
+
+def sender_id(activity: Mapping[str, Any]) -> str | None:
+    """The sender's id: 3.0 ``from.id``, 1.1 ``from``; None when there is none."""
+    origin = activity.get("from")
+    found = origin.get("id") if isinstance(origin, Mapping) else origin
+    return found if isinstance(found, str) else None
+
+
+def tail_shows(activity: Mapping[str, Any], *, user_id: str, include_own: bool, typing: bool) -> bool:
+    """Whether ``tail`` prints ``activity``: not the user's own unless
+    ``include_own``, not a typing indicator unless ``typing``."""
+    if not include_own and sender_id(activity) == user_id:
+        return False
+    return typing or activity.get("type") != "typing"
+
+
+def follow(conversation: Conversation, output: Output, *, user_id: str, include_own: bool, typing: bool,
+           timeout: float | None, listening: Mapping[str, Any]) -> None:
+    """Prints what ``conversation``'s listener hands out, as ``tail`` does, until the end or ``timeout``.
+
+    ``listening`` is what ``listen()`` returned. Returns once the
+    conversation has ended and everything before its end was printed, or
+    once ``timeout`` seconds pass with nothing printed, counted from the
+    listener's first read (its first state other than ``connecting``), so
+    that ``--timeout 0`` still shows what was there. The listener's failure
+    is raised, after everything queued before it was printed.
+    """
+    mode: str | None = listening.get("mode")
+    state: str | None = listening.get("state")
+    if state is not None:
+        output.state(state, None, mode)
+    deadline: float | None = None
+    if timeout is not None and state != "connecting":
+        deadline = time.monotonic() + timeout
+    ending = False
+    while True:
+        # Once ended, only what is still queued is left: no waiting.
+        wait = 0.0 if ending else _TAIL_SLICE
+        if deadline is not None:
+            wait = min(wait, max(0.0, deadline - time.monotonic()))
+        try:
+            result = conversation.next(wait)
+        except (InvalidArgumentError, CancelledError):
+            raise
+        except DirectLineError:
+            output.state("failed", state, mode)  # the listener's failure; main reports the error
+            raise
+        activities: list[dict[str, Any]] = result["activities"]
+        new_state: str = result["state"]
+        mode = result.get("mode", mode)
+        if new_state != "ended":
+            # A change came before what it brings (online again, then the replies).
+            output.state(new_state, state, mode)
+            state = new_state
+        printed = False
+        for activity in activities:
+            if not tail_shows(activity, user_id=user_id, include_own=include_own, typing=typing):
+                continue
+            if activity.get("type") == "typing":
+                output.typing(activity)
+            else:
+                output.reply(activity, own_as=user_id if sender_id(activity) == user_id else None)
+            printed = True
+        if new_state == "ended":
+            # Noted once everything queued before the end is printed.
+            ending = True
+            if not activities:
+                output.state(new_state, state, mode)
+                return
+            continue
+        if timeout is None:
+            continue
+        now = time.monotonic()
+        if deadline is None and state != "connecting":
+            deadline = now + timeout  # the listener's first read is done
+        elif printed and deadline is not None:
+            deadline = now + timeout
+        elif deadline is not None and now >= deadline:
+            return
+
+
 def run_tail(args: argparse.Namespace, output: Output, credentials: Credentials) -> None:
     session = Session(args, output)
     try:
         conversation = session.open(credentials, start=False)
-        for activity in conversation.replies(timeout=args.timeout, user_id=args.user_id):
-            output.reply(activity)
+        try:
+            listening = conversation.listen(mode=args.mode, poll_interval=args.poll_interval,
+                                            include_own=args.include_own)
+        except UnsupportedError as error:
+            why = error.message.split(": listen with", 1)[0]
+            message = f"--mode websocket is not possible here: {why}; use --mode auto or --mode polling"
+            raise UnsupportedError(message, {**error.detail, "message": message}) from None
+        follow(conversation, output, user_id=args.user_id, include_own=args.include_own, typing=args.typing,
+               timeout=args.timeout, listening=listening)
     finally:
         session.close()
 

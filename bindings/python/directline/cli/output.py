@@ -31,6 +31,44 @@ def _printable(text: str) -> str:
                    for char in text)
 
 
+def _one_line(text: str) -> str:
+    """``text`` with every control character shown as an escape, newlines and tabs included."""
+    return "".join(repr(char)[1:-1] if unicodedata.category(char) == "Cc" else char for char in text)
+
+
+def sender_name(activity: Mapping[str, Any]) -> str:
+    """Who sent an activity, for people: 3.0 ``from.name``, else ``from.id``; 1.1 ``from``; else ``someone``."""
+    origin = activity.get("from")
+    name = (origin.get("name") or origin.get("id")) if isinstance(origin, Mapping) else origin
+    return _one_line(name) if isinstance(name, str) and name.strip() else "someone"
+
+
+def typing_line(activity: Mapping[str, Any]) -> str:
+    """The line ``tail --typing`` prints for a typing activity: ``Echo Bot is typing…``."""
+    return f"{sender_name(activity)} is typing\u2026"
+
+
+STATE_NOTES: Mapping[str, str] = {
+    "reconnecting": "the connection was lost; reconnecting\u2026",
+    "ended": "the conversation has ended",
+}
+"""What ``tail`` notes on stderr (without --json) when its listener enters these states."""
+
+
+def state_note(state: str, previous: str | None) -> str | None:
+    """The note for people when ``tail``'s listener goes from ``previous`` to ``state``, if any.
+
+    Connecting and the first ``online`` are the normal start and say
+    nothing; ``online`` after ``reconnecting`` says the connection is back;
+    ``failed`` says nothing, the error that follows says why.
+    """
+    if state == previous:
+        return None
+    if state == "online":
+        return "online again" if previous == "reconnecting" else None
+    return STATE_NOTES.get(state)
+
+
 def _size(count: float) -> str:
     """A byte count for people: ``512 B``, ``3.0 MiB``."""
     if count < 1024:
@@ -61,17 +99,25 @@ class Output:
         elif human is not None:
             self._line(_printable(human))
 
-    def reply(self, activity: Mapping[str, Any]) -> None:
-        """One activity (3.0) or message (1.1) from the bot."""
+    def reply(self, activity: Mapping[str, Any], *, own_as: str | None = None) -> None:
+        """One activity (3.0) or message (1.1) from the bot, or (``own_as``: the user's id) the user's own.
+
+        The user's own print as ``USER: TEXT`` rather than ``bot: TEXT``,
+        and with --json carry ``"own": true``.
+        """
         if self.as_json:
-            self._line(json.dumps({"event": "reply", "activity": activity}))
+            line: dict[str, Any] = {"event": "reply", "activity": activity}
+            if own_as is not None:
+                line["own"] = True
+            self._line(json.dumps(line))
             return
         kind = activity.get("type", "message")
         words = [] if kind == "message" else [f"[{kind}]"]
         text = activity.get("text")
         if isinstance(text, str) and text:
             words.append(text)
-        lines = [_printable(" ".join(["bot:", *words]))]
+        speaker = "bot:" if own_as is None else _one_line(own_as) + ":"
+        lines = [_printable(" ".join([speaker, *words]))]
         attachments = activity.get("attachments")
         for attachment in attachments if isinstance(attachments, list) else []:
             if isinstance(attachment, Mapping):
@@ -80,6 +126,32 @@ class Output:
                 suffix = f" ({content_type})" if content_type else ""
                 lines.append(_printable(f"  attachment: {name}{suffix}"))
         self._line("\n".join(lines))
+
+    def typing(self, activity: Mapping[str, Any]) -> None:
+        """A typing activity: ``NAME is typing…``, or with --json a reply line like any activity."""
+        if self.as_json:
+            self._line(json.dumps({"event": "reply", "activity": activity}))
+        else:
+            self._line(typing_line(activity))
+
+    def state(self, state: str, previous: str | None, mode: str | None) -> None:
+        """A change of ``tail``'s listener state.
+
+        With --json every change is a line on stdout, ``{"event": "state",
+        "state": ..., "mode": ...}`` (stderr holds errors only); without,
+        the few worth telling people are a note on stderr
+        (``directline: the conversation has ended``), so that stdout keeps
+        what the conversation said.
+        """
+        if state == previous:
+            return
+        if self.as_json:
+            self._line(json.dumps({"event": "state", "state": state, "mode": mode}))
+            return
+        note = state_note(state, previous)
+        if note is not None:
+            self.stderr.write(f"{PROG}: {note}\n")
+            self.stderr.flush()
 
     def error(self, code: int, name: str, message: str, detail: Mapping[str, Any] | None = None) -> None:
         """An error on stderr: ``directline: error: ...``, or a JSON object with --json."""

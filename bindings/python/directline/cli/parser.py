@@ -53,7 +53,7 @@ environment:
   {PROTOCOL_ENV}   the default --protocol (else 3.0)
 
 exit codes:
-  0        success
+  0        success (tail: the conversation ended, or its idle --timeout passed)
   1        send/upload: no reply arrived within --timeout
   2        usage error: bad options, no credential, unreadable credential file
   10+N     the library's error with status N, e.g.
@@ -61,7 +61,9 @@ exit codes:
            14 DL_ERR_IO (a file that cannot be read)   15 DL_ERR_NETWORK
            16 DL_ERR_TIMEOUT   19 DL_ERR_UNAUTHORIZED   20 DL_ERR_FORBIDDEN
            21 DL_ERR_TOKEN_EXPIRED   22 DL_ERR_NOT_FOUND   24 DL_ERR_THROTTLED
-           25 DL_ERR_BOT   26 DL_ERR_SERVICE   (full table: docs/cli.md)
+           25 DL_ERR_BOT   26 DL_ERR_SERVICE
+           32 DL_ERR_UNSUPPORTED (tail --mode websocket where impossible)
+           (full table: docs/cli.md)
   130      interrupted (Ctrl-C)
   141      standard output was closed early (broken pipe)
 
@@ -100,6 +102,22 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0: {text!r}")
+    return value
+
+
+POLL_INTERVAL_MIN = 0.05
+POLL_INTERVAL_MAX = 3600.0
+"""The range of ``tail --poll-interval``, in seconds: the library's ``pollIntervalMs``."""
+
+
+def _poll_interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not POLL_INTERVAL_MIN <= value <= POLL_INTERVAL_MAX:
+        raise argparse.ArgumentTypeError(
+            f"must be from {POLL_INTERVAL_MIN:g} to {POLL_INTERVAL_MAX:g} seconds: {text!r}")
     return value
 
 
@@ -211,11 +229,28 @@ def build_parser() -> argparse.ArgumentParser:
     upload.set_defaults(run=run_upload)
 
     tail = commands.add_parser(
-        "tail", epilog=EPILOG, help="print the bot's replies as they come, until Ctrl-C",
-        description="Print the bot's activities in a conversation as they arrive (those not from "
-                    "--user-id), until Ctrl-C or --timeout seconds bring nothing new.")
-    tail.add_argument("--timeout", metavar="SECONDS", type=_positive_float, default=None,
-                      help="stop once this long passes with nothing new (default: never)")
+        "tail", epilog=EPILOG, help="print a conversation's activities as they arrive, until Ctrl-C",
+        description="Print the activities of a conversation as they arrive, through the conversation's "
+                    "listener (the 3.0 WebSocket stream where the library can, else polling): the bot's "
+                    "replies, with --include-own the messages of --user-id too, with --typing the typing "
+                    "indicators. Runs until Ctrl-C (exit 130), the end of the conversation (exit 0), or "
+                    "--timeout seconds with nothing printed (exit 0).")
+    receiving = tail.add_argument_group("receiving")
+    receiving.add_argument("--mode", choices=("auto", "websocket", "polling"), default="auto",
+                           help="how to receive: auto (the WebSocket stream on 3.0 where the library "
+                                "can, else polling), websocket (fails with exit 32 where impossible), "
+                                "or polling (default: auto)")
+    receiving.add_argument("--poll-interval", metavar="SECONDS", type=_poll_interval, default=1.0,
+                           help=f"while polling, the time between polls that bring nothing "
+                                f"({POLL_INTERVAL_MIN:g} to {POLL_INTERVAL_MAX:g}, default: 1)")
+    receiving.add_argument("--include-own", action="store_true",
+                           help="also print the messages of --user-id, as 'USER-ID: TEXT'")
+    receiving.add_argument("--typing", action="store_true",
+                           help="also print typing indicators, as 'NAME is typing\u2026' (they come "
+                                "over the WebSocket stream only)")
+    receiving.add_argument("--timeout", metavar="SECONDS", type=_positive_float, default=None,
+                           help="stop (exit 0) once this long passes with nothing printed, counted "
+                                "from the listener's first read (default: never)")
     _add_common(tail)
     _add_conversation(tail, required=True)
     tail.set_defaults(run=run_tail)
