@@ -31,6 +31,10 @@ from test_cli import cli_env, json_lines, run_cli
 LIST_REQUEST = re.compile(r"^/(v3/directline|api)/conversations/[^/]+/(activities|messages)$")
 
 
+# What "auto" listens with on each protocol (libcurl 8.11 or later).
+MODE = {"3.0": "websocket", "1.1": "polling"}
+
+
 def list_gets(emulator: Emulator) -> int:
     return sum(1 for request in emulator.requests()
                if request["method"] == "GET" and LIST_REQUEST.match(request["path"]))
@@ -54,12 +58,12 @@ class Tail:
             raise AssertionError(f"tail ended ({self.process.returncode}): {self.process.stderr.read()}")
         return found
 
-    def states_until_online(self) -> list[str]:
+    def states_until_online(self, mode: str = "polling") -> list[str]:
         """The --json state lines up to the first "online" (listen() may already report it)."""
         states = []
         while not states or states[-1] != "online":
             line = json.loads(self.line())
-            assert line["event"] == "state" and line["mode"] == "polling", line
+            assert line["event"] == "state" and line["mode"] == mode, line
             states.append(line["state"])
         return states
 
@@ -107,11 +111,11 @@ def test_tail_prints_the_reply_to_a_message_sent_while_it_runs(emulator, protoco
                  "--poll-interval", "0.1", "--timeout", "1.5")
     conversation = json.loads(tail.line())
     assert conversation["event"] == "conversation" and conversation["conversationId"] == talk.id
-    assert tail.states_until_online() in (["connecting", "online"], ["online"])
+    assert tail.states_until_online(MODE[protocol]) in (["connecting", "online"], ["online"])
     talk.send_text("user", "ping")  # while tail runs
     sent = time.monotonic()
     reply = json.loads(tail.line())
-    assert time.monotonic() - sent < 2.0, "printed as the 0.1 s polls bring it"
+    assert time.monotonic() - sent < 2.0, "printed as the stream or the 0.1 s polls bring it"
     assert reply["event"] == "reply" and reply["activity"]["text"] == "echo: ping"
     assert "own" not in reply
     code, stdout, stderr = tail.finish()
@@ -121,12 +125,12 @@ def test_tail_prints_the_reply_to_a_message_sent_while_it_runs(emulator, protoco
 
 def test_poll_interval_sets_the_listeners_pace(emulator, protocol, talk, tails):
     before = list_gets(emulator)
-    code, _, stderr = start(tails, emulator, f"--conversation={talk.id}", "--protocol", protocol,
+    code, _, stderr = start(tails, emulator, f"--conversation={talk.id}", "--protocol", protocol, "--mode", "polling",
                             "--poll-interval", "0.1", "--timeout", "1.5").finish()
     assert code == 0, stderr
     fast = list_gets(emulator) - before
     before = list_gets(emulator)
-    code, _, stderr = start(tails, emulator, f"--conversation={talk.id}", "--protocol", protocol,
+    code, _, stderr = start(tails, emulator, f"--conversation={talk.id}", "--protocol", protocol, "--mode", "polling",
                             "--timeout", "1.5").finish()
     assert code == 0, stderr
     default = list_gets(emulator) - before
@@ -155,8 +159,9 @@ def test_the_users_own_messages_only_with_include_own(emulator, protocol, talk):
 
 def test_the_bots_endOfConversation_ends_tail_with_exit_0(emulator, tails):
     with directline.Client(emulator.url, secret=SECRET) as client, client.start_conversation() as talk:
-        text = start(tails, emulator, f"--conversation={talk.id}", "--poll-interval", "0.1")
-        as_json = start(tails, emulator, f"--conversation={talk.id}", "--poll-interval", "0.1", "--json")
+        # One polls, one streams: the service holds one stream per conversation.
+        text = start(tails, emulator, f"--conversation={talk.id}", "--mode", "polling", "--poll-interval", "0.1")
+        as_json = start(tails, emulator, f"--conversation={talk.id}", "--json")
         talk.send_text("user", "before")
         assert text.line() == "bot: echo: before\n"
         talk.send_text("user", "end")  # the echo bot answers with endOfConversation
@@ -170,7 +175,7 @@ def test_the_bots_endOfConversation_ends_tail_with_exit_0(emulator, tails):
     replies = [line["activity"] for line in lines if line["event"] == "reply"]
     assert [(item["type"], item.get("text")) for item in replies] == [
         ("message", "echo: before"), ("endOfConversation", None)]
-    assert lines[-1] == {"event": "state", "state": "ended", "mode": "polling"}
+    assert lines[-1] == {"event": "state", "state": "ended", "mode": "websocket"}
 
 
 def test_ctrl_c_exits_130_promptly_while_listening(emulator, protocol, talk, tails):
@@ -217,7 +222,21 @@ def test_a_listener_failure_exits_with_its_errors_code(emulator, protocol, talk)
     result = run_cli(emulator, "tail", f"--conversation={talk.id}", "--protocol", protocol, "--json")
     assert result.returncode == cli.exit_code_for_status(directline.Status.ERR_FORBIDDEN) == 20
     assert json.loads(result.stderr)["error"]["httpStatus"] == 403
-    assert json_lines(result.stdout)[-1] == {"event": "state", "state": "failed", "mode": "polling"}
+    assert json_lines(result.stdout)[-1] == {"event": "state", "state": "failed", "mode": MODE[protocol]}
+
+
+def test_tail_typing_shows_the_bot_typing_before_its_reply_on_the_stream(emulator, tails):
+    with directline.Client(emulator.url, secret=SECRET) as client, client.start_conversation() as talk:
+        tail = start(tails, emulator, f"--conversation={talk.id}", "--typing", "--timeout", "2")
+        plain = start(tails, emulator, f"--conversation={talk.id}", "--mode", "polling", "--timeout", "2")
+        time.sleep(1.0)  # both listening
+        talk.send_text("user", "type first")
+        code, stdout, stderr = tail.finish()
+        assert code == 0, stderr
+        assert stdout.splitlines() == ["Echo Bot is typing…", "bot: echo: type first"]
+        code, stdout, stderr = plain.finish()
+        assert code == 0, stderr
+        assert stdout.splitlines() == ["bot: echo: type first"], "typing comes only over the stream"
 
 
 @pytest.mark.parametrize(("option", "value", "says"), [
