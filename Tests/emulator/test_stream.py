@@ -585,6 +585,8 @@ def test_fault_closes_cleanly_after_n_messages(api):
     conversation = api.start()
     api.fault(action="stream_close", frames=3, closeCode=1001, closeReason="maintenance")
     with open_stream(conversation["streamUrl"]) as ws:
+        # Registered before the send, so that it goes live (typing included), not in the replay.
+        wait_until(lambda: api.streams())
         api.send(conversation, "one")
         assert [s.get("watermark") for s in receive_many(ws, 3)] == ["1", None, "2"]
         closed = closed_with(ws)
@@ -612,6 +614,7 @@ def test_fault_goes_silent_with_the_connection_open(api):
     conversation = api.start()
     api.fault(action="stream_silent", frames=1)
     with open_stream(conversation["streamUrl"], close_timeout=0.3) as ws:
+        wait_until(lambda: api.streams())  # the message goes live, alone, not in the replay with its echo
         api.send(conversation, "last words")
         assert texts(receive(ws)) == [("message", "last words")]
         with pytest.raises(TimeoutError):  # no typing, reply or keep-alive; not closed either
@@ -708,7 +711,7 @@ def test_control_api_silences_an_open_stream(api):
 
 def test_streams_listing_and_settings(api):
     listing = api.control("GET", "streams")
-    assert listing == {"port": api.stream_port, "secure": False, "streams": []}
+    assert listing == {"port": api.stream_port, "secure": False, "streams": [], "closed": []}
     conversation = api.start()
     with open_stream(conversation["streamUrl"]) as ws:
         api.send(conversation, "x")

@@ -848,9 +848,11 @@ def build_cases() -> list[Case]:
             ("maxQueued_negative", lambda w: {"maxQueued": -1}),
             ("maxQueued_over_a_million", lambda w: {"maxQueued": 1_000_001}),
         ]])
-        # This build has no WebSocket stream: refused, nothing started (on 1.1 there is none at all).
-        add([doc_case("dl_conversation_listen", "options_json", "mode_websocket",
-                      lambda w: {"mode": "websocket"}, "DL_ERR_UNSUPPORTED"),
+        # 1.1 has no WebSocket stream: refused, nothing started.
+        add([doc_case("dl_conversation_listen", "options_json", "streamSilenceMs_below_200",
+                      lambda w: {"streamSilenceMs": 199}, IA),
+             doc_case("dl_conversation_listen", "options_json", "streamSilenceMs_string",
+                      lambda w: {"streamSilenceMs": "1000"}, IA),
              doc_case("dl_conversation_listen", "options_json", "1.1_mode_websocket",
                       lambda w: {"mode": "websocket"}, "DL_ERR_UNSUPPORTED", conversation=lambda w: w.conv11)])
         add(handle_cases("dl_conversation_next", "conversation", "conversation"))
