@@ -49,7 +49,7 @@ wants() { case " ${passes[*]} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 # expire, which the C suite covers under both tools. valgrind runs CPython
 # about 30 times slower, so it takes the files that cover the most binding
 # code per second (docs/testing.md).
-asan_python_files=(test_bad_input test_errors test_uploads test_conversation test_native test_confirm
+asan_python_files=(test_bad_input test_errors test_uploads test_conversation test_native test_confirm test_listen test_listen_stream
                    test_settings test_hostile_matrix test_fault_matrix)
 valgrind_python_files=(test_bad_input test_native test_conversation test_errors test_uploads)
 # How long each test_threads phase runs here (it needs more than the 2 s token lifetime).
