@@ -253,13 +253,25 @@ async def test_leaving_a_stream_early_loses_nothing(emulator, protocol):
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("how", ["aclose", "async with", "close from another thread"])
+@pytest.mark.parametrize("how", ["aclose", "async with", "close on the loop", "close from another thread"])
 async def test_closing_ends_a_running_stream_with_cancelled_error(emulator, protocol, how):
     loop = asyncio.get_running_loop()
     async with aio_client(emulator, protocol) as client:
         conversation = await client.start_conversation()
         descriptor = conversation.fileno()
         received: list[dict[str, Any]] = []
+        # The library closes the descriptor as it frees the handle: by then
+        # it must be off the loop (its number may be reused at once).
+        watched_at_free: list[bool] = []
+        free = conversation.sync.close
+
+        def spy() -> None:
+            selector = getattr(loop, "_selector", None)  # the selector event loop's; checked where it has one
+            if selector is not None:
+                watched_at_free.append(descriptor in selector.get_map())
+            free()
+
+        conversation.sync.close = spy  # type: ignore[method-assign]
 
         async def consume() -> None:
             async for activity in conversation.stream():
@@ -274,6 +286,8 @@ async def test_closing_ends_a_running_stream_with_cancelled_error(emulator, prot
         elif how == "async with":
             async with conversation:
                 pass
+        elif how == "close on the loop":
+            conversation.close()
         else:
             threading.Thread(target=conversation.close).start()
         with pytest.raises(directline.CancelledError):
@@ -281,6 +295,7 @@ async def test_closing_ends_a_running_stream_with_cancelled_error(emulator, prot
         assert time.monotonic() - started < 0.5, "the stream noticed only at its next look"
         assert conversation.closed
         assert not loop.remove_reader(descriptor), "the descriptor was left on the loop"
+        assert watched_at_free in ([], [False]), "the library closed the descriptor while the loop watched it"
         with pytest.raises(ValueError, match="closed"):
             await conversation.next(0)
         with pytest.raises(ValueError, match="closed"):
