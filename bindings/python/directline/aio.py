@@ -746,8 +746,13 @@ class Conversation:
         (cancelled), so a descriptor nobody waits for is never on the loop.
         """
         loop = asyncio.get_running_loop()
+        if self._closed:
+            return  # closed from another thread since the last take: the caller's next take says so
         if self._reader is None:
-            descriptor = self.sync.fileno()
+            try:
+                descriptor = self.sync.fileno()
+            except ValueError:  # the wrapped conversation was closed directly: as above
+                return
             loop.add_reader(descriptor, self._on_readable)
             self._reader = (loop, descriptor)
         elif self._reader[0] is not loop:
