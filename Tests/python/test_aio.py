@@ -95,7 +95,7 @@ class CountingExecutor(ThreadPoolExecutor):
         super().__init__(max_workers=max_workers)
         self._count_lock = threading.Lock()
         self.running = 0
-        self.submitted = 0
+        self.completed = 0
 
     def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
         def counted() -> Any:
@@ -106,9 +106,8 @@ class CountingExecutor(ThreadPoolExecutor):
             finally:
                 with self._count_lock:
                     self.running -= 1
+                    self.completed += 1
 
-        with self._count_lock:
-            self.submitted += 1
         return super().submit(counted)
 
 
@@ -144,9 +143,13 @@ async def test_fifty_conversations_stream_at_once_with_no_thread_waiting(emulato
             conversations = await asyncio.gather(*(client.start_conversation() for _ in range(50)))
             try:
                 await asyncio.gather(*(conversation.listen(poll_interval=0.2) for conversation in conversations))
+                listened = pool.completed
                 streams = [asyncio.ensure_future(first_of(conversation.stream(timeout=20)))
                            for conversation in conversations]
-                await asyncio.sleep(0.3)  # each stream's listen() call has returned
+                deadline = time.monotonic() + 10
+                while pool.completed < listened + 50:  # each stream's listen() call has returned
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.05)
                 busy: list[int] = []
                 threads: list[int] = []
 
@@ -278,7 +281,7 @@ async def test_closing_ends_a_running_stream_with_cancelled_error(emulator, prot
                 received.append(activity)
 
         consumer = asyncio.ensure_future(consume())
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.3)
         assert not consumer.done()
         started = time.monotonic()
         if how == "aclose":
