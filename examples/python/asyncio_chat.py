@@ -3,7 +3,7 @@
 Usage:
     DIRECTLINE_SECRET=... python3 asyncio_chat.py [ENDPOINT]
 
-Each conversation listens, says hello and prints the bot's first reply as
+Each conversation listens, says hello and prints the bot's first message as
 it arrives (``async for``). Receiving holds no thread: the loop waits on each
 conversation's descriptor. The endpoint comes from the first argument, else
 DIRECTLINE_ENDPOINT, else the public service. Run it from a checkout with
@@ -28,6 +28,8 @@ async def talk(client: aio.Client, index: int) -> bool:
         await conversation.listen()
         await conversation.send_text(USER_ID, f"hello from conversation {index}")
         async for activity in conversation.stream(timeout=10):
+            if activity.get("type") == "typing":  # over the WebSocket stream the bot shows it is typing
+                continue
             print(f"bot: {activity.get('text')}")
             return True
     print(f"no reply in conversation {index}", file=sys.stderr)
