@@ -41,6 +41,12 @@ ensure_dependencies() {
         log "installing pytest"
         python3 -m pip install -q pytest
     fi
+    # Tests/python/test_aio.py runs its coroutine tests with it (strict mode:
+    # each is marked, so nothing else changes).
+    if ! python3 -c 'import pytest_asyncio' 2>/dev/null; then
+        log "installing pytest-asyncio"
+        python3 -m pip install -q pytest-asyncio
+    fi
     # The emulator's WebSocket stream (emulator/stream.py) is built on it, and
     # Tests/emulator/test_stream.py is its client. Pinned to a major version:
     # the stream uses its asyncio server API as version 17 has it.
