@@ -355,9 +355,10 @@ int32_t dl_get_activities(dl_conversation *conversation, char **out_json);
 /// While the conversation listens (dl_conversation_listen()) the wait sends
 /// nothing: it takes from the listener's queue (with the same result, and
 /// `afterSendMs` and `intervalMs` unused) until a reply from others is
-/// among what it took or `timeoutMs` passes; unlistening or freeing ends it
-/// with DL_ERR_CANCELLED at once, and a listener in state "failed" gives
-/// its failure once the queue is empty.
+/// among what it took or `timeoutMs` passes; typing activities (which the
+/// stream brings) are taken and left out, being no reply. Unlistening or
+/// freeing ends it with DL_ERR_CANCELLED at once, and a listener in state
+/// "failed" gives its failure once the queue is empty.
 ///
 /// Returns DL_OK, DL_ERR_INVALID_ARGUMENT, DL_ERR_INVALID_HANDLE,
 /// DL_ERR_CANCELLED, or a network or service status.

@@ -56,13 +56,21 @@ int main(void) {
     if (failed("dl_conversation_start", status, out)) return 1;
     dl_string_free(out); /* the Conversation object: it holds a token, keep it private */
 
+    /* Receive in the background: over the WebSocket stream on 3.0 (when
+     * libcurl can), else by polling, on the library's one I/O thread. */
+    status = dl_conversation_listen(conversation, NULL, &out);
+    if (failed("dl_conversation_listen", status, out)) return 1;
+    printf("listening: %s\n", out);
+    dl_string_free(out);
+
     status = dl_send_text(conversation, "user1", "hello from C", &out);
     if (failed("dl_send_text", status, out)) return 1;
     printf("sent: %s\n", out);
     dl_string_free(out);
 
-    /* Wait for the bot's answer: the library polls (~300 ms after the send,
-     * then every second) until an activity from someone else arrives. */
+    /* Wait for the bot's answer: it returns as soon as the listener hands
+     * over an activity from someone else (dl_conversation_next gives every
+     * activity, typing included, as it comes). */
     status = dl_conversation_wait(conversation, "{\"timeoutMs\": 10000}", &out);
     if (failed("dl_conversation_wait", status, out)) return 1;
     int replied = print_texts(out);

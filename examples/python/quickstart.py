@@ -37,9 +37,11 @@ def main() -> int:
 
     with directline.Client(endpoint, secret=secret) as client:
         with client.start_conversation() as conversation:
+            # Receive in the background: the WebSocket stream on 3.0, else polling.
+            print(f"listening: {conversation.listen()['mode']}")
             conversation.send_text(USER_ID, "hello")
             print(f"sent 'hello' to conversation {conversation.id}")
-            # The library polls until the bot answers (or 10 s pass).
+            # Returns as soon as the bot's answer arrives (or 10 s pass).
             if not print_replies(conversation.wait(timeout=10)):
                 return 1
 

@@ -141,7 +141,7 @@ final class Listener: @unchecked Sendable {
 
     /// `dl_conversation_wait` while listening: takes from the queue until
     /// an activity not from the caller's users is among what it took, or
-    /// the timeout passes. Nil when no session runs (the caller polls as
+    /// the timeout passes. Typing activities are taken and left out. Nil when no session runs (the caller polls as
     /// usual then).
     func wait(_ options: WaitOptions, conversation: Conversation) throws(DirectLineError) -> JSONValue? {
         let deadline = Clock.monotonicMs() + options.timeoutMs
@@ -178,6 +178,9 @@ final class Listener: @unchecked Sendable {
             }
             for activity in taken {
                 heldBytes += activity.byteCount
+                // Typing (which only the stream brings) is no reply: a wait
+                // returns the replies, next() everything.
+                if activity.member("type")?.stringValue == "typing" { continue }
                 let mine = conversation.isOwn(activity, userIds: options.userIds)
                 if !mine { replied = true }
                 if !mine || options.includeOwn { found.append(.raw(activity)) }
