@@ -405,3 +405,11 @@ def test_a_stream_url_token_never_reaches_the_log(emulator):
     assert any("stream" in line for line in lines)
     if ticket:
         assert not any(ticket.group(1) in line for line in lines)
+
+
+def test_wait_while_streaming_returns_the_reply_without_typing(conversation, emulator):
+    conversation.listen()
+    online(conversation)
+    conversation.send_text("user1", "waited")
+    got = conversation.wait(timeout=10)
+    assert [(item["type"], item.get("text")) for item in got] == [("message", "echo: waited")]
