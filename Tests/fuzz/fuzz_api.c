@@ -858,6 +858,42 @@ static void mode_wait(const fields *f) {
 
 }
 
+/* 'L': dl_conversation_listen(options), then next (without waiting, and for
+ * 50 ms), fd and unlisten twice: the listener's reads are refused at once
+ * and retried (state "reconnecting"), never a failure of its own. */
+static void mode_listen(const fields *f) {
+    dl_client *client = network_client();
+    dl_conversation *conversation = open_default(client, "conv-L");
+    char *out = UNWRITTEN;
+    int32_t status = dl_conversation_listen(conversation, f->text[0], &out);
+    if (status == DL_ERR_UNSUPPORTED && !v11() && out != UNWRITTEN && out != NULL && strstr(out, "libcurl") == NULL) {
+        fail("dl_conversation_listen", status, out, "unsupported on 3.0 without naming libcurl");
+    }
+    int listening = status == DL_OK;
+    check_out("dl_conversation_listen", status,
+              BIT(DL_OK) | BIT(DL_ERR_INVALID_ARGUMENT) | BIT(DL_ERR_UNSUPPORTED) | BIT(DL_ERR_IO), out, 0);
+    for (int32_t timeout = 0; timeout <= 50; timeout += 50) {
+        out = UNWRITTEN;
+        status = dl_conversation_next(conversation, timeout, &out);
+        if (listening != (status == DL_OK)) fail("dl_conversation_next", status, out, "not as listen said");
+        check_out("dl_conversation_next", status, BIT(DL_OK) | BIT(DL_ERR_INVALID_ARGUMENT), out, 0);
+    }
+    int32_t fd = -2;
+    out = UNWRITTEN;
+    status = dl_conversation_fd(conversation, &fd, &out);
+    if ((status == DL_OK) != (fd >= 0)) fail("dl_conversation_fd", status, out, "fd and status disagree");
+    check_out("dl_conversation_fd", status, BIT(DL_OK) | BIT(DL_ERR_IO), out, 0);
+    for (int i = 0; i < 2; i++) {
+        out = UNWRITTEN;
+        status = dl_conversation_unlisten(conversation, &out);
+        if (i == 1 && out != UNWRITTEN && out != NULL && strstr(out, "\"dropped\":0") == NULL) {
+            fail("dl_conversation_unlisten", status, out, "dropped twice");
+        }
+        check_out("dl_conversation_unlisten", status, BIT(DL_OK), out, 0);
+    }
+    free_conversation(conversation);
+}
+
 /* 'f': dl_conversation_confirm(id, options): its first page fails at once. */
 static void mode_confirm(const fields *f) {
     dl_client *client = network_client();
@@ -1230,6 +1266,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case 'u': g_mode_name = "bytes"; split(rest, length, first_present, 4, &f); mode_bytes(&f); break;
     case 'U': g_mode_name = "file"; split(rest, length, first_present, 4, &f); mode_file(&f); break;
     case 'w': g_mode_name = "wait"; split(rest, length, first_present, 1, &f); mode_wait(&f); break;
+    case 'L': g_mode_name = "listen"; split(rest, length, first_present, 1, &f); mode_listen(&f); break;
     case 'f': g_mode_name = "confirm"; split(rest, length, first_present, 2, &f); mode_confirm(&f); break;
     case 'r': g_mode_name = "tokens"; split(rest, length, first_present, 2, &f); mode_tokens(&f); break;
     case 's': g_mode_name = "status"; split(rest, length, first_present, 1, &f); mode_status(&f); break;
