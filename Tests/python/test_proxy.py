@@ -273,6 +273,29 @@ def test_https_goes_through_a_connect_tunnel_that_carries_the_user_agent(
     assert streamed_upload_arrived_whole(received, streamed)
 
 
+def test_the_stream_goes_through_a_connect_tunnel_too(tls_emulator: Any, certificates: Path,
+                                                      proxy: RecordingProxy) -> None:
+    config = {"endpoint": tls_emulator.url, "secret": SECRET, "protocol": "3.0", "proxy": proxy.url,
+              "caFile": str(certificates / "ca.pem")}
+    with directline.Client.from_config(config) as client, client.start_conversation() as conversation:
+        stream_url = urlsplit(str(conversation.start_result["streamUrl"]))
+        assert stream_url.scheme == "wss"
+        assert conversation.listen()["mode"] == "websocket"
+        for _ in range(20):  # until the stream is open, so the reply comes live, typing first
+            if conversation.next(0.5)["state"] == "online" and tls_emulator.server.emulator.streams.describe():
+                break
+        conversation.send_text(USER, "tunnelled")
+        got: list[dict[str, Any]] = []
+        for _ in range(20):
+            got += conversation.next(0.5)["activities"]
+            if any(item.get("text") == "echo: tunnelled" for item in got):
+                break
+        assert [item["type"] for item in got] == ["typing", "message"]
+    tunnels = [entry.target for entry in proxy.seen() if entry.method == "CONNECT"]
+    assert stream_url.netloc in tunnels, "the stream's upgrade went through the proxy"
+    assert all(entry.values("Authorization") == [] for entry in proxy.seen())
+
+
 # ---- a proxy that refuses connections -------------------------------------------------------
 
 def every_call(client: Any, conversation: Any, protocol: str,

@@ -142,3 +142,25 @@ def test_redirects_are_not_followed_and_credentials_never_leave_for_another_orig
         assert caught.value.http_status == status
         assert SECRET not in str(caught.value)
         assert elsewhere.server.emulator.log.as_json() == [], "the redirect was followed"
+
+
+def test_the_stream_goes_over_wss_with_the_clients_ca_file(serve: Any, certificates: Path) -> None:
+    """The emulator serves TLS on its stream too (a wss:// streamUrl); the
+    client's caFile applies to the upgrade as to every request."""
+    handle = serve("good")
+    config = {"endpoint": handle.url, "secret": SECRET, "protocol": "3.0", "caFile": str(certificates / "ca.pem")}
+    with directline.Client.from_config(config) as client, client.start_conversation() as conversation:
+        assert str(conversation.start_result["streamUrl"]).startswith("wss://")
+        assert conversation.listen()["mode"] == "websocket"
+        for _ in range(20):  # until the stream is open, so the reply comes live, typing first
+            if conversation.next(0.5)["state"] == "online" and handle.server.emulator.streams.describe():
+                break
+        conversation.send_text("user1", "over wss")
+        got: list[dict[str, Any]] = []
+        for _ in range(20):
+            got += conversation.next(0.5)["activities"]
+            if any(item.get("text") == "echo: over wss" for item in got):
+                break
+        # Typing comes only over the stream: it was the stream that spoke.
+        assert [item["type"] for item in got] == ["typing", "message"]
+        assert conversation.next(0)["state"] == "online"
