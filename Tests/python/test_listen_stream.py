@@ -51,12 +51,15 @@ def streams(emulator, conversation) -> dict[str, list[dict[str, Any]]]:
             for key in ("streams", "closed")}
 
 
-def online(conversation, seconds: float = 10) -> list[dict[str, Any]]:
-    """next() until the listener reports `online`; what came meanwhile."""
+def online(conversation, emulator, seconds: float = 10) -> list[dict[str, Any]]:
+    """next() until the listener reports `online` and the emulator lists the
+    stream (so that what is sent next goes live, typing first, rather than
+    into the replay); what came meanwhile."""
     results: list[dict[str, Any]] = []
     got = collect(conversation, lambda _: bool(results) and results[-1]["state"] == "online", seconds=seconds,
                   results=results)
     assert results and results[-1]["state"] == "online", results[-1:]
+    stream_listed(emulator, conversation)
     return got
 
 
@@ -80,7 +83,7 @@ def command(emulator, conversation, action: str, **extra: Any) -> None:
 
 def test_auto_streams_on_3_0_and_replies_and_typing_come_without_polling(conversation, emulator):
     assert conversation.listen() == {"mode": "websocket", "state": "connecting"}
-    online(conversation)
+    online(conversation, emulator)
     polls = len(requests(emulator, ACTIVITIES_GET))
     got: list[dict[str, Any]] = []
     for index in range(3):
@@ -100,7 +103,7 @@ def test_auto_streams_on_3_0_and_replies_and_typing_come_without_polling(convers
 def test_keep_alives_hand_out_nothing(conversation, emulator):
     emulator.configure(streamKeepAliveSeconds=0.1)
     conversation.listen()
-    online(conversation)
+    online(conversation, emulator)
     time.sleep(1.0)
     result = conversation.next(0)
     assert result["timedOut"] is True and result["activities"] == [] and result["state"] == "online"
@@ -130,7 +133,7 @@ def interrupt(how: str, emulator, conversation) -> None:
 @pytest.mark.parametrize("how", ["close", "drop", "refused upgrade", "silent", "expired stream URL"])
 def test_every_reply_once_and_in_order_across(how, conversation, emulator):
     conversation.listen(stream_silence=1.0)
-    online(conversation)
+    online(conversation, emulator)
     got: list[dict[str, Any]] = []
     for index in range(2):
         conversation.send_text("user1", f"before {index}")
@@ -154,7 +157,7 @@ def test_reconnect_asks_for_the_watermark_read_to_and_catches_up(conversation, e
     """The reconnect GET is held up for a second while the bot answers
     three messages: the new stream replays them from the watermark."""
     conversation.listen()
-    online(conversation)
+    online(conversation, emulator)
     conversation.send_text("user1", "first")
     collect(conversation, replies(1))
     read_to = conversation.info()["watermark"]
@@ -174,7 +177,7 @@ def test_every_reply_once_across_token_refreshes(client, emulator):
     emulator.configure(tokenLifetime=2)
     with client.start_conversation() as conversation:
         conversation.listen()
-        online(conversation)
+        online(conversation, emulator)
         got: list[dict[str, Any]] = []
         for index in range(8):
             if index == 4:
@@ -190,7 +193,7 @@ def test_every_reply_once_across_token_refreshes(client, emulator):
 
 def test_reconnects_honour_retry_after(conversation, emulator):
     conversation.listen()
-    online(conversation)
+    online(conversation, emulator)
     emulator.fault(method="GET", path="/stream$", count=2, action="status", status=503, retryAfter="1")
     command(emulator, conversation, "drop")
     dropped_at = time.monotonic()
@@ -208,7 +211,7 @@ def test_reconnects_back_off(conversation, emulator):
     """Upgrades refused five times: the attempts come further and further
     apart (the client's base delay is 100 ms, doubling up to 2 s)."""
     conversation.listen()
-    online(conversation)
+    online(conversation, emulator)
     emulator.fault(method="GET", path="/stream$", count=5, action="status", status=503)
     command(emulator, conversation, "drop")
     seen: list[float] = []
@@ -228,7 +231,7 @@ def test_reconnects_back_off(conversation, emulator):
 
 def test_a_collision_close_fails_with_conflict_after_what_was_queued(conversation, emulator):
     conversation.listen()
-    online(conversation)
+    online(conversation, emulator)
     conversation.send_text("user1", "queued")
     assert readable(conversation, 5)
     time.sleep(0.3)
@@ -250,7 +253,7 @@ def test_a_collision_close_fails_with_conflict_after_what_was_queued(conversatio
 def test_a_second_client_on_the_same_conversation_is_refused_by_collision(client, emulator):
     with client.start_conversation() as first:
         first.listen()
-        online(first)
+        online(first, emulator)
         state = first.state()
         with client.resume(state) as second:
             second.listen()
@@ -263,7 +266,7 @@ def test_a_second_client_on_the_same_conversation_is_refused_by_collision(client
 @pytest.mark.parametrize("status, error", [(403, directline.ForbiddenError), (404, directline.NotFoundError)])
 def test_a_refused_reconnect_fails(conversation, emulator, status, error):
     conversation.listen()
-    online(conversation)
+    online(conversation, emulator)
     emulator.fault(method="GET", path=r"/conversations/[^/]+$", count=-1, action="status", status=status)
     command(emulator, conversation, "drop")
     with pytest.raises(error):
@@ -274,7 +277,7 @@ def test_a_refused_reconnect_fails(conversation, emulator, status, error):
 
 def test_end_of_conversation_ends_with_no_reconnect(conversation, emulator):
     conversation.listen()
-    online(conversation)
+    online(conversation, emulator)
     conversation.send_text("user1", "end")
     results: list[dict[str, Any]] = []
     got = collect(conversation, lambda _: bool(results) and results[-1]["state"] == "ended", results=results)
@@ -289,7 +292,7 @@ def test_end_of_conversation_ends_with_no_reconnect(conversation, emulator):
 
 def test_end_reads_to_the_end_then_ended(conversation, emulator):
     conversation.listen(include_own=True)
-    online(conversation)
+    online(conversation, emulator)
     conversation.send_text("user1", "last words")
     conversation.end("user1")
     results: list[dict[str, Any]] = []
@@ -300,7 +303,7 @@ def test_end_reads_to_the_end_then_ended(conversation, emulator):
 
 def test_backpressure_closes_the_stream_until_next_makes_room_and_loses_nothing(conversation, emulator):
     conversation.listen(max_queued=2)
-    online(conversation)
+    online(conversation, emulator)
     for index in range(8):
         conversation.send_text("user1", f"b{index}")
     time.sleep(1.0)  # everything sent; the queue is full
@@ -337,7 +340,7 @@ def test_the_descriptor_is_readable_exactly_while_next_0_has_something(conversat
 @pytest.mark.parametrize("how", ["unlisten", "close"])
 def test_a_blocked_next_ends_cancelled_from_another_thread(conversation, emulator, how):
     conversation.listen()
-    online(conversation)
+    online(conversation, emulator)
     outcome: list[Any] = []
 
     def blocked() -> None:
@@ -361,7 +364,7 @@ def test_a_blocked_next_ends_cancelled_from_another_thread(conversation, emulato
 def test_a_saved_state_while_streaming_resumes_with_nothing_repeated_or_lost(client, emulator):
     with client.start_conversation() as first:
         first.listen()
-        online(first)
+        online(first, emulator)
         first.send_text("user1", "taken")
         assert echoes(collect(first, replies(1))) == ["echo: taken"]
         first.send_text("user1", "queued")
@@ -378,7 +381,7 @@ def test_a_saved_state_while_streaming_resumes_with_nothing_repeated_or_lost(cli
 
 def test_unlisten_closes_the_stream_with_a_normal_close_frame(conversation, emulator):
     conversation.listen()
-    online(conversation)
+    online(conversation, emulator)
     stream_listed(emulator, conversation)
     conversation.unlisten()
     deadline = time.monotonic() + 5
@@ -395,7 +398,7 @@ def test_a_stream_url_token_never_reaches_the_log(emulator):
         with directline.Client(emulator.url, secret=SECRET, protocol="3.0") as client, \
                 client.start_conversation() as conversation:
             conversation.listen()
-            online(conversation)
+            online(conversation, emulator)
             command(emulator, conversation, "drop")
             conversation.send_text("user1", "logged")
             collect(conversation, replies(1))
@@ -409,7 +412,82 @@ def test_a_stream_url_token_never_reaches_the_log(emulator):
 
 def test_wait_while_streaming_returns_the_reply_without_typing(conversation, emulator):
     conversation.listen()
-    online(conversation)
+    online(conversation, emulator)
     conversation.send_text("user1", "waited")
     got = conversation.wait(timeout=10)
     assert [(item["type"], item.get("text")) for item in got] == [("message", "echo: waited")]
+
+
+def test_keep_alives_keep_a_quiet_stream_alive(conversation, emulator):
+    """Keep-alives are frames without payload, which libcurl never hands to
+    the write callback: they count as heard all the same."""
+    emulator.configure(streamKeepAliveSeconds=0.2)
+    conversation.listen(stream_silence=1.5)
+    online(conversation, emulator)
+    results = collect(conversation, lambda _: False, seconds=5)
+    assert results == []
+    assert len(upgrades(emulator)) == 1, "taken for silent while keep-alives came"
+    assert conversation.next(0)["state"] == "online"
+
+
+@pytest.mark.parametrize("stream", ["silent", "open"])
+def test_a_failing_catch_up_after_end_leaves_no_stream_open(conversation, emulator, stream):
+    """end() has the listener read what is left with a GET beside the open
+    stream; that GET fails once. The stream must still be closed once the
+    listener has ended, and unlisten leaves nothing open."""
+    emulator.configure(streamKeepAliveSeconds=0.5)
+    conversation.listen()
+    online(conversation, emulator)
+    if stream == "silent":  # the endOfConversation echo never comes over it
+        command(emulator, conversation, "silent")
+    emulator.fault(method="GET", path="/activities$", count=1, action="status", status=503)
+    conversation.end("user1")
+    results: list[dict[str, Any]] = []
+    collect(conversation, lambda _: bool(results) and results[-1]["state"] == "ended", results=results)
+    assert results[-1]["state"] == "ended"
+    conversation.unlisten()
+    deadline = time.monotonic() + 5
+    while streams(emulator, conversation)["streams"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not streams(emulator, conversation)["streams"], "a stream is left open"
+
+
+def listen_in_child(conversation: directline.Conversation, results: Any) -> None:
+    try:
+        conversation.next(5)
+        results.put("no error")
+    except directline.UnsupportedError as error:
+        results.put(error.message)
+
+
+def test_a_forked_child_does_not_take_over_the_stream(conversation, emulator):
+    """A second stream of the conversation would collide with the parent's:
+    the child's listener fails, saying to poll, and the parent streams on."""
+    import multiprocessing
+
+    conversation.listen()
+    online(conversation, emulator)
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=listen_in_child, args=(conversation, results))
+    child.start()
+    message = results.get(timeout=30)
+    child.join(30)
+    assert "forked child" in message and "polling" in message, message
+    conversation.send_text("user1", "parent")
+    assert echoes(collect(conversation, replies(1))) == ["echo: parent"]
+    assert len(upgrades(emulator)) == 1, "no second stream"
+
+
+def test_catching_up_stops_at_a_full_queue_and_loses_nothing(conversation, emulator):
+    emulator.configure(pageSize=1)
+    for index in range(6):
+        conversation.send_text("user1", f"c{index}")
+    conversation.listen(max_queued=2)
+    time.sleep(1.0)
+    gets = len(requests(emulator, ACTIVITIES_GET))
+    time.sleep(0.5)
+    assert len(requests(emulator, ACTIVITIES_GET)) == gets, "no paging past a full queue"
+    assert gets <= 4
+    got = collect(conversation, replies(6))
+    assert echoes(got) == [f"echo: c{index}" for index in range(6)]

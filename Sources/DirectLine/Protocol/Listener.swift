@@ -393,6 +393,12 @@ final class Listener: @unchecked Sendable {
         }
     }
 
+    /// Whether `session`'s queue is full: its source was told to pause and
+    /// `next` has not made room yet (then `resume` is still to come).
+    func isPaused(_ session: ListenSession) -> Bool {
+        core.withLock { _ in session.paused }
+    }
+
     /// The source is connecting again (`reconnecting`) or back (`online`).
     func sourceState(_ state: ListenSession.State, session: ListenSession) {
         core.withLock { core in

@@ -71,9 +71,10 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
         var refusals = 0
         /// Bumped by each connection, so a stale connection's reports are dropped.
         var generation = 0
-        /// The listener's queue is full (it answered `.pause`).
-        var full = false
-        /// The stream was closed because the queue was full: `resume` connects.
+        /// The stream was closed (or the catch-up stopped) because the queue
+        /// was full: `resume` connects, or the end of the closing does when
+        /// room was made meanwhile. Whether the queue is full is the
+        /// listener's to say (`Listener.isPaused`), so no resume is missed.
         var closedForSpace = false
     }
 
@@ -111,16 +112,15 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
         }
         abort.raise()
         SourceRegistry.shared.remove(self)
-        // The close frame goes out on the loop's thread, which owns the handle.
+        // The closing handshake runs on the loop's thread, which owns the handle.
         if let connection {
-            _ = TransferLoop.shared.schedule(atMs: Clock.monotonicMs()) { _ in connection.close() }
+            _ = TransferLoop.shared.schedule(atMs: Clock.monotonicMs()) { _ in connection.closeGracefully() }
         }
     }
 
     func resume() {
         onLoop { source in
             let connect = source.run.withLock { run -> Bool in
-                run.full = false
                 guard !run.stopped, run.closedForSpace, case .idle = run.phase else { return false }
                 run.closedForSpace = false
                 run.failures = 0
@@ -139,13 +139,21 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
         onLoop { source in source.catchUp(thenConnect: false) }
     }
 
+    /// In a forked child: the connection and any request in flight were the
+    /// parent's. A second stream of the conversation would collide with the
+    /// parent's at the service (one stream per conversation) and end one of
+    /// them with `collision`; so the child's listener fails instead, with a
+    /// status and message that say what to do, from the child's loop thread.
     func afterFork() {
         run.withLock { run in
             guard !run.stopped else { return }
-            // The connection and any request in flight were the parent's.
             run.phase = .idle
             run.silenceTimer = nil
-            schedule(&run, atMs: Clock.monotonicMs()) { source in source.begin() }
+            schedule(&run, atMs: Clock.monotonicMs()) { source in
+                guard let session = source.session else { return }
+                source.fail(DirectLineError(.unsupported, "a forked child does not take over its parent's WebSocket stream (the service holds one per conversation): unlisten, and listen with \"mode\": \"polling\" in the child"),
+                            session: session)
+            }
         }
     }
 
@@ -219,10 +227,26 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
             switch verdict {
             case .stale, .ended:
                 endConnection()
+            case .pause where thenConnect:
+                // The queue is full: no more pages until next() makes room;
+                // then the stream replays from the watermark read to.
+                let waiting = run.withLock { run -> Bool in
+                    guard !run.stopped, case .requesting = run.phase else { return false }
+                    run.phase = .idle
+                    run.closedForSpace = true
+                    return true
+                }
+                // Room made already: `resume` came before this waited for it.
+                if waiting, !conversation.listener.isPaused(session) {
+                    let connect = run.withLock { run -> Bool in
+                        guard run.closedForSpace, case .idle = run.phase else { return false }
+                        run.closedForSpace = false
+                        return true
+                    }
+                    if connect { begin() }
+                }
             case .pause, .more:
                 if moved {
-                    // A paused queue holds this source back only on the
-                    // stream; catching up is bounded by what is there.
                     catchUp(thenConnect: thenConnect)
                 } else if thenConnect {
                     requestStreamURL()
@@ -288,7 +312,8 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
         }
         let events = WebSocketConnection.Events(
             opened: { [weak self] in self?.opened(generation: generation) },
-            message: { [weak self] bytes in self?.message(bytes, generation: generation) ?? false })
+            message: { [weak self] bytes in self?.message(bytes, generation: generation) },
+            ended: { [weak self] ending in self?.ended(ending, generation: generation) })
         guard let connection = WebSocketConnection(url: url, config: conversation.client.config.transport, api: api,
                                                    events: events) else {
             failed(.internalError("libcurl could not make a handle for the stream"), token: "", session: session,
@@ -310,9 +335,8 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
                 return mine === connection
             }
             guard live else { return nil }
-            return TransferLoop.Transfer(handle: connection, completion: { [self] code in
-                ended(connection, code: code, generation: generation)
-            }, isStream: true)
+            return TransferLoop.Transfer(handle: connection, completion: { code in connection.complete(code) },
+                                         isStream: true)
         }
         watchSilence(generation: generation)
     }
@@ -335,7 +359,11 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
                 return nil
             }
             run.silenceTimer = nil
-            if Clock.monotonicMs() - connection.lastHeardMs < silenceLimitMs { return nil }
+            if connection.heard(withinMs: silenceLimitMs) {
+                // Alive (keep-alives included): the backoff starts afresh.
+                run.failures = 0
+                return nil
+            }
             run.phase = .idle
             return connection
         }
@@ -344,7 +372,7 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
             return
         }
         Log.emit(.warn, "listening: the stream was silent for \(silenceLimitMs) ms; connecting again")
-        silent.close()
+        silent.forceEnd()
         reconnect(after: DirectLineError(.timeout, "the stream was silent for \(silenceLimitMs) ms"))
     }
 
@@ -360,26 +388,26 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
         conversation.listener.sourceState(.online, session: session)
     }
 
-    /// A whole message; answers whether to go on reading.
-    private func message(_ bytes: [UInt8], generation: Int) -> Bool {
-        guard let session, let conversation, !conversation.isClosed else { return false }
-        let current = run.withLock { run -> Bool in
-            guard !run.stopped, run.generation == generation else { return false }
+    /// A whole message from the current connection.
+    private func message(_ bytes: [UInt8], generation: Int) {
+        guard let session, let conversation, !conversation.isClosed else { return }
+        let connection = run.withLock { run -> WebSocketConnection? in
+            guard !run.stopped, run.generation == generation, case .connected(let connection) = run.phase else {
+                return nil
+            }
             run.failures = 0
-            return true
-        }
-        guard current else { return false }
-        // A keep-alive.
-        if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return true }
-        let full = run.withLock { run -> WebSocketConnection? in
-            guard run.full, case .connected(let connection) = run.phase else { return nil }
-            run.closedForSpace = true
             return connection
         }
-        if let full {
+        guard let connection else { return }
+        // A keep-alive.
+        if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return }
+        let full = run.withLock { $0.closedForSpace } || conversation.listener.isPaused(session)
+        if full {
+            run.withLock { $0.closedForSpace = true }
+            // Not taken: the replay brings it again once next() made room.
             Log.emit(.info, "listening: the queue is full; the stream is closed until next() makes room")
-            full.sayGoodbye()
-            return false
+            connection.closeGracefully()
+            return
         }
         let page: ActivityPage
         do throws(DirectLineError) {
@@ -387,40 +415,33 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
         } catch {
             // Another shape of message (the service may add some): ignored,
             // as long as it is a JSON object.
-            if (try? JSONParser.validate(bytes: bytes))?.isObject == true { return true }
+            if (try? JSONParser.validate(bytes: bytes))?.isObject == true { return }
             Log.emit(.warn, "listening: the stream sent a message that is not JSON; connecting again")
-            return false
+            connection.closeGracefully()
+            return
         }
         let verdict = conversation.listener.deliver(page, session: session, conversation: conversation)
         run.withLock { run in
             if let mark = page.watermark { run.watermark = mark }
-            if case .pause = verdict { run.full = true }
         }
         switch verdict {
         case .more, .pause:
-            return true
+            return
         case .stale, .ended:
-            let connection = run.withLock { run -> WebSocketConnection? in
+            run.withLock { run in
                 run.stopped = true
                 cancelTimers(&run)
-                if case .connected(let connection) = run.phase { return connection }
-                return nil
             }
             SourceRegistry.shared.remove(self)
-            // The close frame now; the connection ends as this returns.
-            connection?.sayGoodbye()
-            return false
+            connection.closeGracefully()
         }
     }
 
-    /// The connection's completion: what ended it decides what comes next.
-    private func ended(_ connection: WebSocketConnection, code: CURLcode, generation: Int) {
-        let ending = connection.finish(code)
+    /// The connection ended: what ended it decides what comes next.
+    private func ended(_ ending: WebSocketConnection.Ending, generation: Int) {
         guard let session, let conversation else { return }
         let current = run.withLock { run -> Bool in
-            guard run.generation == generation, case .connected(let mine) = run.phase, mine === connection else {
-                return false
-            }
+            guard run.generation == generation, case .connected = run.phase else { return false }
             run.phase = .idle
             if let timer = run.silenceTimer { TransferLoop.shared.cancel(timer) }
             run.silenceTimer = nil
@@ -430,9 +451,10 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
         guard current else { return }
         // Closed because the queue was full: `resume` connects again, or
         // this does when room was made while the stream closed.
+        let paused = conversation.listener.isPaused(session)
         let forSpace = run.withLock { run -> (closed: Bool, roomMade: Bool) in
             guard run.closedForSpace else { return (false, false) }
-            if run.full { return (true, false) }
+            if paused { return (true, false) }
             run.closedForSpace = false
             return (true, true)
         }
@@ -500,27 +522,37 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
             return
         }
         let policy = conversation.client.config.transport.retry
-        let delay = run.withLock { run -> Int? in
+        let retrying = run.withLock { run -> (delay: Int, streaming: Bool)? in
             guard !run.stopped else { return nil }
-            run.phase = .idle
+            // A catch-up after finish() runs beside an open stream, which stays.
+            var streaming = false
+            switch run.phase {
+            case .requesting: run.phase = .idle
+            case .connected: streaming = true
+            case .idle: break
+            }
             run.failures += 1
             let delay = replaced ? 0 : max(50, Backoff.delay(attempt: run.failures, retryAfterMs: error.retryAfterMs,
                                                              policy: policy))
             schedule(&run, atMs: Clock.monotonicMs() + delay, retry)
-            return delay
+            return (delay, streaming)
         }
-        guard let delay, !replaced else { return }
-        Log.emit(.warn, "listening: \(error.message); trying again in \(delay) ms")
-        conversation.listener.sourceState(.reconnecting, session: session)
+        guard let retrying, !replaced else { return }
+        Log.emit(.warn, "listening: \(error.message); trying again in \(retrying.delay) ms")
+        if !retrying.streaming { conversation.listener.sourceState(.reconnecting, session: session) }
     }
 
     private func fail(_ error: DirectLineError, session: ListenSession) {
         Log.emit(.error, "listening stopped: \(error.message)")
-        run.withLock { run in
+        let connection = run.withLock { run -> WebSocketConnection? in
             run.stopped = true
             cancelTimers(&run)
+            guard case .connected(let connection) = run.phase else { return nil }
+            run.phase = .idle
+            return connection
         }
         SourceRegistry.shared.remove(self)
+        connection?.closeGracefully()
         conversation?.listener.sourceFailed(error, session: session)
     }
 
@@ -536,6 +568,6 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
             return nil
         }
         SourceRegistry.shared.remove(self)
-        connection?.close()
+        connection?.closeGracefully()
     }
 }

@@ -10,28 +10,38 @@ import Glibc
 /// messages together and passes them on.
 ///
 /// Everything but `init` runs on the loop's thread: the callbacks (inside
-/// `curl_multi_perform`), the completion, and the owner's timer actions
-/// (`close`). The owner (`WebSocketSource`) is told of
-/// what happens through `events`; an event may ask to end the connection,
-/// which the write callback does by failing the transfer (a handle cannot
-/// leave its multi handle inside its own callback).
+/// `curl_multi_perform`), the completion (`complete`), and the owner's timer
+/// actions. The owner (`WebSocketSource`) is told of what happens through
+/// `events`, `ended` exactly once.
+///
+/// Closing is a handshake (RFC 6455 7.1): whoever closes sends a close
+/// frame, the other answers with one, and the server closes TCP. Cutting
+/// the connection right after our close frame would reset it while the
+/// server's frames are still unread, and the server might never see ours.
+/// So `closeGracefully` sends the frame and reads on (dropping what comes)
+/// until the server's answer and its end of the connection, or
+/// `closingTimeoutMs`, whichever is first; a close frame from the server is
+/// answered the same way. libcurl sends a frame from inside a callback
+/// blocking, outside one without blocking (a close frame is a few bytes).
 final class WebSocketConnection: LoopTransferHandle, @unchecked Sendable {
     /// What the connection reports to its owner.
     struct Events {
         /// The server answered 101: the stream is open.
         var opened: () -> Void
-        /// A whole text or binary message (empty for a keep-alive). Answers
-        /// whether to go on (false: end the connection now).
-        var message: ([UInt8]) -> Bool
+        /// A whole text or binary message (empty for a keep-alive), not
+        /// after the closing began.
+        var message: ([UInt8]) -> Void
+        /// The end, once, with why.
+        var ended: (Ending) -> Void
     }
 
-    /// Why the connection ended, as the completion sees it.
+    /// Why the connection ended.
     enum Ending {
         /// The server sent a close frame (answered with one).
         case closedByServer(code: Int?, reason: String)
         /// The upgrade was refused: the HTTP status and its Retry-After.
         case refused(status: Int, retryAfterMs: Int?)
-        /// The owner asked for the end (a message answered false).
+        /// The owner closed it (`closeGracefully`, `forceEnd`).
         case endedByOwner
         /// A message over `maxMessageBytes`.
         case tooLarge
@@ -49,14 +59,21 @@ final class WebSocketConnection: LoopTransferHandle, @unchecked Sendable {
     /// A close frame's payload, which control frames keep apart from it.
     private var closing: [UInt8] = []
     private var closeFrame: (code: Int?, reason: String)?
-    private var endedByOwner = false
+    /// We began the closing handshake.
+    private var closedByUs = false
     private var tooLarge = false
     private var isOpen = false
+    private var done = false
+    private var closeTimer: TransferLoop.Timer?
     /// When anything (a frame, the upgrade's answer) last came (monotonic ms).
     private(set) var lastHeardMs = Clock.monotonicMs()
+    /// The bytes libcurl had received at the last `heard()`.
+    private var lastReceived: Int64 = 0
 
     /// The largest message taken: the same limit as an HTTP answer's.
     static let maxMessageBytes = CurlTransport.maxResponseBytes
+    /// How long a closing handshake may take before the connection is cut.
+    static let closingTimeoutMs = 2_000
 
     /// A handle set up for `url` (`ws://` or `wss://`) with the client's
     /// TLS, proxy, user agent and connect timeout; nil when libcurl refused.
@@ -94,8 +111,8 @@ final class WebSocketConnection: LoopTransferHandle, @unchecked Sendable {
     }
 
     deinit {
-        if let attachedTo, !inherited { curl_multi_remove_handle(attachedTo, curl) }
         guard !inherited else { return }
+        if let attachedTo { curl_multi_remove_handle(attachedTo, curl) }
         curl_easy_cleanup(curl)
     }
 
@@ -112,17 +129,35 @@ final class WebSocketConnection: LoopTransferHandle, @unchecked Sendable {
         _ = Unmanaged.passRetained(self)
     }
 
-    /// In the completion: why it ended, and the handle leaves the loop.
-    func finish(_ code: CURLcode) -> Ending {
-        let wasOpen = isOpen
-        isOpen = false
-        defer { detach() }
+    /// Whether anything came since the last call (or `silenceMs` before):
+    /// libcurl never calls the write callback for a frame without payload,
+    /// as the service's keep-alives are, but counts its bytes as received.
+    func heard(withinMs silenceMs: Int) -> Bool {
+        var received: curl_off_t = 0
+        if attachedTo != nil, ccurl_get_off(curl, CURLINFO_SIZE_DOWNLOAD_T, &received) == CURLE_OK,
+           Int64(received) != lastReceived {
+            lastReceived = Int64(received)
+            lastHeardMs = Clock.monotonicMs()
+        }
+        return Clock.monotonicMs() - lastHeardMs < silenceMs
+    }
+
+    /// The loop's completion: libcurl ended the transfer with `code`.
+    func complete(_ code: CURLcode) {
+        guard !done else { return }
+        done = true
+        let ending = ending(code)
+        end()
+        events.ended(ending)
+    }
+
+    private func ending(_ code: CURLcode) -> Ending {
         if let closeFrame { return .closedByServer(code: closeFrame.code, reason: closeFrame.reason) }
-        if endedByOwner { return .endedByOwner }
         if tooLarge { return .tooLarge }
+        if closedByUs { return .endedByOwner }
         var status = 0
         _ = ccurl_get_long(curl, CURLINFO_RESPONSE_CODE, &status)
-        if !wasOpen, status != 0, status != 101 {
+        if !isOpen, status != 0, status != 101 {
             var retryAfterMs: Int?
             if let value = ccurl_last_header(curl, "Retry-After") {
                 retryAfterMs = RetryAfter.milliseconds(String(cString: value), now: Clock.now())
@@ -135,29 +170,46 @@ final class WebSocketConnection: LoopTransferHandle, @unchecked Sendable {
         return .failed(EasyHandle.error(for: code, requestSent: true, responseOverflow: false))
     }
 
-    /// Off the loop before its end (the owner's timer): says goodbye and
-    /// lets go.
-    func close() {
-        sayGoodbye()
-        TransferLoop.shared.detachStream(self)
-        detach()
+    /// Begins the closing handshake (see the type's comment); callable from
+    /// the connection's own callbacks too. Not yet open: cut at once (from
+    /// a timer, as a handle cannot leave its multi handle in a callback).
+    func closeGracefully() {
+        guard !done, !closedByUs else { return }
+        closedByUs = true
+        message = []
+        if isOpen, closeFrame == nil {
+            send(close: [0x03, 0xE8])  // 1000, normal
+        }
+        let delay = isOpen ? Self.closingTimeoutMs : 0
+        closeTimer = TransferLoop.shared.schedule(atMs: Clock.monotonicMs() + delay) { [self] _ in forceEnd() }
     }
 
-    /// A close frame (1000, normal) when the stream is open; callable from
-    /// the connection's own callbacks too.
-    func sayGoodbye() {
-        guard isOpen, !inherited, closeFrame == nil else { return }
+    /// Cuts the connection now (a silent stream, a closing that took too
+    /// long), from a timer on the loop's thread, never from a callback.
+    func forceEnd() {
+        guard !done else { return }
+        done = true
+        closedByUs = true
+        let ending = closeFrame.map { Ending.closedByServer(code: $0.code, reason: $0.reason) } ?? .endedByOwner
+        TransferLoop.shared.detachStream(self)
+        end()
+        events.ended(ending)
+    }
+
+    private func end() {
         isOpen = false
+        if let closeTimer { TransferLoop.shared.cancel(closeTimer) }
+        closeTimer = nil
+        if let attachedTo, !inherited { curl_multi_remove_handle(attachedTo, curl) }
+        attachedTo = nil
+    }
+
+    private func send(close payload: [UInt8]) {
+        guard !inherited else { return }
         var sent = 0
-        let normal: [UInt8] = [0x03, 0xE8]
-        _ = normal.withUnsafeBytes { bytes in
+        _ = payload.withUnsafeBytes { bytes in
             ccurl_ws_send(api.send, curl, bytes.baseAddress, bytes.count, &sent, UInt32(CCURL_WS_CLOSE))
         }
-    }
-
-    private func detach() {
-        if let attachedTo { curl_multi_remove_handle(attachedTo, curl) }
-        attachedTo = nil
     }
 
     // MARK: the callbacks
@@ -168,19 +220,20 @@ final class WebSocketConnection: LoopTransferHandle, @unchecked Sendable {
         guard bytes.count <= 2, bytes.allSatisfy({ $0 == 0x0D || $0 == 0x0A }) else { return }
         var status = 0
         _ = ccurl_get_long(curl, CURLINFO_RESPONSE_CODE, &status)
-        guard status == 101, !isOpen else { return }
+        guard status == 101, !isOpen, !done else { return }
         isOpen = true
         events.opened()
     }
 
-    /// Answers false to end the connection.
+    /// Answers false to fail the transfer (libcurl could not tell us the
+    /// frame's shape).
     fileprivate func frame(_ bytes: UnsafeRawBufferPointer) -> Bool {
         lastHeardMs = Clock.monotonicMs()
         guard let meta = ccurl_ws_meta(api.meta, curl)?.pointee else { return false }
         let flags = Int32(meta.flags)
         if flags & Int32(CCURL_WS_CLOSE) != 0 {
-            closing.append(contentsOf: bytes.prefix(125))
-            guard meta.bytesleft == 0 else { return true }
+            closing.append(contentsOf: bytes.prefix(max(0, 125 - closing.count)))
+            guard meta.bytesleft == 0, closeFrame == nil else { return true }
             var code: Int?
             var reason = ""
             if closing.count >= 2 {
@@ -188,29 +241,31 @@ final class WebSocketConnection: LoopTransferHandle, @unchecked Sendable {
                 reason = String(decoding: closing[2...], as: UTF8.self)
             }
             closeFrame = (code, reason)
-            // The closing handshake's answer, echoing the code.
-            var sent = 0
-            let answer: [UInt8] = code.map { [UInt8($0 >> 8), UInt8($0 & 0xFF)] } ?? []
-            _ = answer.withUnsafeBytes { out in
-                ccurl_ws_send(api.send, curl, out.baseAddress, out.count, &sent, UInt32(CCURL_WS_CLOSE))
+            if !closedByUs {
+                // The answer, echoing the code; then the server ends the
+                // connection (or the timer does).
+                send(close: code.map { [UInt8($0 >> 8), UInt8($0 & 0xFF)] } ?? [])
+                closedByUs = true
+                closeTimer = TransferLoop.shared.schedule(atMs: Clock.monotonicMs() + Self.closingTimeoutMs) { [self] _ in
+                    forceEnd()
+                }
             }
-            return false
+            return true
         }
-        // Pings are answered by libcurl; pongs need nothing.
-        guard flags & Int32(CCURL_WS_TEXT | CCURL_WS_BINARY) != 0 else { return true }
+        // Pings are answered by libcurl; pongs need nothing; nothing more
+        // is taken once the closing began.
+        guard flags & Int32(CCURL_WS_TEXT | CCURL_WS_BINARY) != 0, !closedByUs, !done else { return true }
         guard message.count + bytes.count <= Self.maxMessageBytes else {
             tooLarge = true
-            return false
+            closeGracefully()
+            return true
         }
         message.append(contentsOf: bytes)
         // More of this frame, or more frames of this message, to come.
         if meta.bytesleft > 0 || flags & Int32(CCURL_WS_CONT) != 0 { return true }
         let whole = message
         message = []
-        guard events.message(whole) else {
-            endedByOwner = true
-            return false
-        }
+        events.message(whole)
         return true
     }
 }
