@@ -133,6 +133,14 @@ def test_unloading_the_library_never_crashes_its_host(tmp_path, emulator, handle
     assert_c_tests_pass(binary, emulator.url, os.path.realpath(LIBRARY), handles)
 
 
+def test_exiting_while_streams_close_never_crashes(tmp_path, emulator):
+    """Tests/c/test_exit.c 40 times: eight streams freed, then main returns
+    while the library's thread would send their close frames."""
+    binary = compile_c(tmp_path, [os.path.join(C_TESTS, "test_exit.c")], "test_exit")
+    outcomes = [run([binary, emulator.url]).returncode for _ in range(40)]
+    assert outcomes == [0] * 40, outcomes
+
+
 def test_a_forked_child_has_a_working_library(tmp_path, emulator):
     """20 forks while four threads keep the library busy; each child starts,
     sends, sees its token refreshed and uses ids of its own (Tests/c/test_fork.c)."""

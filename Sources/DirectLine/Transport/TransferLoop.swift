@@ -94,6 +94,10 @@ final class TransferLoop: @unchecked Sendable {
     /// starts), released by the child's next thread rather than inside the
     /// fork handler.
     private var leftovers: [Any] = []
+    /// The process is exiting (`quiesceForExit`): the thread takes on no
+    /// more work and parks, and says so with `parked`.
+    private var exiting = false
+    private var parked = false
 
     private init() {
         mutex = ForkSafety.newMutex()
@@ -219,9 +223,11 @@ final class TransferLoop: @unchecked Sendable {
             self.multi = multi
             capacity = Self.currentCapacity()
         }
+        Self.registerExitHandler()
         var due: [Timer] = []
         var starts: [Start] = []
         while true {
+            if locked({ exiting }) { parkForExit() }
             // The timers that are due (which may enqueue transfers), then
             // the transfers there is room for.
             let now = Clock.monotonicMs()
@@ -251,7 +257,10 @@ final class TransferLoop: @unchecked Sendable {
             _ = curl_multi_perform(multi, &active)
             completeFinished(on: multi)
 
-            guard let timeout = nextWait() else { break }
+            guard let timeout = nextWait() else {
+                if locked({ exiting }) { parkForExit() }  // no cleanup: TLS may be gone
+                break
+            }
             if timeout > 0 {
                 if curl_multi_poll(multi, nil, 0, timeout, nil) != CURLM_OK {
                     sleepMilliseconds(10)  // never spin on a failing poll
@@ -260,6 +269,42 @@ final class TransferLoop: @unchecked Sendable {
             }
         }
         curl_multi_cleanup(multi)
+    }
+
+    /// Registered once libcurl (and through it the TLS library) has been
+    /// initialised, so that it runs before their own exit handlers (atexit
+    /// handlers run in reverse order): a close frame or a refresh on this
+    /// thread must not use TLS state that `OPENSSL_cleanup` already tore down.
+    private static let exitHandler: Void = {
+        _ = atexit { TransferLoop.shared.quiesceForExit() }
+    }()
+
+    private static func registerExitHandler() {
+        _ = exitHandler
+    }
+
+    /// At exit (on the exiting thread): stops the loop's thread between two
+    /// pieces of work, waiting up to 250 ms for it; nothing more is sent.
+    /// Work that was scheduled (a close frame after a free, a refresh) is
+    /// left undone, as the process is going away.
+    private func quiesceForExit() {
+        let waitFor = locked { () -> Bool in
+            exiting = true
+            guard running, !parked else { return false }
+            if let multi { _ = curl_multi_wakeup(multi) }
+            return true
+        }
+        guard waitFor else { return }
+        let deadline = Clock.monotonicMs() + 250
+        while !locked({ parked || !running }), Clock.monotonicMs() < deadline {
+            sleepMilliseconds(1)
+        }
+    }
+
+    /// The loop's thread at exit: never touches libcurl again.
+    private func parkForExit() -> Never {
+        locked { parked = true }
+        while true { sleepMilliseconds(60_000) }
     }
 
     /// How long to wait for sockets or the next timer (ms; 0: go round at
