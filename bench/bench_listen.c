@@ -76,6 +76,63 @@ static long descriptor_count(void) {
     return count - 1; /* the one opendir holds */
 }
 
+/* Sockets among this process's descriptors (the rest: eventfds, files). */
+static long socket_count(void) {
+    DIR *directory = opendir("/proc/self/fd");
+    if (!directory) return -1;
+    long count = 0;
+    char path[300], target[64];
+    for (struct dirent *entry; (entry = readdir(directory)) != NULL;) {
+        if (entry->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "/proc/self/fd/%s", entry->d_name);
+        ssize_t length = readlink(path, target, sizeof target - 1);
+        if (length > 0 && strncmp(target, "socket:", 7) == 0) count++;
+    }
+    closedir(directory);
+    return count;
+}
+
+/* Context switches of all this process's threads: while nothing is
+ * handed out, nearly all are the library's thread waking up. */
+static long context_switches(void) {
+    DIR *directory = opendir("/proc/self/task");
+    if (!directory) return -1;
+    long total = 0;
+    char path[300];
+    for (struct dirent *entry; (entry = readdir(directory)) != NULL;) {
+        if (entry->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", entry->d_name);
+        long voluntary = status_field(path, "voluntary_ctxt_switches:");
+        long forced = status_field(path, "nonvoluntary_ctxt_switches:");
+        if (voluntary > 0) total += voluntary;
+        if (forced > 0) total += forced;
+    }
+    closedir(directory);
+    return total;
+}
+
+/* TcpExt ListenOverflows from /proc/net/netstat (this network namespace,
+ * every process in it): connections a full accept queue turned away, each
+ * retried by the client's kernel after 1, 3, 7, 15 s... */
+static long listen_overflows(void) {
+    FILE *file = fopen("/proc/net/netstat", "r");
+    if (!file) return -1;
+    static char names[8192], values[8192];
+    long result = -1;
+    while (fgets(names, sizeof names, file) && fgets(values, sizeof values, file)) {
+        if (strncmp(names, "TcpExt:", 7) != 0) continue;
+        char *name_save = NULL, *value_save = NULL;
+        char *name = strtok_r(names, " \n", &name_save), *value = strtok_r(values, " \n", &value_save);
+        while (name && value) {
+            if (strcmp(name, "ListenOverflows") == 0) result = atol(value);
+            name = strtok_r(NULL, " \n", &name_save);
+            value = strtok_r(NULL, " \n", &value_save);
+        }
+    }
+    fclose(file);
+    return result;
+}
+
 /* The emulator's user + system CPU time in seconds (-1 without one). */
 static double emulator_cpu_s(void) {
     if (emulator_pid <= 0) return -1;
@@ -506,6 +563,7 @@ static int run_scale(const char *mode, int interval_ms, long n, int idle_s, int 
     double emulator_before = emulator_cpu_s();
     uint64_t cpu_before = bench_cpu_ns();
     uint64_t *online_at = calloc((size_t)n, sizeof *online_at);
+    long overflows_before = listen_overflows();
     start = bench_now_ns();
     for (long i = 0; i < n; i++) {
         fds[i].fd = listen_one(conversations[i], mode);
@@ -527,17 +585,21 @@ static int run_scale(const char *mode, int interval_ms, long n, int idle_s, int 
     double online_p50 = bench_quantile(online, (size_t)n, 0.50), online_p99 = bench_quantile(online, (size_t)n, 0.99);
     double online_cpu_s = (double)(bench_cpu_ns() - cpu_before) / 1e9;
     double online_emulator_s = emulator_before >= 0 ? emulator_cpu_s() - emulator_before : -1;
+    long overflows = listen_overflows() - overflows_before;
     usleep(500 * 1000); /* let the last connections settle */
     long threads_online = thread_count(), rss_online = bench_rss_kib(), fds_online = descriptor_count();
+    long sockets_online = socket_count();
     long streams = strcmp(mode, "websocket") == 0 ? open_streams() : 0;
 
     /* Idle: nothing sent. */
     emulator_before = emulator_cpu_s();
     cpu_before = bench_cpu_ns();
+    long switches_before = context_switches();
     start = bench_now_ns();
     long idle_handouts = serve(start + (uint64_t)idle_s * 1000000000u, NULL, NULL, NULL);
     double idle_seconds = (double)(bench_now_ns() - start) / 1e9;
     double idle_cpu_s = (double)(bench_cpu_ns() - cpu_before) / 1e9;
+    long idle_switches = context_switches() - switches_before;
     double idle_emulator_s = emulator_before >= 0 ? emulator_cpu_s() - emulator_before : -1;
     long threads_idle = thread_count(), rss_idle = bench_rss_kib();
     long emulator_threads = emulator_status("Threads:"), emulator_rss = emulator_status("VmRSS:");
@@ -597,7 +659,8 @@ static int run_scale(const char *mode, int interval_ms, long n, int idle_s, int 
            "\"threads_burst\": %ld, \"threads_after_free\": %ld, "
            "\"rss_before_kib\": %ld, \"rss_started_kib\": %ld, \"rss_online_kib\": %ld, \"rss_idle_kib\": %ld, "
            "\"rss_burst_kib\": %ld, \"rss_per_conversation_kib\": %.2f, \"rss_per_listener_kib\": %.2f, "
-           "\"fds_before\": %ld, \"fds_started\": %ld, \"fds_online\": %ld, \"open_streams\": %ld, "
+           "\"fds_before\": %ld, \"fds_started\": %ld, \"fds_online\": %ld, \"sockets_online\": %ld, "
+           "\"open_streams\": %ld, \"listen_overflows\": %ld, \"idle_wakeups_per_s\": %.1f, "
            "\"idle_s\": %.3f, \"idle_cpu_s\": %.4f, \"idle_cpu_percent\": %.3f, \"idle_handouts\": %ld, "
            "\"idle_emulator_cpu_s\": %.3f, \"idle_emulator_cpu_percent\": %.2f, "
            "\"emulator_threads\": %ld, \"emulator_rss_kib\": %ld, "
@@ -606,7 +669,8 @@ static int run_scale(const char *mode, int interval_ms, long n, int idle_s, int 
            ms(online_p50), ms(online_p99), online_cpu_s, online_emulator_s, threads_before, threads_started,
            threads_online, threads_idle, threads_burst, threads_after, rss_before, rss_started, rss_online, rss_idle,
            rss_burst, (double)(rss_online - rss_before) / (double)n, (double)(rss_online - rss_started) / (double)n,
-           fds_before, fds_started, fds_online, streams, idle_seconds, idle_cpu_s, idle_cpu_s / idle_seconds * 100.0,
+           fds_before, fds_started, fds_online, sockets_online, streams, overflows,
+           (double)idle_switches / idle_seconds, idle_seconds, idle_cpu_s, idle_cpu_s / idle_seconds * 100.0,
            idle_handouts, idle_emulator_s, idle_emulator_s >= 0 ? idle_emulator_s / idle_seconds * 100.0 : -1.0,
            emulator_threads, emulator_rss, (double)idle_requests.total / window_seconds);
     print_requests("idle_requests", idle_requests);

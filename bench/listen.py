@@ -54,8 +54,28 @@ def log(message: str) -> None:
     print(f"==> {message}", file=sys.stderr, flush=True)
 
 
+# With --emulator-backlog: the emulator as `python3 -m emulator` runs it,
+# with both listen queues (HTTP and stream, 128 each) set to BACKLOG. The
+# emulator's sources are left as they are.
+BACKLOG_LAUNCHER = """
+import socket, sys
+import emulator.server, emulator.stream
+backlog = int(sys.argv.pop(1))
+emulator.server.EmulatorServer.request_queue_size = backlog
+create_server = socket.create_server
+def create_server_with_backlog(*args, **kwargs):
+    kwargs["backlog"] = backlog
+    return create_server(*args, **kwargs)
+emulator.stream.socket.create_server = create_server_with_backlog
+from emulator.__main__ import main
+sys.exit(main())
+"""
+
+
 class Emulator:
     """`python3 -m emulator` on a free port; stopped by its own PID."""
+
+    backlog = 0  # 0: the emulator's own listen queues
 
     def __init__(self) -> None:
         def raise_limit() -> None:
@@ -66,8 +86,9 @@ class Emulator:
             except (ValueError, OSError):
                 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
+        launch = ["-m", "emulator"] if not Emulator.backlog else ["-c", BACKLOG_LAUNCHER, str(Emulator.backlog)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "emulator", "--port", "0", "--secret", SECRET, "--quiet"],
+            [sys.executable, *launch, "--port", "0", "--secret", SECRET, "--quiet"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, preexec_fn=raise_limit)
         line = self.process.stdout.readline().strip() if self.process.stdout else ""
         if not line.startswith(BANNER):
@@ -156,7 +177,10 @@ def scale_table(runs: list[dict]) -> str:
              ("threads: before / all online / idle / after the frees",
               lambda r: f"{r['threads_before']} / {r['threads_online']} / {r['threads_idle']} / "
                         f"{r['threads_after_free']}"),
-             ("descriptors before / all online", lambda r: f"{r['fds_before']} / {r['fds_online']}"),
+             ("connections the emulator's full accept queue turned away (ListenOverflows)",
+              lambda r: f"{r['listen_overflows']:,}"),
+             ("descriptors before / all online (of which sockets)",
+              lambda r: f"{r['fds_before']} / {r['fds_online']} ({r['sockets_online']})"),
              ("RSS per conversation (started and listening), KiB",
               lambda r: f"{r['rss_per_conversation_kib']:.1f}"),
              ("  of which listening, KiB", lambda r: f"{r['rss_per_listener_kib']:.1f}"),
@@ -166,6 +190,7 @@ def scale_table(runs: list[dict]) -> str:
               lambda r: f"{r['idle_cpu_s']:.3f} ({r['idle_cpu_percent']:.2f}%)"),
              ("idle CPU per conversation, µs a second",
               lambda r: f"{r['idle_cpu_s'] * 1e6 / r['idle_s'] / r['conversations']:.2f}"),
+             ("wake-ups a second while idle (context switches)", lambda r: f"{r['idle_wakeups_per_s']:.0f}"),
              ("hand-outs while idle (should be 0)", lambda r: f"{r['idle_handouts']}"),
              ("requests a second while idle", lambda r: f"{r['idle_requests_per_s']:.0f}"),
              ("one message on each: sends done / every reply handed out, s",
@@ -196,15 +221,22 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="tiny counts: checks that it runs; figures mean nothing")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--only", choices=("latency", "scale"))
+    parser.add_argument("--conversations", type=int, help="listeners in the scale runs (default 1,000)")
+    parser.add_argument("--emulator-backlog", type=int, default=0,
+                        help="the emulator's listen queues (its own: 128), to tell them from the library")
     args = parser.parse_args()
-    counts = QUICK if args.quick else FULL
+    Emulator.backlog = args.emulator_backlog
+    counts = dict(QUICK if args.quick else FULL)
+    if args.conversations:
+        counts["conversations"] = args.conversations
     out = args.out or (None if args.quick else BENCH / "results/listen.json")
     if not args.library.exists():
         print(f"bench/listen.py: no library at {args.library}", file=sys.stderr)
         return 1
     started = time.time()
     load_before = os.getloadavg()
-    report: dict = {"machine": machine(), "counts": counts, "load_average_before": load_before}
+    report: dict = {"machine": machine(), "counts": counts, "emulator_backlog": args.emulator_backlog or 128,
+                    "load_average_before": load_before}
     with tempfile.TemporaryDirectory(prefix="dl-listen.") as work:
         program = compile_program(args.library.resolve(), Path(work))
         try:
