@@ -32,9 +32,12 @@ let package = Package(
         ),
         // Zeroing on release: free() and realloc() of everything linked into
         // the shared object wipe the block first (Sources/CWipe/wipe.c).
-        .target(name: "CWipe"),
+        // DWARF 4 for the C targets: Debian 12's valgrind (3.19) cannot read
+        // the DWARF 5 clang writes once two C units carry it ("possibly
+        // corrupted debuginfo"), and scripts/memcheck.sh runs under it.
+        .target(name: "CWipe", cSettings: [.unsafeFlags(["-gdwarf-4"])]),
         // C glue for GNU extensions Swift's Glibc module does not show (dladdr).
-        .target(name: "CSystem"),
+        .target(name: "CSystem", cSettings: [.unsafeFlags(["-gdwarf-4"])]),
         .target(
             name: "DirectLine",
             dependencies: ["CCurl", "CWipe", "CSystem"],
