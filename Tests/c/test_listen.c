@@ -23,13 +23,15 @@ static int fd_readable(int32_t fd, int timeout_ms) {
     return poll(&entry, 1, timeout_ms) == 1 && (entry.revents & POLLIN) != 0;
 }
 
-/* next() until the handed-out activities hold `needle` or `seconds` pass;
- * the concatenated results go to `*all` (caller frees). */
-static int next_until(dl_conversation *conversation, const char *needle, double seconds, char **all) {
+/* next() until the handed-out activities hold `count` occurrences of
+ * `needle` or `seconds` pass; the concatenated results go to `*all`
+ * (caller frees). */
+static int next_until_count(dl_conversation *conversation, const char *needle, int count, double seconds,
+                            char **all) {
     size_t length = 0;
     *all = calloc(1, 1);
     double deadline = now_seconds() + seconds;
-    while (now_seconds() < deadline) {
+    while (count_occurrences(*all, needle) < count && now_seconds() < deadline) {
         char *out = NULL;
         int32_t status = dl_conversation_next(conversation, 500, &out);
         if (status != DL_OK) {
@@ -47,9 +49,12 @@ static int next_until(dl_conversation *conversation, const char *needle, double 
         memcpy(*all + length, out, more + 1);
         length += more;
         dl_string_free(out);
-        if (contains(*all, needle)) return 1;
     }
-    return 0;
+    return count_occurrences(*all, needle) >= count;
+}
+
+static int next_until(dl_conversation *conversation, const char *needle, double seconds, char **all) {
+    return next_until_count(conversation, needle, 1, seconds, all);
 }
 
 void test_listen(const char *protocol) {
@@ -271,35 +276,6 @@ void test_listen_failed(const char *protocol) {
     }
     CHECK(dl_conversation_free(conversation) == DL_OK);
     CHECK(dl_client_free(client) == DL_OK);
-}
-
-/* next() until `count` occurrences of `needle` were handed out; everything
- * handed out goes to `*all` (caller frees). */
-static int next_until_count(dl_conversation *conversation, const char *needle, int count, double seconds,
-                            char **all) {
-    double deadline = now_seconds() + seconds;
-    size_t length = 0;
-    *all = calloc(1, 1);
-    while (count_occurrences(*all, needle) < count && now_seconds() < deadline) {
-        char *out = NULL;
-        int32_t status = dl_conversation_next(conversation, 500, &out);
-        if (status != DL_OK) {
-            fprintf(stderr, "  next: %s\n", out != NULL ? out : "");
-            dl_string_free(out);
-            return 0;
-        }
-        size_t more = strlen(out);
-        char *longer = realloc(*all, length + more + 1);
-        if (longer == NULL) {
-            dl_string_free(out);
-            return 0;
-        }
-        *all = longer;
-        memcpy(*all + length, out, more + 1);
-        length += more;
-        dl_string_free(out);
-    }
-    return count_occurrences(*all, needle) >= count;
 }
 
 /* The emulator's open stream of conversation `id` has been registered. */

@@ -196,20 +196,9 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
     /// something; then a new stream URL (`thenConnect`) or, after `finish`,
     /// the end.
     private func catchUp(thenConnect: Bool) {
-        guard let conversation, let session, !conversation.isClosed else { return }
-        let asked = run.withLock { run -> String?? in
-            guard !run.stopped else { return .none }
-            if thenConnect { run.phase = .requesting }
-            return .some(run.watermark)
-        }
-        guard case .some(let watermark) = asked else { return }
-        let position = conversation.readPosition
-        var request = conversation.client.requests.receive(conversationId: position.id, watermark: watermark,
-                                                           bearer: position.token)
-        request.cancellation = abort
-        let token = position.token
-        conversation.client.start(request, reaching: .service) { [self] outcome in
-            guard let conversation = self.conversation, !conversation.isClosed, !isStopped else { return }
+        send(marking: thenConnect, { requests, position, watermark in
+            requests.receive(conversationId: position.id, watermark: watermark, bearer: position.token)
+        }) { [self] outcome, conversation, session, token, watermark in
             let page: ActivityPage
             do throws(DirectLineError) {
                 page = try conversation.activityPage(outcome.get())
@@ -263,20 +252,9 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
     /// `GET conversations/{id}?watermark=`: a stream URL that replays from
     /// the watermark read to.
     private func requestStreamURL() {
-        guard let conversation, let session, !conversation.isClosed else { return }
-        let asked = run.withLock { run -> String?? in
-            guard !run.stopped else { return .none }
-            run.phase = .requesting
-            return .some(run.watermark)
-        }
-        guard case .some(let watermark) = asked else { return }
-        let position = conversation.readPosition
-        var request = conversation.client.requests.reconnect(conversationId: position.id, watermark: watermark,
-                                                             bearer: position.token)
-        request.cancellation = abort
-        let token = position.token
-        conversation.client.start(request, reaching: .service) { [self] outcome in
-            guard let conversation = self.conversation, !conversation.isClosed, !isStopped else { return }
+        send(marking: true, { requests, position, watermark in
+            requests.reconnect(conversationId: position.id, watermark: watermark, bearer: position.token)
+        }) { [self] outcome, conversation, session, token, _ in
             let url: String
             do throws(DirectLineError) {
                 let response = try outcome.get()
@@ -292,6 +270,32 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
                 return
             }
             connect(url, session: session, conversation: conversation)
+        }
+    }
+
+    /// Sends the request `make` gives (with the watermark read to and the
+    /// conversation's token of the moment) on the loop, abortable by
+    /// `stop`; `answered` gets the outcome unless the source stopped or
+    /// the handle was freed meanwhile. `marking`: the phase becomes
+    /// `.requesting` (not for a catch-up beside an open stream).
+    private func send(marking: Bool,
+                      _ make: (DirectLineRequests, (id: String, token: String, watermark: String?), String?) -> HTTPRequest,
+                      answered: @escaping @Sendable (Result<HTTPResponse, DirectLineError>, Conversation, ListenSession,
+                                                     _ token: String, _ asked: String?) -> Void) {
+        guard let conversation, let session, !conversation.isClosed else { return }
+        let asked = run.withLock { run -> String?? in
+            guard !run.stopped else { return .none }
+            if marking { run.phase = .requesting }
+            return .some(run.watermark)
+        }
+        guard case .some(let watermark) = asked else { return }
+        let position = conversation.readPosition
+        var request = make(conversation.client.requests, position, watermark)
+        request.cancellation = abort
+        conversation.client.start(request, reaching: .service) { [self] outcome in
+            guard let conversation = self.conversation, !conversation.isClosed, !isStopped,
+                  let session = self.session else { return }
+            answered(outcome, conversation, session, position.token, watermark)
         }
     }
 
