@@ -196,9 +196,7 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
     /// something; then a new stream URL (`thenConnect`) or, after `finish`,
     /// the end.
     private func catchUp(thenConnect: Bool) {
-        send(marking: thenConnect, { requests, position, watermark in
-            requests.receive(conversationId: position.id, watermark: watermark, bearer: position.token)
-        }) { [self] outcome, conversation, session, token, watermark in
+        send(.activities, marking: thenConnect) { [self] outcome, conversation, session, token, watermark in
             let page: ActivityPage
             do throws(DirectLineError) {
                 page = try conversation.activityPage(outcome.get())
@@ -252,9 +250,7 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
     /// `GET conversations/{id}?watermark=`: a stream URL that replays from
     /// the watermark read to.
     private func requestStreamURL() {
-        send(marking: true, { requests, position, watermark in
-            requests.reconnect(conversationId: position.id, watermark: watermark, bearer: position.token)
-        }) { [self] outcome, conversation, session, token, _ in
+        send(.streamURL, marking: true) { [self] outcome, conversation, session, token, _ in
             let url: String
             do throws(DirectLineError) {
                 let response = try outcome.get()
@@ -273,13 +269,20 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
         }
     }
 
-    /// Sends the request `make` gives (with the watermark read to and the
-    /// conversation's token of the moment) on the loop, abortable by
-    /// `stop`; `answered` gets the outcome unless the source stopped or
-    /// the handle was freed meanwhile. `marking`: the phase becomes
-    /// `.requesting` (not for a catch-up beside an open stream).
-    private func send(marking: Bool,
-                      _ make: (DirectLineRequests, (id: String, token: String, watermark: String?), String?) -> HTTPRequest,
+    /// The two requests the source sends.
+    private enum Request {
+        /// `GET activities?watermark=`: a catch-up.
+        case activities
+        /// `GET conversations/{id}?watermark=`: a new stream URL.
+        case streamURL
+    }
+
+    /// Sends `kind` (with the watermark read to and the conversation's
+    /// token of the moment) on the loop, abortable by `stop`; `answered`
+    /// gets the outcome unless the source stopped or the handle was freed
+    /// meanwhile. `marking`: the phase becomes `.requesting` (not for a
+    /// catch-up beside an open stream).
+    private func send(_ kind: Request, marking: Bool,
                       answered: @escaping @Sendable (Result<HTTPResponse, DirectLineError>, Conversation, ListenSession,
                                                      _ token: String, _ asked: String?) -> Void) {
         guard let conversation, let session, !conversation.isClosed else { return }
@@ -290,7 +293,11 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
         }
         guard case .some(let watermark) = asked else { return }
         let position = conversation.readPosition
-        var request = make(conversation.client.requests, position, watermark)
+        let requests = conversation.client.requests
+        var request = switch kind {
+        case .activities: requests.receive(conversationId: position.id, watermark: watermark, bearer: position.token)
+        case .streamURL: requests.reconnect(conversationId: position.id, watermark: watermark, bearer: position.token)
+        }
         request.cancellation = abort
         conversation.client.start(request, reaching: .service) { [self] outcome in
             guard let conversation = self.conversation, !conversation.isClosed, !isStopped,
