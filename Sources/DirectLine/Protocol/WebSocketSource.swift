@@ -101,21 +101,7 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
     }
 
     func stop() {
-        let connection = run.withLock { run -> WebSocketConnection? in
-            run.stopped = true
-            cancelTimers(&run)
-            if case .connected(let connection) = run.phase {
-                run.phase = .idle
-                return connection
-            }
-            return nil
-        }
-        abort.raise()
-        SourceRegistry.shared.remove(self)
-        // The closing handshake runs on the loop's thread, which owns the handle.
-        if let connection {
-            _ = TransferLoop.shared.schedule(atMs: Clock.monotonicMs()) { _ in connection.closeGracefully() }
-        }
+        stopForGood()
     }
 
     func resume() {
@@ -213,7 +199,7 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
             }
             switch verdict {
             case .stale, .ended:
-                endConnection()
+                stopForGood()
             case .pause where thenConnect:
                 // The queue is full: no more pages until next() makes room;
                 // then the stream replays from the watermark read to.
@@ -238,7 +224,7 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
                 } else if thenConnect {
                     requestStreamURL()
                 } else {
-                    endConnection()
+                    stopForGood()
                     conversation.listener.sourceEnded(session: session)
                 }
             }
@@ -402,19 +388,18 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
     /// A whole message from the current connection.
     private func message(_ bytes: [UInt8], generation: Int) {
         guard let session, let conversation, !conversation.isClosed else { return }
-        let connection = run.withLock { run -> WebSocketConnection? in
+        let current = run.withLock { run -> (connection: WebSocketConnection, closedForSpace: Bool)? in
             guard !run.stopped, run.generation == generation, case .connected(let connection) = run.phase else {
                 return nil
             }
             run.failures = 0
-            return connection
+            return (connection, run.closedForSpace)
         }
-        guard let connection else { return }
+        guard let (connection, closedForSpace) = current else { return }
         // A keep-alive.
         if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return }
-        let full = run.withLock { $0.closedForSpace } || conversation.listener.isPaused(session)
-        if full {
-            run.withLock { $0.closedForSpace = true }
+        if closedForSpace || conversation.listener.isPaused(session) {
+            if !closedForSpace { run.withLock { $0.closedForSpace = true } }
             // Not taken: the replay brings it again once next() made room.
             Log.emit(.info, "listening: the queue is full; the stream is closed until next() makes room")
             connection.closeGracefully()
@@ -439,12 +424,7 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
         case .more, .pause:
             return
         case .stale, .ended:
-            run.withLock { run in
-                run.stopped = true
-                cancelTimers(&run)
-            }
-            SourceRegistry.shared.remove(self)
-            connection.closeGracefully()
+            stopForGood()
         }
     }
 
@@ -555,6 +535,15 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
 
     private func fail(_ error: DirectLineError, session: ListenSession) {
         Log.emit(.error, "listening stopped: \(error.message)")
+        stopForGood()
+        conversation?.listener.sourceFailed(error, session: session)
+    }
+
+    /// Stops for good (unlisten, free, a failure, the end): no timer fires
+    /// and nothing more is delivered, a request in flight is aborted, and
+    /// an open stream begins its closing handshake on the loop's thread,
+    /// which owns the handle. Callable from any thread.
+    private func stopForGood() {
         let connection = run.withLock { run -> WebSocketConnection? in
             run.stopped = true
             cancelTimers(&run)
@@ -562,23 +551,10 @@ final class WebSocketSource: ListenerSource, RestartsAfterFork, @unchecked Senda
             run.phase = .idle
             return connection
         }
+        abort.raise()
         SourceRegistry.shared.remove(self)
-        connection?.closeGracefully()
-        conversation?.listener.sourceFailed(error, session: session)
-    }
-
-    /// Stops for good after the end (endOfConversation, or `finish`).
-    private func endConnection() {
-        let connection = run.withLock { run -> WebSocketConnection? in
-            run.stopped = true
-            cancelTimers(&run)
-            if case .connected(let connection) = run.phase {
-                run.phase = .idle
-                return connection
-            }
-            return nil
+        if let connection {
+            _ = TransferLoop.shared.schedule(atMs: Clock.monotonicMs()) { _ in connection.closeGracefully() }
         }
-        SourceRegistry.shared.remove(self)
-        connection?.closeGracefully()
     }
 }
