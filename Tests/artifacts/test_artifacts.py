@@ -22,16 +22,6 @@ C_TESTS = os.path.join(ROOT, "Tests", "c")
 # than the emulator's 2 s tokens, so the background refresher runs in each phase.
 THREAD_TEST_SECONDS = "3"
 
-sys.path.insert(0, ROOT)
-from emulator.server import start_in_thread  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    handle = start_in_thread(secret="emulator-secret")
-    yield handle
-    handle.stop()
-
 
 @pytest.fixture(scope="module", autouse=True)
 def library():

@@ -15,9 +15,6 @@ LIBRARY = ROOT / ".build" / "release" / "libdirectline.so"
 SYMBOLS = ROOT / "abi" / "symbols.txt"
 C_EXAMPLES = sorted((ROOT / "examples" / "c").glob("*.c"))
 
-sys.path.insert(0, str(ROOT))
-from emulator.server import start_in_thread  # noqa: E402
-
 
 def run(command, **options):
     options.setdefault("capture_output", True)
@@ -33,13 +30,6 @@ def library_version():
     text = VERSION_SOURCE.read_text()
     parts = [re.search(rf"static let {name} = (\d+)", text).group(1) for name in ("major", "minor", "patch")]
     return ".".join(parts)
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    handle = start_in_thread(secret="emulator-secret")
-    yield handle
-    handle.stop()
 
 
 @pytest.fixture(scope="module")

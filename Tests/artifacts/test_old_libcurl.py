@@ -17,8 +17,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-from emulator.server import start_in_thread  # noqa: E402
 
 OLD_LIBCURL = ROOT / ".build" / "compat" / "libcurl-7.88"
 LIBRARY = ROOT / ".build" / "release" / "libdirectline.so"
@@ -29,13 +27,6 @@ def on_debian_12() -> bool:
         return "VERSION_CODENAME=bookworm" in Path("/etc/os-release").read_text()
     except OSError:
         return False
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    handle = start_in_thread(secret="emulator-secret")
-    yield handle
-    handle.stop()
 
 
 @pytest.fixture(scope="module")

@@ -109,3 +109,21 @@ def python_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BINDINGS), env.get("PYTHONPATH")]))
     env.update(extra)
     return env
+
+
+def streamed_exchange(conversation: Any, emulator_handle: Any, user: str, text: str) -> list[dict[str, Any]]:
+    """Listens (auto: the stream on 3.0), waits until the stream is open and
+    the in-process emulator `emulator_handle` has registered it (so the reply
+    comes live, typing first, not in a replay), sends `text` and returns what
+    next() handed out up to the echo."""
+    assert conversation.listen()["mode"] == "websocket"
+    for _ in range(20):
+        if conversation.next(0.5)["state"] == "online" and emulator_handle.server.emulator.streams.describe():
+            break
+    conversation.send_text(user, text)
+    got: list[dict[str, Any]] = []
+    for _ in range(20):
+        got += conversation.next(0.5)["activities"]
+        if any(item.get("text") == f"echo: {text}" for item in got):
+            break
+    return got

@@ -262,6 +262,12 @@ def test_the_descriptor_is_readable_exactly_while_next_0_has_something(conversat
 def test_a_blocked_next_is_cancelled_promptly_from_another_thread(conversation, emulator, how):
     conversation.listen(mode="polling", poll_interval=0.1)
     collect(conversation, lambda got: False, seconds=0.3)  # take the state change
+    assert_blocked_next_cancelled(conversation, how)
+
+
+def assert_blocked_next_cancelled(conversation, how: str) -> None:
+    """A next(None) with nothing to hand out ends with CancelledError within
+    0.5 s of `how` ("unlisten" or "close") on another thread."""
     outcome: list[Any] = []
 
     def blocked() -> None:

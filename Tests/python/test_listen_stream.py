@@ -15,7 +15,6 @@ resumes where `next` left off; a close frame on unlisten.
 from __future__ import annotations
 
 import re
-import threading
 import time
 from typing import Any, Iterator
 
@@ -23,7 +22,7 @@ import pytest
 
 import directline
 from support import SECRET, sender
-from test_listen import collect, readable, replies, texts
+from test_listen import assert_blocked_next_cancelled, collect, readable, replies, texts
 
 CONVERSATION_GET = re.compile(r"^/v3/directline/conversations/[^/]+$")
 ACTIVITIES_GET = re.compile(r"^/v3/directline/conversations/[^/]+/activities$")
@@ -341,24 +340,7 @@ def test_the_descriptor_is_readable_exactly_while_next_0_has_something(conversat
 def test_a_blocked_next_ends_cancelled_from_another_thread(conversation, emulator, how):
     conversation.listen()
     online(conversation, emulator)
-    outcome: list[Any] = []
-
-    def blocked() -> None:
-        try:
-            conversation.next(None)
-        except directline.CancelledError as error:
-            outcome.append(error)
-        outcome.append(time.monotonic())
-
-    thread = threading.Thread(target=blocked, daemon=True)
-    thread.start()
-    time.sleep(0.3)
-    stopped_at = time.monotonic()
-    getattr(conversation, how)()
-    thread.join(5)
-    assert not thread.is_alive()
-    assert isinstance(outcome[0], directline.CancelledError), outcome
-    assert outcome[1] - stopped_at < 0.5
+    assert_blocked_next_cancelled(conversation, how)
 
 
 def test_a_saved_state_while_streaming_resumes_with_nothing_repeated_or_lost(client, emulator):

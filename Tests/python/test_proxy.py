@@ -27,7 +27,7 @@ import pytest
 import directline
 from directline import Status
 from recording_proxy import RecordingProxy
-from support import REPO_ROOT, SECRET, items, python_env, sender, text_activity
+from support import REPO_ROOT, SECRET, items, python_env, sender, streamed_exchange, text_activity
 
 sys.path.insert(0, str(REPO_ROOT))
 from emulator.server import start_in_thread  # noqa: E402
@@ -280,16 +280,7 @@ def test_the_stream_goes_through_a_connect_tunnel_too(tls_emulator: Any, certifi
     with directline.Client.from_config(config) as client, client.start_conversation() as conversation:
         stream_url = urlsplit(str(conversation.start_result["streamUrl"]))
         assert stream_url.scheme == "wss"
-        assert conversation.listen()["mode"] == "websocket"
-        for _ in range(20):  # until the stream is open, so the reply comes live, typing first
-            if conversation.next(0.5)["state"] == "online" and tls_emulator.server.emulator.streams.describe():
-                break
-        conversation.send_text(USER, "tunnelled")
-        got: list[dict[str, Any]] = []
-        for _ in range(20):
-            got += conversation.next(0.5)["activities"]
-            if any(item.get("text") == "echo: tunnelled" for item in got):
-                break
+        got = streamed_exchange(conversation, tls_emulator, USER, "tunnelled")
         assert [item["type"] for item in got] == ["typing", "message"]
     tunnels = [entry.target for entry in proxy.seen() if entry.method == "CONNECT"]
     assert stream_url.netloc in tunnels, "the stream's upgrade went through the proxy"

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import pytest
 
 import directline
-from support import REPO_ROOT, SECRET
+from support import REPO_ROOT, SECRET, streamed_exchange
 
 sys.path.insert(0, str(REPO_ROOT))
 from emulator.server import start_in_thread  # noqa: E402
@@ -151,16 +151,7 @@ def test_the_stream_goes_over_wss_with_the_clients_ca_file(serve: Any, certifica
     config = {"endpoint": handle.url, "secret": SECRET, "protocol": "3.0", "caFile": str(certificates / "ca.pem")}
     with directline.Client.from_config(config) as client, client.start_conversation() as conversation:
         assert str(conversation.start_result["streamUrl"]).startswith("wss://")
-        assert conversation.listen()["mode"] == "websocket"
-        for _ in range(20):  # until the stream is open, so the reply comes live, typing first
-            if conversation.next(0.5)["state"] == "online" and handle.server.emulator.streams.describe():
-                break
-        conversation.send_text("user1", "over wss")
-        got: list[dict[str, Any]] = []
-        for _ in range(20):
-            got += conversation.next(0.5)["activities"]
-            if any(item.get("text") == "echo: over wss" for item in got):
-                break
+        got = streamed_exchange(conversation, handle, "user1", "over wss")
         # Typing comes only over the stream: it was the stream that spoke.
         assert [item["type"] for item in got] == ["typing", "message"]
         assert conversation.next(0)["state"] == "online"
