@@ -146,9 +146,19 @@ void dl_string_free(char *string);
 
 /// Creates a client from a JSON configuration (see docs/json.md):
 /// `{"endpoint": "...", "protocol": "3.0" | "1.1", "secret": "..." or
-/// "token": "...", "timeoutMs", "connectTimeoutMs", "retry": {...},
-/// "userAgent", "caFile", "proxy", "insecureSkipTlsVerify",
+/// "token": "..." or "tokenEndpoint": "https://...", "regionalSettingsEndpoint",
+/// "timeoutMs", "connectTimeoutMs", "retry": {...}, "userAgent", "botAgent",
+/// "headers": {"Name": "value"}, "caFile", "proxy", "insecureSkipTlsVerify",
 /// "allowInsecureHttp", "maxUploadBytes"}`. Unknown keys are refused.
+///
+/// Every request carries `x-ms-bot-agent: DirectLine/3.0 (libdirectline
+/// VERSION[; botAgent])`; `headers` go with every Direct Line request and
+/// the stream's upgrade (not to a proxy, nor to another origin). A client
+/// with a `tokenEndpoint` holds no credential: it `GET`s a token there for
+/// each dl_conversation_start() and dl_token_generate() (Copilot Studio:
+/// see docs/copilot-studio.md). With `regionalSettingsEndpoint` (or a
+/// Copilot Studio token endpoint and no `endpoint`), the Direct Line host
+/// is read from the regional settings on first use.
 ///
 /// Constructor. On DL_OK, `*out_client` receives a handle the caller frees
 /// with dl_client_free(); on error it is set to NULL. `out_json` receives
@@ -165,7 +175,9 @@ int32_t dl_client_new(const char *config_json, dl_client **out_client, char **ou
 int32_t dl_client_free(dl_client *client);
 
 /// Exchanges the client's secret for a token, without starting a
-/// conversation or contacting the bot. 3.0: `POST tokens/generate`;
+/// conversation or contacting the bot. With a `tokenEndpoint` client:
+/// `GET` that endpoint (`request_json` NULL or `{}`), and `out_json`
+/// receives `{"token", "expires_in"?, "conversationId"?}`. 3.0: `POST tokens/generate`;
 /// `request_json` may be NULL, `{}` or `{"user": {"id": "dl_...", "name":
 /// "..."}, "trustedOrigins": [...]}`, and `out_json` receives the service's
 /// Conversation object (`conversationId`, `token`, `expires_in`). 1.1:
@@ -196,7 +208,12 @@ int32_t dl_token_refresh(dl_client *client, const char *token, char **out_json);
 
 /// Starts a conversation: 3.0 `POST /v3/directline/conversations`, 1.1
 /// `POST /api/conversations`. `request_json` may be NULL or `{}`; on 3.0 it
-/// may carry `{"user": {"id": "dl_...", "name": "..."}, "trustedOrigins": [...]}`.
+/// may carry `{"user": {"id": "dl_...", "name": "..."}, "trustedOrigins": [...],
+/// "locale": "fr-FR"}`. `locale` is a BCP 47 language tag (checked; the
+/// bot's welcome can then be in that language) and is refused on 1.1,
+/// whose start has no body. A `tokenEndpoint` client first `GET`s a fresh
+/// token there and starts with it (joining the conversation the token is
+/// bound to, when it is).
 ///
 /// Constructor. On DL_OK, `*out_conversation` receives a handle (free it with
 /// dl_conversation_free()) that holds the conversation id and the token the
@@ -216,10 +233,12 @@ int32_t dl_conversation_start(dl_client *client, const char *request_json, dl_co
 /// "streamUrl": "...", "tokenExpiresAt": "2026-11-21T02:30:00Z" or
 /// "expires_in": N, "tokenLifetime": N, "reconnect": false}`; only
 /// `conversationId` is required
-/// (without `token`, the client's credential is used). A token whose expiry
+/// (without `token`, the client's credential is used; a `tokenEndpoint`
+/// client has none, so it needs `token`). A token whose expiry
 /// is known is refreshed automatically, as for dl_conversation_start().
 ///
-/// Without `reconnect` nothing is sent. With `"reconnect": true` (3.0 only)
+/// Without `reconnect` nothing is sent to Direct Line (a client with regional
+/// settings reads them first, if it has not yet). With `"reconnect": true` (3.0 only)
 /// the library first calls `GET /v3/directline/conversations/{id}?watermark=`
 /// and keeps the token, expiry and stream URL the service answers; reading
 /// then resumes from the saved watermark, so no reply is lost or repeated.
@@ -509,8 +528,10 @@ int32_t dl_conversation_unlisten(dl_conversation *conversation, char **out_json)
 /// `content_type` may be NULL (guessed from the file name's extension,
 /// `application/octet-stream` otherwise); `filename` may be NULL (the path's
 /// last component). In the file name, `"`, CR, LF and `%` are sent as
-/// `%22`, `%0D`, `%0A`, `%25`, and `\` as `\\`. 3.0: `out_json` receives
-/// `{"id": "..."}`; 1.1: `{}`.
+/// `%22`, `%0D`, `%0A`, `%25`, and `\` as `\\`. A name that is not plain
+/// ASCII goes out as RFC 8187 `filename*=UTF-8''...` after an ASCII
+/// `filename` fallback (each other character `_`), so that the header
+/// stays ASCII. 3.0: `out_json` receives `{"id": "..."}`; 1.1: `{}`.
 ///
 /// `path` is bytes, as the file system holds it: it need not be UTF-8, but
 /// the name sent must be, so give `filename` when the path's last component

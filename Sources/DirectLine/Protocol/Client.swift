@@ -11,6 +11,9 @@ final class DirectLineClient: Sendable {
     /// The conversations handed out from this client (held weakly).
     let conversations = ConversationRegistry()
 
+    /// The Direct Line host the regional settings named, once read.
+    let regionalEndpoint = Locked<Endpoint?>(nil)
+
     init(config: ClientConfig) {
         self.config = config
         requests = DirectLineRequests(version: config.protocolVersion)
@@ -24,6 +27,7 @@ final class DirectLineClient: Sendable {
     /// the client's credential and the request's token, on its way out.
     func execute(_ request: HTTPRequest, reaching recipient: Recipient) throws(DirectLineError) -> HTTPResponse {
         do throws(DirectLineError) {
+            let request = try located(request, resolving: true)
             return try accepted(try transport.send(request), reaching: recipient)
         } catch {
             throw error.redacting([config.credential.value, request.bearer])
@@ -33,8 +37,16 @@ final class DirectLineClient: Sendable {
     /// `execute` on the transfer loop, for the automatic token refresh: one
     /// attempt (the caller decides when to try again), by the same rules,
     /// answered on the loop's thread.
-    func start(_ request: HTTPRequest, reaching recipient: Recipient,
+    func start(_ original: HTTPRequest, reaching recipient: Recipient,
                completion: @escaping @Sendable (Result<HTTPResponse, DirectLineError>) -> Void) {
+        let request: HTTPRequest
+        do throws(DirectLineError) {
+            // Never a network read here: every handle that polls or refreshes
+            // was made by a call that read the regional settings already.
+            request = try located(original, resolving: false)
+        } catch {
+            return completion(.failure(error))
+        }
         transport.start(request, on: TransferLoop.shared) { [self] outcome in
             do throws(DirectLineError) {
                 completion(.success(try accepted(try outcome.get(), reaching: recipient)))
@@ -54,13 +66,21 @@ final class DirectLineClient: Sendable {
     /// `dl_conversation_start`: starts a conversation and returns its handle
     /// object and the service's Conversation object.
     func startConversation(_ requestJSON: JSONValue?) throws(DirectLineError) -> (Conversation, JSONValue) {
-        let body = try Self.startOptions(requestJSON, version: version, call: "starts conversations")
+        let body = try Self.startOptions(requestJSON, version: version, call: "starts conversations", takesLocale: true)
+        // With a token endpoint: a fresh token for this conversation (it may
+        // be bound to one already, which the start then joins).
+        let issued = config.credential.kind == .tokenEndpoint ? try fetchEndpointToken() : nil
         let issuedAt = Clock.monotonicMs()
-        let response = try execute(requests.startConversation(body: body, bearer: config.credential.value),
+        let response = try execute(requests.startConversation(body: body, bearer: issued?.token ?? config.credential.value),
                                    reaching: .service)
         let result = try Responses.json(response, what: "start conversation")
+        if let bound = issued?.conversationId, let started = result.objectValue?["conversationId"]?.stringValue,
+           started != bound {
+            throw Responses.protocolError("the service started another conversation than the one the token endpoint's "
+                                          + "token is bound to", response)
+        }
         let conversation = try Conversation(client: self, conversationObject: result, response: response,
-                                            issuedAtMs: issuedAt)
+                                            issuedAtMs: issuedAt, fallbackToken: issued?.token)
         return (conversation, result)
     }
 
@@ -100,11 +120,19 @@ final class DirectLineClient: Sendable {
         if expiresIn != nil && expiresAt != nil {
             throw .invalidArgument("state takes \"expires_in\" or \"tokenExpiresAt\", not both")
         }
+        if token == nil, config.credential.kind == .tokenEndpoint {
+            throw .invalidArgument("state needs a \"token\": this client has no credential of its own (it takes "
+                                   + "tokens from its tokenEndpoint, each for a conversation of its own)")
+        }
         let credential = token ?? config.credential.value
-        if try reader.bool("reconnect") == true {
-            guard version == .v3 else {
-                throw .invalidArgument("Direct Line 1.1 has no reconnect; open without \"reconnect\" and poll")
-            }
+        let reconnect = try reader.bool("reconnect") == true
+        if reconnect, version != .v3 {
+            throw .invalidArgument("Direct Line 1.1 has no reconnect; open without \"reconnect\" and poll")
+        }
+        // The handle's polls and refreshes run on the library's thread,
+        // which never waits on the network: the Direct Line host is read now.
+        _ = try serviceEndpoint()
+        if reconnect {
             let issuedAt = Clock.monotonicMs()
             let response = try execute(requests.reconnect(conversationId: id, watermark: watermark, bearer: credential),
                                        reaching: .service)

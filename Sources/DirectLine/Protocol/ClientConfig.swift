@@ -12,15 +12,21 @@ struct ClientConfig: Sendable {
         enum Kind: Sendable {
             case secret
             case token
+            /// Tokens come from `tokenEndpoint`, one for each start or generate.
+            case tokenEndpoint
         }
 
         let kind: Kind
-        let text: SecretText
+        /// nil for a token endpoint: the client then holds no credential.
+        let text: SecretText?
 
         static func secret(_ text: SecretText) -> Credential { Credential(kind: .secret, text: text) }
         static func token(_ text: SecretText) -> Credential { Credential(kind: .token, text: text) }
+        static let tokenEndpoint = Credential(kind: .tokenEndpoint, text: nil)
 
-        var value: String { text.string }
+        /// The secret or token; empty for a token endpoint (never sent: the
+        /// calls that would send it fetch a token first, or refuse).
+        var value: String { text?.string ?? "" }
         /// The client's secret, when that is what it holds.
         var secret: SecretText? { kind == .secret ? text : nil }
     }
@@ -32,19 +38,30 @@ struct ClientConfig: Sendable {
     /// to it as it is.
     var transport: TransportConfig
     var maxUploadBytes = defaultMaxUploadBytes
+    /// Where tokens come from (`tokenEndpoint`), when that is the credential.
+    var tokenEndpoint: Endpoint?
+    /// Where the Direct Line host is read from (`regionalSettingsEndpoint`,
+    /// or derived from a Copilot Studio token endpoint), when it is not
+    /// `endpoint`.
+    var regionalSettings: Endpoint?
+    var allowInsecureHttp = false
 
     static let knownKeys: Set<String> = [
-        "endpoint", "protocol", "secret", "token", "timeoutMs", "connectTimeoutMs", "retry",
-        "userAgent", "caFile", "proxy", "insecureSkipTlsVerify", "allowInsecureHttp", "maxUploadBytes",
+        "endpoint", "protocol", "secret", "token", "tokenEndpoint", "regionalSettingsEndpoint", "timeoutMs",
+        "connectTimeoutMs", "retry", "userAgent", "botAgent", "headers", "caFile", "proxy", "insecureSkipTlsVerify",
+        "allowInsecureHttp", "maxUploadBytes",
     ]
+
+    /// The path segment that marks a Copilot Studio (Power Virtual Agents) URL.
+    static let copilotStudioSegment = "/powervirtualagents/"
 
     init(json: JSONValue) throws(DirectLineError) {
         let reader = try JSONReader(json, context: "config")
         try reader.rejectUnknownKeys(Self.knownKeys)
 
-        let allowInsecureHttp = try reader.bool("allowInsecureHttp") ?? false
-        endpoint = try Endpoint(parsing: reader.string("endpoint") ?? Self.publicEndpoint,
-                                allowInsecureHttp: allowInsecureHttp)
+        allowInsecureHttp = try reader.bool("allowInsecureHttp") ?? false
+        let givenEndpoint = try reader.string("endpoint")
+        endpoint = try Endpoint(parsing: givenEndpoint ?? Self.publicEndpoint, allowInsecureHttp: allowInsecureHttp)
         transport = TransportConfig(baseURL: endpoint.baseURL)
 
         if let version = try reader.string("protocol") {
@@ -54,17 +71,33 @@ struct ClientConfig: Sendable {
             protocolVersion = parsed
         }
 
-        switch (try reader.string("secret"), try reader.string("token")) {
-        case let (secret?, nil):
+        let secret = try reader.string("secret")
+        let token = try reader.string("token")
+        let tokenURL = try reader.string("tokenEndpoint")
+        guard [secret, token, tokenURL].compactMap({ $0 }).count == 1 else {
+            throw .invalidArgument("config needs exactly one of \"secret\", \"token\" and \"tokenEndpoint\"")
+        }
+        if let secret {
             try Validation.singleLine(secret, name: "config.secret")
             credential = .secret(SecretText(secret))
-        case let (nil, token?):
+        } else if let token {
             try Validation.singleLine(token, name: "config.token")
             credential = .token(SecretText(token))
-        case (nil, nil):
-            throw .invalidArgument("config needs a \"secret\" or a \"token\"")
-        case (_?, _?):
-            throw .invalidArgument("config takes a \"secret\" or a \"token\", not both")
+        } else {
+            let parsed = try Endpoint(parsing: tokenURL ?? "", allowInsecureHttp: allowInsecureHttp,
+                                      name: "config.tokenEndpoint", allowQuery: true)
+            tokenEndpoint = parsed
+            credential = .tokenEndpoint
+        }
+        if let regional = try reader.string("regionalSettingsEndpoint") {
+            guard givenEndpoint == nil else {
+                throw .invalidArgument("config takes \"endpoint\" or \"regionalSettingsEndpoint\", not both: "
+                                       + "the regional settings name the endpoint")
+            }
+            regionalSettings = try Endpoint(parsing: regional, allowInsecureHttp: allowInsecureHttp,
+                                            name: "config.regionalSettingsEndpoint", allowQuery: true)
+        } else if givenEndpoint == nil, let tokenEndpoint {
+            regionalSettings = Self.regionalSettings(derivedFrom: tokenEndpoint)
         }
 
         let day: Int64 = 86_400_000
@@ -80,6 +113,12 @@ struct ClientConfig: Sendable {
             try Validation.singleLine(value, name: "config.userAgent")
             transport.userAgent = value
         }
+        let botAgent = try reader.string("botAgent")
+        if let botAgent { try ClientHeaders.checkBotAgent(botAgent) }
+        transport.botAgentLine = ClientHeaders.botAgentLine(version: protocolVersion, botAgent: botAgent)
+        if let headers = try reader.object("headers") {
+            transport.extraHeaderLines = try ClientHeaders.lines(headers)
+        }
         if let value = try reader.string("caFile") {
             try Validation.singleLine(value, name: "config.caFile")
             transport.caFile = value
@@ -92,7 +131,8 @@ struct ClientConfig: Sendable {
             guard let isPrivate = Self.proxyIsPrivate(proxy) else {
                 throw .invalidArgument("config.proxy is not a URL libcurl can use")
             }
-            if endpoint.scheme == "http", !allowInsecureHttp, !isPrivate {
+            let plain = [endpoint, tokenEndpoint, regionalSettings].contains { $0?.scheme == "http" }
+            if plain, !allowInsecureHttp, !isPrivate {
                 throw .invalidArgument("config.proxy is another machine reached without TLS, so a plain http:// endpoint "
                                        + "would hand it the credential unencrypted; use https://, a loopback or https:// "
                                        + "proxy, or set \"allowInsecureHttp\": true")
@@ -104,6 +144,20 @@ struct ClientConfig: Sendable {
 }
 
 extension ClientConfig {
+    /// Copilot Studio's regional settings URL for one of its token URLs, as
+    /// Microsoft's samples make it: what comes before `/powervirtualagents/`,
+    /// then `/powervirtualagents/regionalchannelsettings`, with the token
+    /// URL's `api-version`. nil for a token endpoint of any other kind.
+    static func regionalSettings(derivedFrom tokenEndpoint: Endpoint) -> Endpoint? {
+        guard let cut = tokenEndpoint.pathPrefix.firstRange(of: copilotStudioSegment) else { return nil }
+        var derived = tokenEndpoint
+        derived.pathPrefix = String(tokenEndpoint.pathPrefix[..<cut.lowerBound]) + copilotStudioSegment
+            + "regionalchannelsettings"
+        let version = (tokenEndpoint.query ?? "").split(separator: "&").first { $0.hasPrefix("api-version=") }
+        derived.query = version.map(String.init)
+        return derived
+    }
+
     /// Whether what goes to `proxy` stays private: an https:// proxy, or
     /// one on this machine, as libcurl will read the setting; nil when
     /// libcurl cannot read it at all.

@@ -11,7 +11,14 @@ extension DirectLineClient {
     /// `dl_token_generate`: 3.0 `tokens/generate` (the service's Conversation
     /// object); 1.1 `tokens/conversation` (`{"token": "..."}`).
     func generateToken(_ requestJSON: JSONValue?) throws(DirectLineError) -> JSONValue {
-        let body = try Self.startOptions(requestJSON, version: version, call: "issues tokens")
+        let body = try Self.startOptions(requestJSON, version: version, call: "issues tokens", takesLocale: false)
+        if config.credential.kind == .tokenEndpoint {
+            guard body?.isEmpty ?? true else {
+                throw .invalidArgument("a client with a tokenEndpoint takes its tokens as the endpoint issues them: "
+                                       + "pass NULL or {} (the endpoint decides the user and origins)")
+            }
+            return try fetchEndpointToken().json
+        }
         let response = try execute(requests.generateToken(body: body, bearer: config.credential.value),
                                    reaching: .service)
         let answer = try Responses.json(response, what: "generate token")
@@ -25,11 +32,22 @@ extension DirectLineClient {
     }
 
     /// The optional `{"user": {...}, "trustedOrigins": [...]}` of start and
-    /// token requests; 1.1 takes no body.
-    static func startOptions(_ value: JSONValue?, version: ProtocolVersion, call: String) throws(DirectLineError) -> JSONObject? {
+    /// token requests, with `"locale"` for a start (`takesLocale`); 1.1
+    /// takes no body.
+    static func startOptions(_ value: JSONValue?, version: ProtocolVersion, call: String,
+                             takesLocale: Bool) throws(DirectLineError) -> JSONObject? {
         guard let value else { return nil }
         let reader = try JSONReader(value, context: "request")
-        try reader.rejectUnknownKeys(["user", "trustedOrigins"])
+        try reader.rejectUnknownKeys(takesLocale ? ["user", "trustedOrigins", "locale"] : ["user", "trustedOrigins"])
+        if let locale = try reader.string("locale") {
+            guard version == .v3 else {
+                throw .invalidArgument("request.locale: Direct Line 1.1 starts conversations without a body, so it "
+                                       + "cannot send a locale; use protocol 3.0")
+            }
+            if let problem = LanguageTag.problem(locale) {
+                throw .invalidArgument("request.locale \(problem): it must be a BCP 47 language tag such as \"fr-FR\"")
+            }
+        }
         if let user = try reader.object("user") {
             try user.rejectUnknownKeys(["id", "name"])
             if let id = try user.string("id") { try Validation.identifier(id, name: "request.user.id") }

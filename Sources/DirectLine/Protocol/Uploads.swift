@@ -147,10 +147,49 @@ enum Uploads {
         return "dl-boundary-" + ClientActivityID.hex(generator.next()) + ClientActivityID.hex(generator.next())
     }
 
-    /// A single raw attachment: the file is the body.
+    /// A single raw attachment: the file is the body. Its name goes in an
+    /// HTTP header, which carries ASCII: a name that is not plain ASCII
+    /// also goes out as RFC 8187 `filename*` (RFC 6266 section 4.3), after
+    /// an ASCII `filename` fallback with `_` for each other character.
     static func raw(_ file: File) -> (body: RequestBody, contentType: String, disposition: String) {
-        (RequestBody(segments: [file.segment]), file.contentType,
-         "name=\"file\"; filename=\(quotedFilename(file.filename))")
+        let name = file.filename
+        var disposition = "name=\"file\"; filename="
+        if name.utf8.allSatisfy({ $0 < 0x80 }) {
+            disposition += quotedFilename(name)
+        } else {
+            let fallback = String(String.UnicodeScalarView(name.unicodeScalars.map { $0.isASCII ? $0 : "_" }))
+            disposition += "\(quotedFilename(fallback)); filename*=UTF-8''\(extendedValue(name))"
+        }
+        return (RequestBody(segments: [file.segment]), file.contentType, disposition)
+    }
+
+    /// RFC 8187's ext-value characters: the name's UTF-8 with every byte but
+    /// an attr-char percent-encoded.
+    static func extendedValue(_ name: String) -> String {
+        let hex = Array("0123456789ABCDEF".unicodeScalars)
+        var output = String.UnicodeScalarView()
+        for byte in name.utf8 {
+            let scalar = Unicode.Scalar(byte)
+            if isAttrChar(byte) {
+                output.append(scalar)
+            } else {
+                output.append("%")
+                output.append(hex[Int(byte >> 4)])
+                output.append(hex[Int(byte & 0x0F)])
+            }
+        }
+        return String(output)
+    }
+
+    /// RFC 8187 attr-char: ALPHA, DIGIT and `!#$&+-.^_`|~`.
+    private static func isAttrChar(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+             UInt8(ascii: "A")...UInt8(ascii: "Z"):
+            return true
+        default:
+            return "!#$&+-.^_`|~".utf8.contains(byte)
+        }
     }
 
     /// multipart/form-data with the activity (or message) part first, then the files.

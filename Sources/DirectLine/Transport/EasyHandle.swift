@@ -36,6 +36,7 @@ final class EasyHandle: @unchecked Sendable {
     private var currentContentType: String?
     private var currentExtraHeaders: [(name: String, value: String)] = []
     private var currentStreamed = false
+    private var currentClientHeaders = true
     private var headerList: UnsafeMutablePointer<curl_slist>?
     private var progressOn = false
     private var traceOn = false
@@ -100,10 +101,9 @@ final class EasyHandle: @unchecked Sendable {
                        CURLOPT_OPENSOCKETDATA] {
             set(ccurl_set_pointer(curl, option, transferPointer))
         }
-        guard !failed else {
-            curl_easy_cleanup(curl)
-            return nil
-        }
+        // A failed initializer of a class still runs deinit, which cleans up
+        // (cleaning up here as well would free the handle twice).
+        guard !failed else { return nil }
     }
 
     deinit {
@@ -202,13 +202,15 @@ final class EasyHandle: @unchecked Sendable {
         let streamed = request.method == .post && inMemory == nil
         let headersMatch = headerList != nil && request.bearer == currentBearer && streamed == currentStreamed
             && request.contentType == currentContentType && request.headers.elementsEqual(currentExtraHeaders, by: ==)
+            && request.carriesClientHeaders == currentClientHeaders
         if !headersMatch {
             // A bare "Content-Type:" removes libcurl's default form content
             // type on bodiless POSTs.
-            var headerLines = ["Authorization: Bearer \(request.bearer)", "Accept: application/json",
-                               "Content-Type: \(request.contentType ?? "")"]
+            var headerLines = request.bearer.isEmpty ? [] : ["Authorization: Bearer \(request.bearer)"]
+            headerLines += ["Accept: application/json", "Content-Type: \(request.contentType ?? "")", config.botAgentLine]
             if streamed { headerLines.append("Expect:") }
             if let userAgentLine { headerLines.append(userAgentLine) }
+            if request.carriesClientHeaders { headerLines += config.extraHeaderLines }
             for header in request.headers { headerLines.append("\(header.name): \(header.value)") }
             var list: UnsafeMutablePointer<curl_slist>?
             for line in headerLines {
@@ -224,6 +226,7 @@ final class EasyHandle: @unchecked Sendable {
             currentBearer = request.bearer
             currentContentType = request.contentType
             currentExtraHeaders = request.headers
+            currentClientHeaders = request.carriesClientHeaders
             currentStreamed = streamed
         }
         if timeouts != currentTimeouts {

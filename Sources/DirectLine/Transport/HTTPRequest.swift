@@ -15,7 +15,7 @@ struct HTTPRequest: Sendable {
     /// Further headers, already validated (no CR, LF or NUL).
     var headers: [(name: String, value: String)] = []
     var body = RequestBody()
-    /// The credential to send in `Authorization: Bearer`.
+    /// The credential to send in `Authorization: Bearer`; none when empty.
     var bearer: String
     /// Whether an answer proves the request was refused unprocessed, so it
     /// may be sent again; nil: `refusedByDefault`.
@@ -28,6 +28,13 @@ struct HTTPRequest: Sendable {
     /// Raised when the request must stop (its handle was freed): the
     /// transfer in flight is woken and aborted at once.
     var cancellation: Cancellation?
+    /// `path` is a whole URL (a token or regional settings endpoint, or the
+    /// service at the host its regional settings named), not a path below
+    /// the endpoint.
+    var pathIsURL = false
+    /// Whether the client's own `headers` go with it: every Direct Line
+    /// request, and another URL only on the same origin as the service.
+    var carriesClientHeaders = true
 
     /// A GET changes nothing, so any 429 or 503 may be retried; a POST only
     /// on 429, unless the request says more (an intermediary's 503 may come

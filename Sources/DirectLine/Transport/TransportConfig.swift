@@ -1,7 +1,7 @@
 extension TransportConfig {
     /// The request's full URL, its query percent-encoded.
     func url(for request: HTTPRequest) -> String {
-        var url = baseURL + request.path
+        var url = request.pathIsURL ? request.path : baseURL + request.path
         for (index, item) in request.query.enumerated() {
             url += (index == 0 ? "?" : "&") + item.name.percentEncoded + "=" + item.value.percentEncoded
         }
@@ -18,6 +18,10 @@ struct TransportConfig: Sendable {
     var connectTimeoutMs = 10_000
     var retry = RetryPolicy()
     var userAgent = "libdirectline/\(LibraryVersion.string)"
+    /// `x-ms-bot-agent: ...`, on every request (`ClientHeaders`).
+    var botAgentLine = ClientHeaders.botAgentLine(version: .v3, botAgent: nil)
+    /// The caller's `headers`, as header lines, on every Direct Line request.
+    var extraHeaderLines: [String] = []
     var caFile: String?
     var proxy: String?
     var insecureSkipTlsVerify = false

@@ -69,6 +69,8 @@ final class WebSocketConnection: LoopTransferHandle, @unchecked Sendable {
     private(set) var lastHeardMs = Clock.monotonicMs()
     /// The bytes libcurl had received at the last `heard()`.
     private var lastReceived: Int64 = 0
+    /// The upgrade request's own header lines (libcurl reads them in place).
+    private var headerList: UnsafeMutablePointer<curl_slist>?
 
     /// The largest message taken: the same limit as an HTTP answer's.
     static let maxMessageBytes = CurlTransport.maxResponseBytes
@@ -96,6 +98,16 @@ final class WebSocketConnection: LoopTransferHandle, @unchecked Sendable {
         set(ccurl_set_long(curl, CURLOPT_SSL_VERIFYPEER, config.insecureSkipTlsVerify ? 0 : 1))
         set(ccurl_set_long(curl, CURLOPT_SSL_VERIFYHOST, config.insecureSkipTlsVerify ? 0 : 2))
         set(ccurl_set_long(curl, CURLOPT_CONNECTTIMEOUT_MS, config.connectTimeoutMs))
+        // The upgrade request identifies the client and carries the
+        // caller's headers, as every Direct Line request does.
+        for line in [config.botAgentLine] + config.extraHeaderLines {
+            guard let longer = curl_slist_append(headerList, line) else {
+                failed = true
+                break
+            }
+            headerList = longer
+        }
+        set(ccurl_set_slist(curl, CURLOPT_HTTPHEADER, headerList))
         // A stream is never reused for a request, nor a request's
         // connection for a stream.
         set(ccurl_set_long(curl, CURLOPT_FRESH_CONNECT, 1))
@@ -104,14 +116,15 @@ final class WebSocketConnection: LoopTransferHandle, @unchecked Sendable {
         set(ccurl_set_pointer(curl, CURLOPT_WRITEDATA, me))
         set(ccurl_set_data_fn(curl, CURLOPT_HEADERFUNCTION, webSocketHeader))
         set(ccurl_set_pointer(curl, CURLOPT_HEADERDATA, me))
-        guard !failed else {
-            curl_easy_cleanup(curl)
-            return nil
-        }
+        // A failed initializer of a class still runs deinit, which cleans up.
+        guard !failed else { return nil }
     }
 
     deinit {
+        // libcurl keeps pointing at the list until the handle is cleaned
+        // up; an inherited handle is never cleaned up, so its list stays.
         guard !inherited else { return }
+        defer { curl_slist_free_all(headerList) }
         if let attachedTo { curl_multi_remove_handle(attachedTo, curl) }
         curl_easy_cleanup(curl)
     }

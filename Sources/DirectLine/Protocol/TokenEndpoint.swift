@@ -1,0 +1,105 @@
+/// What a token endpoint (`config.tokenEndpoint`) handed out.
+struct EndpointToken: Sendable {
+    var token: String
+    var expiresIn: Int?
+    /// The conversation the token is bound to, when it is.
+    var conversationId: String?
+
+    /// `{"token", "expires_in"?, "conversationId"?}`: `dl_token_generate`'s
+    /// result for such a client.
+    var json: JSONValue {
+        var object = JSONObject([("token", .string(token))])
+        if let expiresIn { object["expires_in"] = .number(String(expiresIn)) }
+        if let conversationId { object["conversationId"] = .string(conversationId) }
+        return .object(object)
+    }
+}
+
+extension DirectLineClient {
+    /// `GET tokenEndpoint`: a token, without a credential. Its failures
+    /// map as the service's do, their messages naming the endpoint.
+    func fetchEndpointToken() throws(DirectLineError) -> EndpointToken {
+        guard let endpoint = config.tokenEndpoint else { throw .internalError("no tokenEndpoint configured") }
+        let response = try outside(endpoint, what: "tokenEndpoint")
+        guard let answer = (try? JSONParser.parse(bytes: response.body))?.objectValue else {
+            throw Responses.protocolError("tokenEndpoint answered with something other than a JSON object", response)
+        }
+        let token = try Self.usableToken(answer["token"], response,
+                                         what: "tokenEndpoint's answer has no usable \"token\" string")
+        // Some token services spell the lifetime expiresIn.
+        let lifetime = (answer["expires_in"] ?? answer["expiresIn"])?.int64Value
+        var issued = EndpointToken(token: token, expiresIn: lifetime.flatMap { (0...(Int64(1) << 31)).contains($0) ? Int($0) : nil })
+        if let bound = answer["conversationId"], !bound.isNull {
+            guard let id = bound.stringValue, (try? Validation.identifier(id, name: "conversationId")) != nil else {
+                throw Responses.protocolError("tokenEndpoint's answer has an unusable \"conversationId\"", response)
+            }
+            issued.conversationId = id
+        }
+        return issued
+    }
+
+    /// The Direct Line host requests go to: `endpoint`, or the one the
+    /// regional settings name, read on first use. Two first uses at once may
+    /// both read them; the first answer stays.
+    func serviceEndpoint() throws(DirectLineError) -> Endpoint {
+        guard let settings = config.regionalSettings else { return config.endpoint }
+        if let known = regionalEndpoint.withLock({ $0 }) { return known }
+        let response = try outside(settings, what: "regionalSettingsEndpoint")
+        let answer = try? JSONParser.parse(bytes: response.body)
+        guard let url = answer?.objectValue?["channelUrlsById"]?.objectValue?["directline"]?.stringValue else {
+            throw Responses.protocolError("regionalSettingsEndpoint's answer has no channelUrlsById.directline", response)
+        }
+        let endpoint: Endpoint
+        do throws(DirectLineError) {
+            endpoint = try Endpoint(parsing: url, allowInsecureHttp: config.allowInsecureHttp,
+                                    name: "the Direct Line URL in the regional settings")
+            if endpoint.scheme == "http", !config.allowInsecureHttp, let proxy = config.transport.proxy,
+               ClientConfig.proxyIsPrivate(proxy) != true {
+                throw DirectLineError.invalidArgument("the regional settings name a plain http:// Direct Line URL, "
+                                                      + "which would cross the proxy unencrypted")
+            }
+        } catch {
+            throw Responses.protocolError(error.message, response)
+        }
+        return regionalEndpoint.withLock { known in
+            if known == nil { known = endpoint }
+            return known ?? endpoint
+        }
+    }
+
+    /// A request with its URL made whole when the client talks to a
+    /// regional host; with `resolving` false the host must be known already.
+    func located(_ request: HTTPRequest, resolving: Bool) throws(DirectLineError) -> HTTPRequest {
+        guard config.regionalSettings != nil, !request.pathIsURL else { return request }
+        let base: Endpoint
+        if resolving {
+            base = try serviceEndpoint()
+        } else {
+            guard let known = regionalEndpoint.withLock({ $0 }) else {
+                throw .internalError("the Direct Line host is not known yet")
+            }
+            base = known
+        }
+        var located = request
+        located.path = base.baseURL + request.path
+        located.pathIsURL = true
+        return located
+    }
+
+    /// `GET` of a URL outside the Direct Line API (token or regional
+    /// settings endpoint), with no credential; the caller's `headers` go
+    /// only to the origin they are meant for.
+    private func outside(_ endpoint: Endpoint, what: String) throws(DirectLineError) -> HTTPResponse {
+        var request = HTTPRequest(method: .get, path: endpoint.url, bearer: "")
+        request.pathIsURL = true
+        let service: Endpoint? = config.regionalSettings == nil ? config.endpoint : regionalEndpoint.withLock { $0 }
+        request.carriesClientHeaders = service?.origin == endpoint.origin
+        do throws(DirectLineError) {
+            return try execute(request, reaching: .service)
+        } catch {
+            var named = error
+            named.message = "\(what): \(error.message)"
+            throw named
+        }
+    }
+}
