@@ -67,6 +67,8 @@ class Conversation:
     etag: str
     started: bool = False
     ended: bool = False
+    # The `locale` of the 3.0 start that started it, if any.
+    locale: str | None = None
     items: list[dict] = field(default_factory=list)
     # Stream-only activities handed out so far (their ids count them).
     live_count: int = 0
@@ -199,12 +201,14 @@ class Store:
         with self._lock:
             return self._conversations.get(conversation_id)
 
-    def mark_started(self, conversation: Conversation) -> bool:
-        """Start the conversation; False when it had been started already."""
+    def mark_started(self, conversation: Conversation, locale: str | None = None) -> bool:
+        """Start the conversation in `locale`; False when it had been started
+        already (its locale then stays the first start's)."""
         with self._lock:
             if conversation.started:
                 return False
             conversation.started = True
+            conversation.locale = locale
             return True
 
     def mark_ended(self, conversation: Conversation) -> None:
@@ -291,6 +295,7 @@ class Store:
         with self._lock:
             return {"conversationId": conversation.id, "protocol": conversation.protocol,
                     "started": conversation.started, "ended": conversation.ended,
+                    "locale": conversation.locale,
                     "items": list(conversation.items)}
 
     def store_file(self, data: bytes, content_type: str, name: str) -> StoredFile:

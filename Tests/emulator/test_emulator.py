@@ -225,6 +225,48 @@ def test_v3_secret_start_is_201_with_new_conversation_each_time(client):
     assert first.json["token"] != second.json["token"]
 
 
+def test_v3_start_with_a_locale_gets_a_welcome_in_it(client):
+    started = client.call("POST", f"{V3}/conversations", {"locale": "fr-FR"}, auth=SECRET)
+    assert started.status == 201
+    conversation = started.json
+    cid = conversation["conversationId"]
+    [welcome] = client.activities(conversation).json["activities"]
+    assert welcome["type"] == "message" and welcome["text"] == "welcome (fr-FR)"
+    assert welcome["locale"] == "fr-FR"
+    assert welcome["from"] == {"id": "echo-bot", "name": "Echo Bot"}
+    assert welcome["id"] == f"{cid}|0000000" and welcome["conversation"] == {"id": cid}
+    assert client.stored(cid)["locale"] == "fr-FR"
+    # The user's first send comes after the welcome.
+    assert client.send(conversation, message("hi")).json == {"id": f"{cid}|0000001"}
+
+
+def test_v3_locale_welcomes_once_and_only_when_given(client):
+    plain = client.start()
+    assert client.activities(plain).json == {"activities": [], "watermark": "0"}
+    assert client.stored(plain["conversationId"])["locale"] is None
+    # A token's conversation is welcomed when it is started, not re-joined.
+    generated = client.call("POST", f"{V3}/tokens/generate", {"locale": "de-DE"}, auth=SECRET).json
+    first = client.call("POST", f"{V3}/conversations", {"locale": "en-US"}, auth=generated["token"])
+    again = client.call("POST", f"{V3}/conversations", {"locale": "it-IT"}, auth=generated["token"])
+    assert (first.status, again.status) == (201, 200)
+    texts = [a["text"] for a in client.activities(first.json).json["activities"]]
+    assert texts == ["welcome (en-US)"]
+    assert client.stored(generated["conversationId"])["locale"] == "en-US"
+    longest = "a" * 64
+    assert client.start(body={"locale": longest}, auth=SECRET)["conversationId"]
+
+
+def test_v3_bad_locale_is_400_and_starts_nothing(client):
+    generated = client.call("POST", f"{V3}/tokens/generate", auth=SECRET).json
+    for bad in ("", "fr_FR", "fr FR", "fr-FR\n", "a" * 65, "fr\u00e9", 5, [],
+                {"tag": "fr"}, True):
+        reply = client.call("POST", f"{V3}/conversations", {"locale": bad}, auth=generated["token"])
+        assert_error(reply, 400, "BadArgument")
+        assert "locale" in reply.json["error"]["message"]
+    assert client.stored(generated["conversationId"])["started"] is False
+    assert [e["status"] for e in client.requests()][-1] == 400
+
+
 def test_v3_reconnect_returns_new_stream_url_with_watermark(client):
     conversation = client.start()
     cid = conversation["conversationId"]
