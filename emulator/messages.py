@@ -32,7 +32,7 @@ class Request:
     @property
     def legacy(self) -> bool:
         """True for Direct Line 1.1 paths, whose errors carry `statusCode`."""
-        return self.raw_path.startswith("/api/")
+        return is_legacy_path(self.raw_path)
 
 
 @dataclass
@@ -223,6 +223,21 @@ def header_text(raw: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return data.decode("latin-1")
+
+
+# `/region/<name>` before a Direct Line path: the host a regional settings
+# answer points at (the emulator serves every region itself).
+_REGION_PREFIX = re.compile(r"/region/[^/]+(?=/(?:v3|api)/)", re.IGNORECASE)
+
+
+def service_path(raw_path: str) -> str:
+    """The Direct Line path a raw path names, without a `/region/<name>` prefix."""
+    match = _REGION_PREFIX.match(raw_path)
+    return raw_path[match.end():] if match else raw_path
+
+
+def is_legacy_path(raw_path: str) -> bool:
+    return service_path(raw_path).startswith("/api/")
 
 
 def split_target(target: str) -> tuple[str, str]:

@@ -882,6 +882,58 @@ def test_reset_forgets_everything_and_config_is_strict(client):
         assert_error(client.call("POST", "/_emulator/config", bad), 400, "BadArgument")
 
 
+# -- regional hosts (/region/NAME/...) ---------------------------------------------------
+
+def test_every_direct_line_route_is_served_under_a_region_prefix(client):
+    prefix = "/region/europe"
+    started = client.call("POST", f"{prefix}{V3}/conversations", {"locale": "en-GB"}, auth=SECRET)
+    assert started.status == 201
+    conversation = started.json
+    cid = conversation["conversationId"]
+    sent = client.call("POST", f"{prefix}{V3}/conversations/{cid}/activities", message("hi"),
+                       auth=conversation["token"])
+    assert sent.json == {"id": f"{cid}|0000001"}
+    listed = client.call("GET", f"{prefix}{V3}/conversations/{cid}/activities?watermark=1",
+                         auth=conversation["token"])
+    assert [a["text"] for a in listed.json["activities"]] == ["hi", "echo: hi"]
+    reconnected = client.call("GET", f"/region/any-Name.1{V3}/conversations/{cid}",
+                              auth=conversation["token"])
+    assert reconnected.status == 200 and reconnected.json["conversationId"] == cid
+    refreshed = client.call("POST", f"{prefix}{V3}/tokens/refresh", auth=conversation["token"])
+    assert refreshed.status == 200
+    v1 = client.call("POST", f"{prefix}/api/conversations", headers={"Authorization": f"BotConnector {SECRET}"})
+    assert v1.status == 200
+    # The log keeps the path as received, so a test can tell the regional URL was used.
+    assert [e["path"] for e in client.requests()] == [
+        f"{prefix}{V3}/conversations", f"{prefix}{V3}/conversations/{cid}/activities",
+        f"{prefix}{V3}/conversations/{cid}/activities", f"/region/any-Name.1{V3}/conversations/{cid}",
+        f"{prefix}{V3}/tokens/refresh", f"{prefix}/api/conversations"]
+
+
+def test_region_prefixed_errors_limits_and_faults_are_those_of_the_route(client):
+    prefix = "/region/india"
+    legacy = client.call("GET", f"{prefix}/api/conversations/nope/messages", auth=SECRET)
+    assert_error(legacy, 404, "NotFound", legacy=True)
+    assert_error(client.call("POST", f"{prefix}{V3}/tokens/generate"), 401, "Unauthorized")
+    too_big = client.call("POST", f"{prefix}{V3}/conversations/x/activities", b"x" * 262_145, auth=SECRET,
+                          headers={"Content-Type": "application/json"})
+    assert_error(too_big, 413, "RequestTooLarge", "request content length exceeded limit of 262,144 bytes")
+    conversation = client.start()
+    upload = f"{prefix}{V3}/conversations/{conversation['conversationId']}/upload?userId=u"
+    big_file = client.call("POST", upload, b"a" * 300_000, auth=conversation["token"],
+                           headers={"Content-Type": "application/octet-stream",
+                                    "Content-Disposition": 'name="file"; filename="big.bin"'})
+    assert big_file.status == 200, big_file.body
+    client.fault(path="^/region/.*/activities$", action="status", status=503)
+    assert client.send(conversation, message("not prefixed")).status == 200
+    faulted = client.call("POST", f"{prefix}{V3}/conversations/{conversation['conversationId']}/activities",
+                          message("x"), auth=conversation["token"])
+    assert_error(faulted, 503, "ServiceUnavailable")
+    for path in (f"{prefix}/_emulator/config", f"{prefix}", f"{prefix}/", "/region//v3/directline/conversations",
+                 f"{prefix}/powervirtualagents/regionalchannelsettings?api-version=1"):
+        assert_error(client.call("GET", path, auth=SECRET), 404, "NotFound")
+
+
 # -- uploads --------------------------------------------------------------------------
 
 ALL_BYTES = bytes(range(256)) * 4 + b"\r\n--not-a-boundary\r\n\r"
