@@ -873,7 +873,9 @@ def test_reset_forgets_everything_and_config_is_strict(client):
     assert defaults == {"tokenLifetime": 1800, "maxUploadBytes": 4_194_304,
                         "nullWatermark": False, "pageSize": 50, "endlessPages": False,
                         "streamKeepAliveSeconds": 5.0, "streamUrlLifetime": 60,
-                        "streamCollision": "closeNew", "botDelaySeconds": 0.0}
+                        "streamCollision": "closeNew", "botDelaySeconds": 0.0,
+                        "tokenEndpointLifetime": 60, "tokenEndpointExpiresKey": "expires_in",
+                        "region": "europe"}
     assert client.control("GET", "faults").json == {"faults": []}
     assert client.requests() == []
     assert_error(client.activities(conversation), 403, "BadArgument")
@@ -932,6 +934,86 @@ def test_region_prefixed_errors_limits_and_faults_are_those_of_the_route(client)
     for path in (f"{prefix}/_emulator/config", f"{prefix}", f"{prefix}/", "/region//v3/directline/conversations",
                  f"{prefix}/powervirtualagents/regionalchannelsettings?api-version=1"):
         assert_error(client.call("GET", path, auth=SECRET), 404, "NotFound")
+
+
+# -- Copilot Studio: token service and regional settings --------------------------------
+
+PVA = "/powervirtualagents"
+TOKEN_URL = f"{PVA}/botsbyschema/cr123_agent/directline/token?api-version=2022-03-01-preview"
+SETTINGS_URL = f"{PVA}/regionalchannelsettings?api-version=2022-03-01-preview"
+
+
+def test_token_endpoint_hands_out_a_token_bound_to_a_new_conversation(client):
+    reply = client.call("GET", TOKEN_URL)
+    assert reply.status == 200 and reply.headers["Content-Type"] == JSON_TYPE
+    answer = reply.json
+    assert set(answer) == {"token", "expires_in", "conversationId"}
+    assert answer["expires_in"] == 60
+    cid = answer["conversationId"]
+    assert client.stored(cid)["protocol"] == "3.0" and client.stored(cid)["started"] is False
+    started = client.call("POST", f"{V3}/conversations", {"locale": "fr-CA"}, auth=answer["token"])
+    assert started.status == 201
+    assert (started.json["conversationId"], started.json["token"]) == (cid, answer["token"])
+    again = client.call("POST", f"{V3}/conversations", auth=answer["token"])
+    assert again.status == 200 and again.json["conversationId"] == cid
+    assert client.send(started.json, message("hi")).status == 200
+    refreshed = client.call("POST", f"{V3}/tokens/refresh", auth=answer["token"])
+    assert refreshed.status == 200 and refreshed.json["conversationId"] == cid
+    assert refreshed.json["expires_in"] == 1800
+    texts = [a["text"] for a in client.activities({"conversationId": cid, "token": refreshed.json["token"]})
+             .json["activities"]]
+    assert texts == ["welcome (fr-CA)", "hi", "echo: hi"]
+    # No credential is needed, and each call is a new conversation.
+    assert client.call("GET", TOKEN_URL).json["conversationId"] != cid
+    assert client.requests()[0]["path"] == f"{PVA}/botsbyschema/cr123_agent/directline/token"
+
+
+def test_token_endpoint_lifetime_and_its_spelling_are_configurable(client):
+    settings = client.config(tokenEndpointLifetime=1, tokenEndpointExpiresKey="expiresIn")
+    assert (settings["tokenEndpointLifetime"], settings["tokenEndpointExpiresKey"]) == (1, "expiresIn")
+    answer = client.call("GET", TOKEN_URL).json
+    assert set(answer) == {"token", "expiresIn", "conversationId"} and answer["expiresIn"] == 1
+    time.sleep(1.1)
+    expired = client.call("POST", f"{V3}/conversations", auth=answer["token"])
+    assert_error(expired, 403, "TokenExpired")
+    client.config(tokenEndpointExpiresKey="expires_in")
+    assert "expires_in" in client.call("GET", TOKEN_URL).json
+
+
+def test_regional_settings_point_at_the_emulator_under_region_prefix(client):
+    reply = client.call("GET", SETTINGS_URL)
+    assert reply.status == 200
+    assert reply.json == {"channelUrlsById": {"directline": f"http://127.0.0.1:{client.port}/region/europe/"},
+                          "regionName": "europe"}
+    client.config(region="india-2")
+    named = client.call("GET", SETTINGS_URL, headers={"Host": f"localhost:{client.port}"})
+    assert named.json == {"channelUrlsById": {"directline": f"http://localhost:{client.port}/region/india-2/"},
+                          "regionName": "india-2"}
+    base = named.json["channelUrlsById"]["directline"].split(str(client.port), 1)[1]
+    assert client.call("POST", f"{base}v3/directline/conversations", auth=SECRET).status == 201
+
+
+def test_copilot_routes_need_an_api_version_and_only_get(client):
+    for path in (TOKEN_URL, SETTINGS_URL):
+        bare = path.split("?")[0]
+        for missing in (bare, f"{bare}?api-version=", f"{bare}?apiversion=1"):
+            assert_error(client.call("GET", missing), 400, "MissingApiVersionParameter")
+        assert_error(client.call("POST", path), 405, "MethodNotAllowed")
+    assert_error(client.call("GET", f"{PVA}/botsbyschema//directline/token?api-version=1"), 404, "NotFound")
+    # Refusals are logged like any service request's.
+    assert [e["status"] for e in client.requests()][:4] == [400, 400, 400, 405]
+
+
+def test_copilot_config_keys_are_validated(client):
+    defaults = client.control("GET", "config").json
+    assert (defaults["tokenEndpointLifetime"], defaults["tokenEndpointExpiresKey"], defaults["region"]) == \
+        (60, "expires_in", "europe")
+    for bad in ({"tokenEndpointLifetime": 0}, {"tokenEndpointLifetime": 1.5}, {"tokenEndpointLifetime": True},
+                {"tokenEndpointExpiresKey": "expires"}, {"tokenEndpointExpiresKey": 7},
+                {"region": ""}, {"region": "eu/west"}, {"region": "eu_west"}, {"region": "r" * 64},
+                {"region": 5}):
+        assert_error(client.call("POST", "/_emulator/config", bad), 400, "BadArgument")
+    assert client.control("GET", "config").json == defaults
 
 
 # -- uploads --------------------------------------------------------------------------
@@ -1133,6 +1215,11 @@ def test_cli_serves_https(tmp_path):
         response = conn.getresponse()
         assert response.status == 201
         assert re.match(r"wss://127\.0\.0\.1:\d+/", json.loads(response.read())["streamUrl"])
+        conn.close()
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=trusted)
+        conn.request("GET", "/powervirtualagents/regionalchannelsettings?api-version=1")
+        regional = json.loads(conn.getresponse().read())["channelUrlsById"]["directline"]
+        assert regional == f"https://127.0.0.1:{port}/region/europe/"
         conn.close()
         process.send_signal(signal.SIGTERM)
         assert process.wait(5) == 0
