@@ -100,7 +100,7 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
         request = Request(method=self.command, raw_path=raw_path, segments=segments,
                           query=first_values(raw_query), headers=self.headers, body=body,
                           base_url=self._base_url("http"),
-                          stream_base_url=self._stream_base_url())
+                          stream_base_url=self._stream_base_url(), log_entry=entry)
         fault = None if control else emulator.faults.take(self.command, raw_path)
         if fault is None:
             self._respond(self._process(request), entry)

@@ -10,9 +10,8 @@ from . import bot
 from .errors import ApiError, bad_argument, missing_property
 from .messages import Request, Response, json_response, parse_json_object
 from .service import (Emulator, authenticate, conversation_to_start, open_conversation,
-                      require_json_content, require_user_id, store_files, watermark_start, watermark_value)
+                      read_upload, require_json_content, require_user_id, store_files, watermark_start, watermark_value)
 from .state import V3, Conversation, Token
-from .uploads import parse_upload
 
 ACTIVITY_PART_TYPE = "application/vnd.microsoft.activity"
 
@@ -183,7 +182,7 @@ def upload(emulator: Emulator, request: Request, conversation_id: str) -> Respon
     token = authenticate(emulator, request)
     conversation = open_conversation(emulator, token, conversation_id, V3)
     user_id = require_user_id(request)
-    parts = parse_upload(request.headers, request.body, ACTIVITY_PART_TYPE)
+    parts = read_upload(emulator, request, ACTIVITY_PART_TYPE)
     if parts.container is None:
         activity = {"type": "message", "from": {"id": user_id}}
     else:

@@ -1128,6 +1128,91 @@ def test_malformed_uploads_are_400(client):
     assert client.stored(conversation["conversationId"])["activities"] == []
 
 
+def raw_upload(client, conversation: dict, disposition, data: bytes = b"data") -> Reply:
+    return client.call("POST", f"{V3}/conversations/{conversation['conversationId']}/upload?userId=user1",
+                       data, auth=conversation["token"],
+                       headers={"Content-Type": "text/plain", "Content-Disposition": disposition})
+
+
+def test_raw_upload_takes_a_utf8_name_from_filename_star(client):
+    conversation = client.start()
+    cases = [
+        ("name=\"file\"; filename=\"resume.txt\"; filename*=UTF-8''r%C3%A9sum%C3%A9%20%E2%82%AC.txt",
+         "résumé €.txt"),
+        ("attachment; filename*=utf-8'fr'%F0%9F%93%84!#$&+-.^_`|~", "📄!#$&+-.^_`|~"),
+        ("name=\"file\"; filename*=UTF-8''a%2522b; filename=\"fallback\"", "a%22b"),
+    ]
+    for disposition, _name in cases:
+        assert raw_upload(client, conversation, disposition).status == 200, disposition
+    stored = client.stored(conversation["conversationId"])["activities"]
+    names = [a["attachments"][0]["name"] for a in stored if a["from"]["id"] == "user1"]
+    assert names == [name for _, name in cases]
+    uploads = [e for e in client.requests() if e["path"].endswith("/upload")]
+    assert [e["filenames"] for e in uploads] == [[name] for _, name in cases]
+
+
+def test_raw_upload_refuses_a_non_ascii_header_and_bad_filename_star(client):
+    conversation = client.start()
+    non_ascii = raw_upload(client, conversation, 'name="file"; filename="résumé.txt"'.encode())
+    assert_error(non_ascii, 400, "BadArgument")
+    assert "filename*" in non_ascii.json["error"]["message"]
+    for value in ("ISO-8859-1''caf%E9",        # only UTF-8
+                  "''abc",                     # no charset
+                  "UTF-8''a%2",                # a cut escape
+                  "UTF-8''a%zz",               # not hex
+                  "UTF-8''%C3%28",             # not UTF-8
+                  "UTF-8''%FF",                # not UTF-8
+                  "UTF-8''a*b",                # * is no attr-char
+                  "UTF-8''a'b",                # nor is '
+                  "UTF-8''",                   # empty
+                  "UTF-8'abc",                 # one quote
+                  "UTF-8'e!n'abc",             # not a language tag
+                  "\"UTF-8''abc\""):           # an ext-value is never quoted
+        reply = raw_upload(client, conversation, f"name=\"file\"; filename=\"x\"; filename*={value}")
+        assert_error(reply, 400, "BadArgument")
+        assert "filename*" in reply.json["error"]["message"], value
+    assert client.stored(conversation["conversationId"])["activities"] == []
+    assert all("filenames" not in e for e in client.requests())
+
+
+def test_multipart_names_are_utf8_in_filename_and_filename_star_is_refused(client):
+    conversation = client.start()
+    path = f"{V3}/conversations/{conversation['conversationId']}/upload?userId=user1"
+    form = {"Content-Type": "multipart/form-data; boundary=bnd"}
+    body = multipart([
+        ([("Content-Type", "text/plain"),
+          ("Content-Disposition", 'form-data; name="file"; filename="résumé %22q%22.txt"')], b"1"),
+        ([("Content-Type", "application/vnd.microsoft.activity")], json.dumps(message("two")).encode()),
+        ([("Content-Type", "text/plain"), ("Content-Disposition", 'form-data; name="field"')], b"2"),
+    ], "bnd")
+    assert client.call("POST", path, body, auth=conversation["token"], headers=form).status == 200
+    user = client.activities(conversation).json["activities"][0]
+    assert [a["name"] for a in user["attachments"]] == ['résumé "q".txt', "field"]
+    starred = multipart([([("Content-Type", "text/plain"),
+                           ("Content-Disposition", "form-data; name=\"file\"; filename=\"a.txt\"; "
+                                                   "filename*=UTF-8''a.txt")], b"1")], "bnd")
+    refused = client.call("POST", path, starred, auth=conversation["token"], headers=form)
+    assert_error(refused, 400, "BadArgument")
+    assert "RFC 7578" in refused.json["error"]["message"]
+    first, second = [e for e in client.requests() if e["path"].endswith("/upload")]
+    assert first["filenames"] == ['résumé "q".txt', "field"]
+    assert "filenames" not in second and second["status"] == 400
+
+
+def test_v1_uploads_follow_the_same_name_rules_and_log_them(client):
+    conversation = client.start_v1()
+    path = f"/api/conversations/{conversation['conversationId']}/upload?userId=user1"
+    ok = client.call("POST", path, b"x", auth=conversation["token"],
+                     headers={"Content-Type": "text/plain",
+                              "Content-Disposition": "name=\"file\"; filename*=UTF-8''%C3%A9.txt"})
+    assert ok.status == 204
+    bad = client.call("POST", path, b"x", auth=conversation["token"],
+                      headers={"Content-Type": "text/plain",
+                               "Content-Disposition": "name=\"file\"; filename*=UTF-8''%C3"})
+    assert_error(bad, 400, "BadArgument", legacy=True)
+    assert [e.get("filenames") for e in client.requests()] == [None, ["é.txt"], None]
+
+
 def test_upload_limit_is_configurable(client):
     client.config(maxUploadBytes=1000)
     conversation = client.start()
