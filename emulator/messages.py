@@ -194,8 +194,8 @@ def parse_content_disposition(value: str) -> tuple[str | None, dict[str, str]]:
 _FORM_ESCAPES = re.compile(r"%(22|0d|0a|25)", re.IGNORECASE)
 _FORM_UNESCAPED = {"22": '"', "0d": "\r", "0a": "\n", "25": "%"}
 # RFC 8187 ext-value: charset "'" [ language ] "'" value-chars, where
-# value-chars are attr-chars and %XX escapes. Only UTF-8 is accepted (RFC 8187
-# deprecates ISO-8859-1 and clients are told to send UTF-8).
+# value-chars are attr-chars and %XX escapes. Only UTF-8 is accepted: RFC 8187
+# makes producers use it and leaves other charsets for future use.
 _EXT_VALUE = re.compile(r"(?P<charset>[^']*)'(?P<language>[^']*)'(?P<value>.*)", re.DOTALL)
 _LANGUAGE = re.compile(r"[A-Za-z0-9-]*")
 _VALUE_CHARS = re.compile(r"(?:[A-Za-z0-9!#$&+\-.^_`|~]|%[0-9A-Fa-f]{2})+")
