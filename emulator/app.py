@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from . import control, v1, v3
+from . import control, copilot, v1, v3
 from .errors import ApiError, error_body
 from .messages import SEND_LIMIT_BYTES, Request, Response, json_response
 from .routing import ID, Route, find, resolve
 from .service import Emulator
 
 _V3 = ("v3", "directline")
+_PVA = ("powervirtualagents",)
 
 SERVICE_ROUTES = [
     Route(_V3 + ("tokens", "generate"), {"POST": v3.generate_token}),
@@ -24,6 +25,8 @@ SERVICE_ROUTES = [
     Route(("api", "conversations", ID, "messages"),
           {"GET": v1.get_messages, "POST": v1.post_message}),
     Route(("api", "conversations", ID, "upload"), {"POST": v1.upload}, upload=True),
+    Route(_PVA + ("botsbyschema", ID, "directline", "token"), {"GET": copilot.token}),
+    Route(_PVA + ("regionalchannelsettings",), {"GET": copilot.regional_settings}),
 ]
 
 

@@ -19,6 +19,11 @@ def bot_account() -> dict:
     return {"id": BOT_ID, "name": BOT_NAME}
 
 
+def welcome_text(locale: str) -> str:
+    """What the bot says first in a conversation started with a locale."""
+    return f"welcome ({locale})"
+
+
 def ends_conversation(text: str | None) -> bool:
     return text == END_TEXT
 

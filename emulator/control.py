@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from .errors import bad_argument, not_found
 from .messages import Request, Response, json_response, parse_json_object
 from .routing import ID, Route
 from .faults import valid_close_code
 from .service import Emulator
-from .state import COLLISION_POLICIES, V3
+from .state import COLLISION_POLICIES, EXPIRES_KEYS, V3
 from .stream import COMMANDS
 
 
@@ -40,7 +42,10 @@ def _number(value, key: str, minimum: float, maximum: float, above: bool = False
 
 
 CONFIG_KEYS = {"tokenLifetime", "maxUploadBytes", "nullWatermark", "pageSize", "endlessPages",
-               "streamKeepAliveSeconds", "streamUrlLifetime", "streamCollision", "botDelaySeconds"}
+               "streamKeepAliveSeconds", "streamUrlLifetime", "streamCollision", "botDelaySeconds",
+               "tokenEndpointLifetime", "tokenEndpointExpiresKey", "region"}
+# A region goes into a URL path (/region/<name>/) and is named like a DNS label.
+_REGION = re.compile(r"[A-Za-z0-9-]{1,63}")
 
 
 def set_config(emulator: Emulator, request: Request) -> Response:
@@ -63,6 +68,13 @@ def set_config(emulator: Emulator, request: Request) -> Response:
     if collision is not None and collision not in COLLISION_POLICIES:
         raise bad_argument(f"streamCollision must be one of: {', '.join(COLLISION_POLICIES)}")
     bot_delay = changes.get("botDelaySeconds")
+    endpoint_lifetime = changes.get("tokenEndpointLifetime")
+    expires_key = changes.get("tokenEndpointExpiresKey")
+    if expires_key is not None and expires_key not in EXPIRES_KEYS:
+        raise bad_argument(f"tokenEndpointExpiresKey must be one of: {', '.join(EXPIRES_KEYS)}")
+    region = changes.get("region")
+    if region is not None and (not isinstance(region, str) or not _REGION.fullmatch(region)):
+        raise bad_argument("region must be 1 to 63 ASCII letters, digits and '-'")
     settings = emulator.store.configure(
         token_lifetime=None if lifetime is None else _integer(lifetime, "tokenLifetime", 1),
         max_upload_bytes=None if limit is None else _integer(limit, "maxUploadBytes", 0),
@@ -74,7 +86,11 @@ def set_config(emulator: Emulator, request: Request) -> Response:
         stream_url_lifetime=None if url_lifetime is None else _integer(
             url_lifetime, "streamUrlLifetime", 1),
         stream_collision=collision,
-        bot_delay_seconds=None if bot_delay is None else _number(bot_delay, "botDelaySeconds", 0, 3600))
+        bot_delay_seconds=None if bot_delay is None else _number(bot_delay, "botDelaySeconds", 0, 3600),
+        token_endpoint_lifetime=None if endpoint_lifetime is None else _integer(
+            endpoint_lifetime, "tokenEndpointLifetime", 1),
+        token_endpoint_expires_key=expires_key,
+        region=region)
     return json_response(200, settings.as_json())
 
 

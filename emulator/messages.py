@@ -28,11 +28,13 @@ class Request:
     body: bytes
     base_url: str
     stream_base_url: str
+    # Its request log entry (None for control requests), for handlers to annotate.
+    log_entry: dict | None = None
 
     @property
     def legacy(self) -> bool:
         """True for Direct Line 1.1 paths, whose errors carry `statusCode`."""
-        return self.raw_path.startswith("/api/")
+        return is_legacy_path(self.raw_path)
 
 
 @dataclass
@@ -129,8 +131,12 @@ class _ParamScanner:
             self.pos += 1
         raise self.fail()
 
-    def value(self) -> str:
-        return self.quoted() if self.peek() == '"' else self.token()
+    def value(self, name: str) -> str:
+        if self.peek() != '"':
+            return self.token()
+        if name.endswith("*"):  # RFC 8187 ext-value: never a quoted-string
+            raise bad_argument(f"{name} in {self.what} must not be quoted")
+        return self.quoted()
 
     def parameters(self) -> dict[str, str]:
         params: dict[str, str] = {}
@@ -150,7 +156,7 @@ class _ParamScanner:
             self.pos += 1
             if name in params:
                 raise self.fail()
-            params[name] = self.value()
+            params[name] = self.value(name)
 
 
 def parse_media_type(value: str) -> tuple[str, dict[str, str]]:
@@ -176,7 +182,7 @@ def parse_content_disposition(value: str) -> tuple[str | None, dict[str, str]]:
     first = scanner.token()
     if scanner.peek() == "=":
         scanner.pos += 1
-        params = {first.lower(): scanner.value()}
+        params = {first.lower(): scanner.value(first.lower())}
         for name, param in scanner.parameters().items():
             if name in params:
                 raise scanner.fail()
@@ -187,10 +193,44 @@ def parse_content_disposition(value: str) -> tuple[str | None, dict[str, str]]:
 
 _FORM_ESCAPES = re.compile(r"%(22|0d|0a|25)", re.IGNORECASE)
 _FORM_UNESCAPED = {"22": '"', "0d": "\r", "0a": "\n", "25": "%"}
+# RFC 8187 ext-value: charset "'" [ language ] "'" value-chars, where
+# value-chars are attr-chars and %XX escapes. Only UTF-8 is accepted: RFC 8187
+# makes producers use it and leaves other charsets for future use.
+_EXT_VALUE = re.compile(r"(?P<charset>[^']*)'(?P<language>[^']*)'(?P<value>.*)", re.DOTALL)
+_LANGUAGE = re.compile(r"[A-Za-z0-9-]*")
+_VALUE_CHARS = re.compile(r"(?:[A-Za-z0-9!#$&+\-.^_`|~]|%[0-9A-Fa-f]{2})+")
+_ILLEGAL_VALUE_CHAR = re.compile(r"%(?![0-9A-Fa-f]{2})|[^A-Za-z0-9!#$&+\-.^_`|~%]")
 
 
-def decode_filename(params: dict[str, str]) -> str | None:
-    """The filename a client meant, from `filename*` (RFC 8187) or `filename`.
+def _decode_ext_value(encoded: str) -> str:
+    """A `filename*` value, strictly per RFC 8187, UTF-8 only."""
+    parts = _EXT_VALUE.fullmatch(encoded)
+    if parts is None or not _LANGUAGE.fullmatch(parts["language"]):
+        raise bad_argument("filename* in Content-Disposition must be UTF-8'[language]'<percent-encoded name> "
+                           "(RFC 8187)")
+    if parts["charset"].lower() != "utf-8":
+        raise bad_argument("filename* in Content-Disposition must use the UTF-8 charset, "
+                           f"not {parts['charset'] or 'none'!r}")
+    value = parts["value"]
+    if not value:
+        raise bad_argument("filename* in Content-Disposition is empty")
+    if not _VALUE_CHARS.fullmatch(value):
+        bad = _ILLEGAL_VALUE_CHAR.search(value)
+        what = "a % not followed by two hex digits" if bad[0] == "%" else f"the character {bad[0]!r}"
+        raise bad_argument(f"filename* in Content-Disposition holds {what}; "
+                           "RFC 8187 allows only attr-chars and %XX escapes")
+    try:
+        return unquote_to_bytes(value).decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad_argument("filename* in Content-Disposition does not decode to valid UTF-8") from None
+
+
+def decode_filename(params: dict[str, str], multipart: bool) -> str | None:
+    """The file name a client meant, from a Content-Disposition's parameters.
+
+    A raw upload's header may carry `filename*` (RFC 8187, UTF-8 only), which
+    wins over `filename` (RFC 6266). A multipart part must not (RFC 7578
+    section 4.2): its `filename` holds the UTF-8 name itself.
 
     In `filename`, the HTML form escapes %22, %0D and %0A are decoded, and
     %25 (which this library sends for `%`, so that a name containing `%22`
@@ -198,15 +238,10 @@ def decode_filename(params: dict[str, str]) -> str | None:
     """
     extended = params.get("filename*")
     if extended is not None:
-        charset, _, rest = extended.partition("'")
-        _language, _, encoded = rest.partition("'")
-        if charset.lower() not in ("utf-8", "iso-8859-1") or not encoded:
-            raise bad_argument("unsupported filename* encoding in Content-Disposition")
-        try:
-            return unquote_to_bytes(encoded).decode(charset.lower())
-        except UnicodeDecodeError:
-            raise bad_argument("filename* in Content-Disposition is not valid "
-                               f"{charset}") from None
+        if multipart:
+            raise bad_argument("a multipart/form-data part must not carry filename* (RFC 7578 section 4.2): "
+                               "send the UTF-8 name in filename")
+        return _decode_ext_value(extended)
     plain = params.get("filename")
     if plain is None:
         return None
@@ -223,6 +258,21 @@ def header_text(raw: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return data.decode("latin-1")
+
+
+# `/region/<name>` before a Direct Line path: the host a regional settings
+# answer points at (the emulator serves every region itself).
+_REGION_PREFIX = re.compile(r"/region/[^/]+(?=/(?:v3|api)/)", re.IGNORECASE)
+
+
+def service_path(raw_path: str) -> str:
+    """The Direct Line path a raw path names, without a `/region/<name>` prefix."""
+    match = _REGION_PREFIX.match(raw_path)
+    return raw_path[match.end():] if match else raw_path
+
+
+def is_legacy_path(raw_path: str) -> bool:
+    return service_path(raw_path).startswith("/api/")
 
 
 def split_target(target: str) -> tuple[str, str]:

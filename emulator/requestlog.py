@@ -38,6 +38,13 @@ class RequestLog:
         with self._lock:
             entry["status"] = status
 
+    def annotate(self, entry: dict | None, key: str, value) -> None:
+        """Add what only the handler knows (an upload's file names) to an entry."""
+        if entry is None:
+            return
+        with self._lock:
+            entry[key] = value
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

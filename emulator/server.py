@@ -23,7 +23,7 @@ from .app import body_limit, dispatch, error_response, is_control_path
 from .errors import ApiError, bad_argument, default_code, error_body, size_limit_message
 from .faults import Fault
 from .messages import (GARBAGE_BODY, JSON_CONTENT_TYPE, SEND_LIMIT_BYTES, WRONG_TYPE_BODY, Request, Response,
-                       encode_json, first_values, split_target)
+                       encode_json, first_values, is_legacy_path, service_path, split_target)
 from .service import Emulator
 from .state import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_TOKEN_LIFETIME
 from .stream import StreamServer
@@ -77,9 +77,9 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         emulator = self.server.emulator
         raw_path, raw_query = split_target(self.path)
-        segments = [unquote(segment) for segment in raw_path.split("/")[1:]]
+        segments = [unquote(segment) for segment in service_path(raw_path).split("/")[1:]]
         control = is_control_path(raw_path)
-        legacy = raw_path.startswith("/api/")
+        legacy = is_legacy_path(raw_path)
         limit = SEND_LIMIT_BYTES if control else body_limit(emulator, segments)
         refusal = None
         try:
@@ -100,7 +100,7 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
         request = Request(method=self.command, raw_path=raw_path, segments=segments,
                           query=first_values(raw_query), headers=self.headers, body=body,
                           base_url=self._base_url("http"),
-                          stream_base_url=self._stream_base_url())
+                          stream_base_url=self._stream_base_url(), log_entry=entry)
         fault = None if control else emulator.faults.take(self.command, raw_path)
         if fault is None:
             self._respond(self._process(request), entry)

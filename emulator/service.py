@@ -10,7 +10,7 @@ from .faults import FaultBook
 from .messages import Request, parse_media_type
 from .requestlog import RequestLog
 from .state import Conversation, Store, Token
-from .uploads import Upload
+from .uploads import Upload, parse_upload
 
 
 class Emulator:
@@ -128,6 +128,13 @@ def require_user_id(request: Request) -> str:
     if not user_id:
         raise missing_property("the userId query parameter is required")
     return user_id
+
+
+def read_upload(emulator: Emulator, request: Request, container_type: str) -> Upload:
+    """The request's upload, parsed; its log entry gets the decoded file names, in order."""
+    upload = parse_upload(request.headers, request.body, container_type)
+    emulator.log.annotate(request.log_entry, "filenames", [f.name for f in upload.files])
+    return upload
 
 
 def store_files(emulator: Emulator, request: Request, upload: Upload) -> list:

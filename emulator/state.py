@@ -23,6 +23,12 @@ STREAM_URL_LIFETIME = 60
 MAX_LIVE_TICKETS = 1000
 # Which of two streams of one conversation is closed with `collision`.
 COLLISION_POLICIES = ("closeNew", "closeOld")
+# The Copilot Studio style token service: its tokens' lifetime, and how its
+# answer spells that lifetime (real token services use either).
+TOKEN_ENDPOINT_LIFETIME = 60
+EXPIRES_KEYS = ("expires_in", "expiresIn")
+# The region the regional channel settings name (and put in their URL).
+DEFAULT_REGION = "europe"
 
 V3 = "3.0"
 V1 = "1.1"
@@ -67,6 +73,8 @@ class Conversation:
     etag: str
     started: bool = False
     ended: bool = False
+    # The `locale` of the 3.0 start that started it, if any.
+    locale: str | None = None
     items: list[dict] = field(default_factory=list)
     # Stream-only activities handed out so far (their ids count them).
     live_count: int = 0
@@ -94,6 +102,9 @@ class Settings:
     stream_collision: str = "closeNew"
     # Added to every bot reply's thinking time (both protocols).
     bot_delay_seconds: float = 0.0
+    token_endpoint_lifetime: int = TOKEN_ENDPOINT_LIFETIME
+    token_endpoint_expires_key: str = EXPIRES_KEYS[0]
+    region: str = DEFAULT_REGION
 
     def as_json(self) -> dict:
         return {"tokenLifetime": self.token_lifetime,
@@ -104,7 +115,10 @@ class Settings:
                 "streamKeepAliveSeconds": self.stream_keep_alive_seconds,
                 "streamUrlLifetime": self.stream_url_lifetime,
                 "streamCollision": self.stream_collision,
-                "botDelaySeconds": self.bot_delay_seconds}
+                "botDelaySeconds": self.bot_delay_seconds,
+                "tokenEndpointLifetime": self.token_endpoint_lifetime,
+                "tokenEndpointExpiresKey": self.token_endpoint_expires_key,
+                "region": self.region}
 
 
 # What the store tells the stream server, in the order it happened:
@@ -166,7 +180,10 @@ class Store:
                   stream_keep_alive_seconds: float | None = None,
                   stream_url_lifetime: int | None = None,
                   stream_collision: str | None = None,
-                  bot_delay_seconds: float | None = None) -> Settings:
+                  bot_delay_seconds: float | None = None,
+                  token_endpoint_lifetime: int | None = None,
+                  token_endpoint_expires_key: str | None = None,
+                  region: str | None = None) -> Settings:
         with self._lock:
             if token_lifetime is not None:
                 self._settings.token_lifetime = token_lifetime
@@ -186,6 +203,12 @@ class Store:
                 self._settings.stream_collision = stream_collision
             if bot_delay_seconds is not None:
                 self._settings.bot_delay_seconds = bot_delay_seconds
+            if token_endpoint_lifetime is not None:
+                self._settings.token_endpoint_lifetime = token_endpoint_lifetime
+            if token_endpoint_expires_key is not None:
+                self._settings.token_endpoint_expires_key = token_endpoint_expires_key
+            if region is not None:
+                self._settings.region = region
             return Settings(**vars(self._settings))
 
     def create_conversation(self, protocol: str) -> Conversation:
@@ -199,12 +222,14 @@ class Store:
         with self._lock:
             return self._conversations.get(conversation_id)
 
-    def mark_started(self, conversation: Conversation) -> bool:
-        """Start the conversation; False when it had been started already."""
+    def mark_started(self, conversation: Conversation, locale: str | None = None) -> bool:
+        """Start the conversation in `locale`; False when it had been started
+        already (its locale then stays the first start's)."""
         with self._lock:
             if conversation.started:
                 return False
             conversation.started = True
+            conversation.locale = locale
             return True
 
     def mark_ended(self, conversation: Conversation) -> None:
@@ -215,9 +240,11 @@ class Store:
         with self._lock:
             return conversation.ended
 
-    def issue_token(self, conversation_id: str, user: dict | None) -> Token:
+    def issue_token(self, conversation_id: str, user: dict | None, lifetime: int | None = None) -> Token:
+        """A new token for the conversation, valid `lifetime` seconds (default: `tokenLifetime`)."""
         with self._lock:
-            lifetime = self._settings.token_lifetime
+            if lifetime is None:
+                lifetime = self._settings.token_lifetime
             token = Token(value=secrets.token_urlsafe(36), conversation_id=conversation_id,
                           lifetime=lifetime, expires_at=time.monotonic() + lifetime,
                           user=user)
@@ -291,6 +318,7 @@ class Store:
         with self._lock:
             return {"conversationId": conversation.id, "protocol": conversation.protocol,
                     "started": conversation.started, "ended": conversation.ended,
+                    "locale": conversation.locale,
                     "items": list(conversation.items)}
 
     def store_file(self, data: bytes, content_type: str, name: str) -> StoredFile:

@@ -60,8 +60,11 @@ def parse_upload(headers: Message, body: bytes, container_type: str) -> Upload:
     if disposition is None:
         raise missing_property("a single-file upload needs a Content-Disposition header "
                                "with a filename")
-    _kind, disposition_params = parse_content_disposition(header_text(disposition))
-    name = decode_filename(disposition_params)
+    if not disposition.isascii():
+        raise bad_argument("a single-file upload's Content-Disposition must be ASCII: send a non-ASCII file "
+                           "name as filename*=UTF-8''<percent-encoded> (RFC 6266, RFC 8187)")
+    _kind, disposition_params = parse_content_disposition(disposition)
+    name = decode_filename(disposition_params, multipart=False)
     if name is None:
         raise missing_property("the upload's Content-Disposition has no filename")
     return Upload(container=None, files=[UploadedFile(name, content_type, body)])
@@ -122,7 +125,7 @@ def _part_filename(headers: dict[str, str], index: int) -> str:
         raise bad_argument(f"multipart file part {index}: Content-Disposition must be form-data")
     if "name" not in params:
         raise bad_argument(f"multipart file part {index}: Content-Disposition has no name")
-    filename = decode_filename(params)
+    filename = decode_filename(params, multipart=True)
     return filename if filename is not None else params["name"]
 
 

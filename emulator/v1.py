@@ -6,9 +6,8 @@ from . import bot
 from .errors import bad_argument
 from .messages import Request, Response, empty_response, json_response, parse_json_object
 from .service import (Emulator, authenticate, conversation_to_start, open_conversation,
-                      require_json_content, require_user_id, store_files, watermark_start, watermark_value)
+                      read_upload, require_json_content, require_user_id, store_files, watermark_start, watermark_value)
 from .state import V1, Conversation
-from .uploads import parse_upload
 
 MESSAGE_PART_TYPE = "application/vnd.microsoft.bot.message"
 
@@ -87,7 +86,7 @@ def upload(emulator: Emulator, request: Request, conversation_id: str) -> Respon
     token = authenticate(emulator, request)
     conversation = open_conversation(emulator, token, conversation_id, V1)
     user_id = require_user_id(request)
-    parts = parse_upload(request.headers, request.body, MESSAGE_PART_TYPE)
+    parts = read_upload(emulator, request, MESSAGE_PART_TYPE)
     message = {}
     if parts.container is not None:
         message = parse_json_object(parts.container, "message part")

@@ -2,31 +2,39 @@
 
 from __future__ import annotations
 
+import re
+from typing import Callable
 from urllib.parse import quote
 
 from . import bot
 from .errors import ApiError, bad_argument, missing_property
 from .messages import Request, Response, json_response, parse_json_object
 from .service import (Emulator, authenticate, conversation_to_start, open_conversation,
-                      require_json_content, require_user_id, store_files, watermark_start, watermark_value)
+                      read_upload, require_json_content, require_user_id, store_files, watermark_start, watermark_value)
 from .state import V3, Conversation, Token
-from .uploads import parse_upload
 
 ACTIVITY_PART_TYPE = "application/vnd.microsoft.activity"
 
 
-def _user_from_body(body: bytes) -> dict | None:
-    """The optional `{"user": {...}, "trustedOrigins": [...]}` of token/start calls."""
+_LOCALE = re.compile(r"[A-Za-z0-9-]{1,64}")
+
+
+def _start_options(body: bytes) -> tuple[dict | None, str | None]:
+    """The optional `{"user": {...}, "trustedOrigins": [...], "locale": ".."}` of
+    token/start calls, as (user, locale). Only a start uses the locale."""
     if not body:
-        return None
+        return None, None
     options = parse_json_object(body, "request body")
     origins = options.get("trustedOrigins")
     if origins is not None and (not isinstance(origins, list)
                                 or not all(isinstance(o, str) for o in origins)):
         raise bad_argument("trustedOrigins must be an array of strings")
+    locale = options.get("locale")
+    if locale is not None and (not isinstance(locale, str) or not _LOCALE.fullmatch(locale)):
+        raise bad_argument("locale must be 1 to 64 ASCII letters, digits and '-', such as fr-FR")
     user = options.get("user")
     if user is None:
-        return None
+        return None, locale
     if not isinstance(user, dict) or not isinstance(user.get("id"), str) or not user["id"]:
         raise bad_argument("user.id must be a non-empty string")
     if not user["id"].startswith("dl_"):
@@ -34,7 +42,7 @@ def _user_from_body(body: bytes) -> dict | None:
     name = user.get("name")
     if name is not None and not isinstance(name, str):
         raise bad_argument("user.name must be a string")
-    return {"id": user["id"], **({"name": name} if name is not None else {})}
+    return {"id": user["id"], **({"name": name} if name is not None else {})}, locale
 
 
 def _conversation_json(emulator: Emulator, request: Request, conversation: Conversation,
@@ -59,7 +67,7 @@ def _token_json(token: Token) -> dict:
 
 def generate_token(emulator: Emulator, request: Request) -> Response:
     authenticate(emulator, request, secret_only=True)
-    user = _user_from_body(request.body)
+    user, _locale = _start_options(request.body)
     conversation = emulator.store.create_conversation(V3)
     return json_response(200, _token_json(emulator.store.issue_token(conversation.id, user)))
 
@@ -74,11 +82,16 @@ def refresh_token(emulator: Emulator, request: Request) -> Response:
 
 def start_conversation(emulator: Emulator, request: Request) -> Response:
     token = authenticate(emulator, request)
-    user = _user_from_body(request.body)
+    user, locale = _start_options(request.body)
     conversation, token = conversation_to_start(emulator, token, V3, user)
-    created = emulator.store.mark_started(conversation)
-    return json_response(201 if created else 200,
-                         _conversation_json(emulator, request, conversation, token))
+    created = emulator.store.mark_started(conversation, locale)
+    # The stream URL is issued before the welcome is stored, so its replay holds it.
+    answer = _conversation_json(emulator, request, conversation, token)
+    if created and locale is not None:
+        emulator.store.append(conversation, _stamper(conversation), {
+            "type": "message", "from": bot.bot_account(), "locale": locale,
+            "text": bot.welcome_text(locale)})
+    return json_response(201 if created else 200, answer)
 
 
 def reconnect(emulator: Emulator, request: Request, conversation_id: str) -> Response:
@@ -116,14 +129,19 @@ def _apply_token_user(activity: dict, token: Token | None) -> None:
         activity["from"] = {**activity["from"], **token.user}
 
 
-def _deliver(emulator: Emulator, conversation: Conversation, activity: dict,
-             files: list | None = None) -> dict:
-    """Store the user's activity, then let the bot answer it."""
+def _stamper(conversation: Conversation) -> Callable[[dict, str, str], dict]:
+    """What the store calls to give an activity of `conversation` its server fields."""
     def stamp(item: dict, item_id: str, now: str) -> dict:
         item.update(id=item_id, timestamp=now, channelId="directline",
                     conversation={"id": conversation.id})
         return item
+    return stamp
 
+
+def _deliver(emulator: Emulator, conversation: Conversation, activity: dict,
+             files: list | None = None) -> dict:
+    """Store the user's activity, then let the bot answer it."""
+    stamp = _stamper(conversation)
     stored = emulator.store.append(conversation, stamp, activity)
     if activity["type"] == "endOfConversation":
         emulator.store.mark_ended(conversation)
@@ -164,7 +182,7 @@ def upload(emulator: Emulator, request: Request, conversation_id: str) -> Respon
     token = authenticate(emulator, request)
     conversation = open_conversation(emulator, token, conversation_id, V3)
     user_id = require_user_id(request)
-    parts = parse_upload(request.headers, request.body, ACTIVITY_PART_TYPE)
+    parts = read_upload(emulator, request, ACTIVITY_PART_TYPE)
     if parts.container is None:
         activity = {"type": "message", "from": {"id": user_id}}
     else:

@@ -225,6 +225,48 @@ def test_v3_secret_start_is_201_with_new_conversation_each_time(client):
     assert first.json["token"] != second.json["token"]
 
 
+def test_v3_start_with_a_locale_gets_a_welcome_in_it(client):
+    started = client.call("POST", f"{V3}/conversations", {"locale": "fr-FR"}, auth=SECRET)
+    assert started.status == 201
+    conversation = started.json
+    cid = conversation["conversationId"]
+    [welcome] = client.activities(conversation).json["activities"]
+    assert welcome["type"] == "message" and welcome["text"] == "welcome (fr-FR)"
+    assert welcome["locale"] == "fr-FR"
+    assert welcome["from"] == {"id": "echo-bot", "name": "Echo Bot"}
+    assert welcome["id"] == f"{cid}|0000000" and welcome["conversation"] == {"id": cid}
+    assert client.stored(cid)["locale"] == "fr-FR"
+    # The user's first send comes after the welcome.
+    assert client.send(conversation, message("hi")).json == {"id": f"{cid}|0000001"}
+
+
+def test_v3_locale_welcomes_once_and_only_when_given(client):
+    plain = client.start()
+    assert client.activities(plain).json == {"activities": [], "watermark": "0"}
+    assert client.stored(plain["conversationId"])["locale"] is None
+    # A token's conversation is welcomed when it is started, not re-joined.
+    generated = client.call("POST", f"{V3}/tokens/generate", {"locale": "de-DE"}, auth=SECRET).json
+    first = client.call("POST", f"{V3}/conversations", {"locale": "en-US"}, auth=generated["token"])
+    again = client.call("POST", f"{V3}/conversations", {"locale": "it-IT"}, auth=generated["token"])
+    assert (first.status, again.status) == (201, 200)
+    texts = [a["text"] for a in client.activities(first.json).json["activities"]]
+    assert texts == ["welcome (en-US)"]
+    assert client.stored(generated["conversationId"])["locale"] == "en-US"
+    longest = "a" * 64
+    assert client.start(body={"locale": longest}, auth=SECRET)["conversationId"]
+
+
+def test_v3_bad_locale_is_400_and_starts_nothing(client):
+    generated = client.call("POST", f"{V3}/tokens/generate", auth=SECRET).json
+    for bad in ("", "fr_FR", "fr FR", "fr-FR\n", "a" * 65, "fr\u00e9", 5, [],
+                {"tag": "fr"}, True):
+        reply = client.call("POST", f"{V3}/conversations", {"locale": bad}, auth=generated["token"])
+        assert_error(reply, 400, "BadArgument")
+        assert "locale" in reply.json["error"]["message"]
+    assert client.stored(generated["conversationId"])["started"] is False
+    assert [e["status"] for e in client.requests()][-1] == 400
+
+
 def test_v3_reconnect_returns_new_stream_url_with_watermark(client):
     conversation = client.start()
     cid = conversation["conversationId"]
@@ -831,13 +873,147 @@ def test_reset_forgets_everything_and_config_is_strict(client):
     assert defaults == {"tokenLifetime": 1800, "maxUploadBytes": 4_194_304,
                         "nullWatermark": False, "pageSize": 50, "endlessPages": False,
                         "streamKeepAliveSeconds": 5.0, "streamUrlLifetime": 60,
-                        "streamCollision": "closeNew", "botDelaySeconds": 0.0}
+                        "streamCollision": "closeNew", "botDelaySeconds": 0.0,
+                        "tokenEndpointLifetime": 60, "tokenEndpointExpiresKey": "expires_in",
+                        "region": "europe"}
     assert client.control("GET", "faults").json == {"faults": []}
     assert client.requests() == []
     assert_error(client.activities(conversation), 403, "BadArgument")
     for bad in ({"tokenLifetime": 0}, {"maxUploadBytes": "1"}, {"nullWatermark": 1},
                 {"pageSize": 0}, {"pageSize": True}, {"endlessPages": 1}, {"tokenLifetimes": 5}):
         assert_error(client.call("POST", "/_emulator/config", bad), 400, "BadArgument")
+
+
+# -- regional hosts (/region/NAME/...) ---------------------------------------------------
+
+def test_every_direct_line_route_is_served_under_a_region_prefix(client):
+    prefix = "/region/europe"
+    started = client.call("POST", f"{prefix}{V3}/conversations", {"locale": "en-GB"}, auth=SECRET)
+    assert started.status == 201
+    conversation = started.json
+    cid = conversation["conversationId"]
+    sent = client.call("POST", f"{prefix}{V3}/conversations/{cid}/activities", message("hi"),
+                       auth=conversation["token"])
+    assert sent.json == {"id": f"{cid}|0000001"}
+    listed = client.call("GET", f"{prefix}{V3}/conversations/{cid}/activities?watermark=1",
+                         auth=conversation["token"])
+    assert [a["text"] for a in listed.json["activities"]] == ["hi", "echo: hi"]
+    reconnected = client.call("GET", f"/region/any-Name.1{V3}/conversations/{cid}",
+                              auth=conversation["token"])
+    assert reconnected.status == 200 and reconnected.json["conversationId"] == cid
+    refreshed = client.call("POST", f"{prefix}{V3}/tokens/refresh", auth=conversation["token"])
+    assert refreshed.status == 200
+    v1 = client.call("POST", f"{prefix}/api/conversations", headers={"Authorization": f"BotConnector {SECRET}"})
+    assert v1.status == 200
+    # The log keeps the path as received, so a test can tell the regional URL was used.
+    assert [e["path"] for e in client.requests()] == [
+        f"{prefix}{V3}/conversations", f"{prefix}{V3}/conversations/{cid}/activities",
+        f"{prefix}{V3}/conversations/{cid}/activities", f"/region/any-Name.1{V3}/conversations/{cid}",
+        f"{prefix}{V3}/tokens/refresh", f"{prefix}/api/conversations"]
+
+
+def test_region_prefixed_errors_limits_and_faults_are_those_of_the_route(client):
+    prefix = "/region/india"
+    legacy = client.call("GET", f"{prefix}/api/conversations/nope/messages", auth=SECRET)
+    assert_error(legacy, 404, "NotFound", legacy=True)
+    assert_error(client.call("POST", f"{prefix}{V3}/tokens/generate"), 401, "Unauthorized")
+    too_big = client.call("POST", f"{prefix}{V3}/conversations/x/activities", b"x" * 262_145, auth=SECRET,
+                          headers={"Content-Type": "application/json"})
+    assert_error(too_big, 413, "RequestTooLarge", "request content length exceeded limit of 262,144 bytes")
+    conversation = client.start()
+    upload = f"{prefix}{V3}/conversations/{conversation['conversationId']}/upload?userId=u"
+    big_file = client.call("POST", upload, b"a" * 300_000, auth=conversation["token"],
+                           headers={"Content-Type": "application/octet-stream",
+                                    "Content-Disposition": 'name="file"; filename="big.bin"'})
+    assert big_file.status == 200, big_file.body
+    client.fault(path="^/region/.*/activities$", action="status", status=503)
+    assert client.send(conversation, message("not prefixed")).status == 200
+    faulted = client.call("POST", f"{prefix}{V3}/conversations/{conversation['conversationId']}/activities",
+                          message("x"), auth=conversation["token"])
+    assert_error(faulted, 503, "ServiceUnavailable")
+    for path in (f"{prefix}/_emulator/config", f"{prefix}", f"{prefix}/", "/region//v3/directline/conversations",
+                 f"{prefix}/powervirtualagents/regionalchannelsettings?api-version=1"):
+        assert_error(client.call("GET", path, auth=SECRET), 404, "NotFound")
+
+
+# -- Copilot Studio: token service and regional settings --------------------------------
+
+PVA = "/powervirtualagents"
+TOKEN_URL = f"{PVA}/botsbyschema/cr123_agent/directline/token?api-version=2022-03-01-preview"
+SETTINGS_URL = f"{PVA}/regionalchannelsettings?api-version=2022-03-01-preview"
+
+
+def test_token_endpoint_hands_out_a_token_bound_to_a_new_conversation(client):
+    reply = client.call("GET", TOKEN_URL)
+    assert reply.status == 200 and reply.headers["Content-Type"] == JSON_TYPE
+    answer = reply.json
+    assert set(answer) == {"token", "expires_in", "conversationId"}
+    assert answer["expires_in"] == 60
+    cid = answer["conversationId"]
+    assert client.stored(cid)["protocol"] == "3.0" and client.stored(cid)["started"] is False
+    started = client.call("POST", f"{V3}/conversations", {"locale": "fr-CA"}, auth=answer["token"])
+    assert started.status == 201
+    assert (started.json["conversationId"], started.json["token"]) == (cid, answer["token"])
+    again = client.call("POST", f"{V3}/conversations", auth=answer["token"])
+    assert again.status == 200 and again.json["conversationId"] == cid
+    assert client.send(started.json, message("hi")).status == 200
+    refreshed = client.call("POST", f"{V3}/tokens/refresh", auth=answer["token"])
+    assert refreshed.status == 200 and refreshed.json["conversationId"] == cid
+    assert refreshed.json["expires_in"] == 1800
+    texts = [a["text"] for a in client.activities({"conversationId": cid, "token": refreshed.json["token"]})
+             .json["activities"]]
+    assert texts == ["welcome (fr-CA)", "hi", "echo: hi"]
+    # No credential is needed, and each call is a new conversation.
+    assert client.call("GET", TOKEN_URL).json["conversationId"] != cid
+    assert client.requests()[0]["path"] == f"{PVA}/botsbyschema/cr123_agent/directline/token"
+
+
+def test_token_endpoint_lifetime_and_its_spelling_are_configurable(client):
+    settings = client.config(tokenEndpointLifetime=1, tokenEndpointExpiresKey="expiresIn")
+    assert (settings["tokenEndpointLifetime"], settings["tokenEndpointExpiresKey"]) == (1, "expiresIn")
+    answer = client.call("GET", TOKEN_URL).json
+    assert set(answer) == {"token", "expiresIn", "conversationId"} and answer["expiresIn"] == 1
+    time.sleep(1.1)
+    expired = client.call("POST", f"{V3}/conversations", auth=answer["token"])
+    assert_error(expired, 403, "TokenExpired")
+    client.config(tokenEndpointExpiresKey="expires_in")
+    assert "expires_in" in client.call("GET", TOKEN_URL).json
+
+
+def test_regional_settings_point_at_the_emulator_under_region_prefix(client):
+    reply = client.call("GET", SETTINGS_URL)
+    assert reply.status == 200
+    assert reply.json == {"channelUrlsById": {"directline": f"http://127.0.0.1:{client.port}/region/europe/"},
+                          "regionName": "europe"}
+    client.config(region="india-2")
+    named = client.call("GET", SETTINGS_URL, headers={"Host": f"localhost:{client.port}"})
+    assert named.json == {"channelUrlsById": {"directline": f"http://localhost:{client.port}/region/india-2/"},
+                          "regionName": "india-2"}
+    base = named.json["channelUrlsById"]["directline"].split(str(client.port), 1)[1]
+    assert client.call("POST", f"{base}v3/directline/conversations", auth=SECRET).status == 201
+
+
+def test_copilot_routes_need_an_api_version_and_only_get(client):
+    for path in (TOKEN_URL, SETTINGS_URL):
+        bare = path.split("?")[0]
+        for missing in (bare, f"{bare}?api-version=", f"{bare}?apiversion=1"):
+            assert_error(client.call("GET", missing), 400, "MissingApiVersionParameter")
+        assert_error(client.call("POST", path), 405, "MethodNotAllowed")
+    assert_error(client.call("GET", f"{PVA}/botsbyschema//directline/token?api-version=1"), 404, "NotFound")
+    # Refusals are logged like any service request's.
+    assert [e["status"] for e in client.requests()][:4] == [400, 400, 400, 405]
+
+
+def test_copilot_config_keys_are_validated(client):
+    defaults = client.control("GET", "config").json
+    assert (defaults["tokenEndpointLifetime"], defaults["tokenEndpointExpiresKey"], defaults["region"]) == \
+        (60, "expires_in", "europe")
+    for bad in ({"tokenEndpointLifetime": 0}, {"tokenEndpointLifetime": 1.5}, {"tokenEndpointLifetime": True},
+                {"tokenEndpointExpiresKey": "expires"}, {"tokenEndpointExpiresKey": 7},
+                {"region": ""}, {"region": "eu/west"}, {"region": "eu_west"}, {"region": "r" * 64},
+                {"region": 5}):
+        assert_error(client.call("POST", "/_emulator/config", bad), 400, "BadArgument")
+    assert client.control("GET", "config").json == defaults
 
 
 # -- uploads --------------------------------------------------------------------------
@@ -952,6 +1128,91 @@ def test_malformed_uploads_are_400(client):
     assert client.stored(conversation["conversationId"])["activities"] == []
 
 
+def raw_upload(client, conversation: dict, disposition, data: bytes = b"data") -> Reply:
+    return client.call("POST", f"{V3}/conversations/{conversation['conversationId']}/upload?userId=user1",
+                       data, auth=conversation["token"],
+                       headers={"Content-Type": "text/plain", "Content-Disposition": disposition})
+
+
+def test_raw_upload_takes_a_utf8_name_from_filename_star(client):
+    conversation = client.start()
+    cases = [
+        ("name=\"file\"; filename=\"resume.txt\"; filename*=UTF-8''r%C3%A9sum%C3%A9%20%E2%82%AC.txt",
+         "résumé €.txt"),
+        ("attachment; filename*=utf-8'fr'%F0%9F%93%84!#$&+-.^_`|~", "📄!#$&+-.^_`|~"),
+        ("name=\"file\"; filename*=UTF-8''a%2522b; filename=\"fallback\"", "a%22b"),
+    ]
+    for disposition, _name in cases:
+        assert raw_upload(client, conversation, disposition).status == 200, disposition
+    stored = client.stored(conversation["conversationId"])["activities"]
+    names = [a["attachments"][0]["name"] for a in stored if a["from"]["id"] == "user1"]
+    assert names == [name for _, name in cases]
+    uploads = [e for e in client.requests() if e["path"].endswith("/upload")]
+    assert [e["filenames"] for e in uploads] == [[name] for _, name in cases]
+
+
+def test_raw_upload_refuses_a_non_ascii_header_and_bad_filename_star(client):
+    conversation = client.start()
+    non_ascii = raw_upload(client, conversation, 'name="file"; filename="résumé.txt"'.encode())
+    assert_error(non_ascii, 400, "BadArgument")
+    assert "filename*" in non_ascii.json["error"]["message"]
+    for value in ("ISO-8859-1''caf%E9",        # only UTF-8
+                  "''abc",                     # no charset
+                  "UTF-8''a%2",                # a cut escape
+                  "UTF-8''a%zz",               # not hex
+                  "UTF-8''%C3%28",             # not UTF-8
+                  "UTF-8''%FF",                # not UTF-8
+                  "UTF-8''a*b",                # * is no attr-char
+                  "UTF-8''a'b",                # nor is '
+                  "UTF-8''",                   # empty
+                  "UTF-8'abc",                 # one quote
+                  "UTF-8'e!n'abc",             # not a language tag
+                  "\"UTF-8''abc\""):           # an ext-value is never quoted
+        reply = raw_upload(client, conversation, f"name=\"file\"; filename=\"x\"; filename*={value}")
+        assert_error(reply, 400, "BadArgument")
+        assert "filename*" in reply.json["error"]["message"], value
+    assert client.stored(conversation["conversationId"])["activities"] == []
+    assert all("filenames" not in e for e in client.requests())
+
+
+def test_multipart_names_are_utf8_in_filename_and_filename_star_is_refused(client):
+    conversation = client.start()
+    path = f"{V3}/conversations/{conversation['conversationId']}/upload?userId=user1"
+    form = {"Content-Type": "multipart/form-data; boundary=bnd"}
+    body = multipart([
+        ([("Content-Type", "text/plain"),
+          ("Content-Disposition", 'form-data; name="file"; filename="résumé %22q%22.txt"')], b"1"),
+        ([("Content-Type", "application/vnd.microsoft.activity")], json.dumps(message("two")).encode()),
+        ([("Content-Type", "text/plain"), ("Content-Disposition", 'form-data; name="field"')], b"2"),
+    ], "bnd")
+    assert client.call("POST", path, body, auth=conversation["token"], headers=form).status == 200
+    user = client.activities(conversation).json["activities"][0]
+    assert [a["name"] for a in user["attachments"]] == ['résumé "q".txt', "field"]
+    starred = multipart([([("Content-Type", "text/plain"),
+                           ("Content-Disposition", "form-data; name=\"file\"; filename=\"a.txt\"; "
+                                                   "filename*=UTF-8''a.txt")], b"1")], "bnd")
+    refused = client.call("POST", path, starred, auth=conversation["token"], headers=form)
+    assert_error(refused, 400, "BadArgument")
+    assert "RFC 7578" in refused.json["error"]["message"]
+    first, second = [e for e in client.requests() if e["path"].endswith("/upload")]
+    assert first["filenames"] == ['résumé "q".txt', "field"]
+    assert "filenames" not in second and second["status"] == 400
+
+
+def test_v1_uploads_follow_the_same_name_rules_and_log_them(client):
+    conversation = client.start_v1()
+    path = f"/api/conversations/{conversation['conversationId']}/upload?userId=user1"
+    ok = client.call("POST", path, b"x", auth=conversation["token"],
+                     headers={"Content-Type": "text/plain",
+                              "Content-Disposition": "name=\"file\"; filename*=UTF-8''%C3%A9.txt"})
+    assert ok.status == 204
+    bad = client.call("POST", path, b"x", auth=conversation["token"],
+                      headers={"Content-Type": "text/plain",
+                               "Content-Disposition": "name=\"file\"; filename*=UTF-8''%C3"})
+    assert_error(bad, 400, "BadArgument", legacy=True)
+    assert [e.get("filenames") for e in client.requests()] == [None, ["é.txt"], None]
+
+
 def test_upload_limit_is_configurable(client):
     client.config(maxUploadBytes=1000)
     conversation = client.start()
@@ -1039,6 +1300,11 @@ def test_cli_serves_https(tmp_path):
         response = conn.getresponse()
         assert response.status == 201
         assert re.match(r"wss://127\.0\.0\.1:\d+/", json.loads(response.read())["streamUrl"])
+        conn.close()
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=trusted)
+        conn.request("GET", "/powervirtualagents/regionalchannelsettings?api-version=1")
+        regional = json.loads(conn.getresponse().read())["channelUrlsById"]["directline"]
+        assert regional == f"https://127.0.0.1:{port}/region/europe/"
         conn.close()
         process.send_signal(signal.SIGTERM)
         assert process.wait(5) == 0

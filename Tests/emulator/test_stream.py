@@ -397,6 +397,14 @@ def test_without_a_watermark_a_url_replays_what_came_after_it_was_issued(api):
 
 # -- keep-alives and what clients send ---------------------------------------------------
 
+def test_the_welcome_of_a_start_with_a_locale_is_replayed_by_its_stream_url(api):
+    status, _, data = api.call("POST", f"{V3}/conversations", {"locale": "nb-NO"})
+    assert status == 201
+    conversation = json.loads(data)
+    with open_stream(conversation["streamUrl"]) as ws:
+        assert texts(receive(ws)) == [("message", "welcome (nb-NO)")]
+
+
 def test_keep_alives_are_empty_text_messages_at_the_configured_interval(api):
     api.config(streamKeepAliveSeconds=0.15)
     conversation = api.start()
