@@ -30,18 +30,18 @@ struct TokensTests {
     @Test("start and token options: 3.0 checks them, 1.1 takes none")
     func startOptions() throws {
         let good = try JSONParser.parse(#"{"user":{"id":"dl_a","name":"A"},"trustedOrigins":["https://x"]}"#)
-        #expect(try DirectLineClient.startOptions(good, version: .v3, call: "x")?.keys == ["user", "trustedOrigins"])
-        #expect(try DirectLineClient.startOptions(JSONParser.parse("{}"), version: .v1, call: "x")?.isEmpty == true)
-        #expect(try DirectLineClient.startOptions(nil, version: .v1, call: "x") == nil)
+        #expect(try DirectLineClient.startOptions(good, version: .v3, call: "x", takesLocale: true)?.keys == ["user", "trustedOrigins"])
+        #expect(try DirectLineClient.startOptions(JSONParser.parse("{}"), version: .v1, call: "x", takesLocale: true)?.isEmpty == true)
+        #expect(try DirectLineClient.startOptions(nil, version: .v1, call: "x", takesLocale: true) == nil)
         for bad in [#"{"user":{"id":"dl_a"}}"#] {
             #expect(throws: DirectLineError.self) {
-                try DirectLineClient.startOptions(JSONParser.parse(bad), version: .v1, call: "x")
+                try DirectLineClient.startOptions(JSONParser.parse(bad), version: .v1, call: "x", takesLocale: true)
             }
         }
         for bad in [#"{"trustedOrigins":"x"}"#, #"{"trustedOrigins":[1]}"#, #"{"user":{"id":"a\u0001b"}}"#,
                     #"{"users":{}}"#, #"[]"#] {
             #expect(throws: DirectLineError.self) {
-                try DirectLineClient.startOptions(JSONParser.parse(bad), version: .v3, call: "x")
+                try DirectLineClient.startOptions(JSONParser.parse(bad), version: .v3, call: "x", takesLocale: true)
             }
         }
     }
