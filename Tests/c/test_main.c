@@ -24,7 +24,11 @@ int main(int argc, char **argv) {
         test_bad_input_sends_nothing(protocols[i]);
         test_status_mapping(protocols[i]);
         test_uploads(protocols[i]);
+        test_field_locale(protocols[i]);
+        test_field_headers(protocols[i]);
+        test_field_filenames(protocols[i]);
     }
+    test_field_token_endpoint();
     test_lifecycle_handles();
     for (size_t i = 0; i < 2; i++) {
         test_wait(protocols[i]);

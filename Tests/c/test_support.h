@@ -74,5 +74,10 @@ void test_thread_timeouts(void);
 /* test_cancellation.c */
 void test_free_revokes_progress(void);
 void test_thread_cancel_is_deferred(void);
+/* test_field.c */
+void test_field_locale(const char *protocol);
+void test_field_headers(const char *protocol);
+void test_field_token_endpoint(void);
+void test_field_filenames(const char *protocol);
 
 #endif
