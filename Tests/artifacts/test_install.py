@@ -79,8 +79,10 @@ def test_c_examples_build_with_nothing_but_pkg_config_and_run(prefix, emulator, 
     # The program finds the library by its SONAME in the prefix, not in the build tree.
     needed = run(["readelf", "-d", str(binary)]).stdout
     assert f"[libdirectline.so.{library_version().split('.')[0]}]" in needed
+    token_endpoint = (f"{emulator.url}/powervirtualagents/botsbyschema/cr1_example/directline/token"
+                      "?api-version=2022-03-01-preview")
     env = dict(os.environ, LD_LIBRARY_PATH=str(prefix / "lib"), DIRECTLINE_ENDPOINT=emulator.url,
-               DIRECTLINE_SECRET="emulator-secret")
+               DIRECTLINE_SECRET="emulator-secret", DIRECTLINE_TOKEN_ENDPOINT=token_endpoint)
     ran = run([str(binary)], env=env, timeout=120)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     loaded = run(["ldd", str(binary)], env=env).stdout
