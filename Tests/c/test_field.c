@@ -148,7 +148,31 @@ void test_field_token_endpoint(void) {
     CHECK(log_count("GET", "/powervirtualagents/regionalchannelsettings") == 1);
     CHECK(log_count("GET", "/powervirtualagents/botsbyschema/cr1_c/directline/token") == 2);
     CHECK(log_count("POST", "/v3/directline/conversations") == 0);
+
+    /* Resumed by a new client: opening sends nothing; the first thing the
+     * library's own thread sends (the stream's reconnect GET) reads the
+     * regional settings first, without blocking that thread. */
+    char *saved = NULL;
+    CHECK(dl_conversation_state(conversation, &saved) == DL_OK);
     dl_conversation_free(conversation);
+    dl_client_free(client);
+    CHECK(dl_client_new(config, &client, NULL) == DL_OK);
+    int before = emu_request_count(base_url);
+    CHECK(dl_conversation_open(client, saved, &opened, NULL) == DL_OK);
+    dl_string_free(saved);
+    CHECK(emu_request_count(base_url) == before);
+    CHECK(dl_conversation_listen(opened, NULL, NULL) == DL_OK);
+    int online = 0;
+    for (int i = 0; i < 40 && !online; i++) {
+        out = NULL;
+        if (dl_conversation_next(opened, 250, &out) == DL_OK) online = contains(out, "\"state\":\"online\"");
+        dl_string_free(out);
+    }
+    CHECK(online);
+    CHECK(log_count("GET", "/powervirtualagents/regionalchannelsettings") == 2);
+    snprintf(path, sizeof path, "/region/europe/v3/directline/conversations/%s", bound);
+    CHECK(log_count("GET", path) == 1);
+    dl_conversation_free(opened);
     dl_client_free(client);
 
     /* The token endpoint's failure is the mapped status, naming it. */

@@ -179,8 +179,7 @@ private nonisolated(unsafe) let unknownStatusName: UnsafeMutablePointer<CChar>? 
 /// client has none, so it needs `token`). A token whose expiry
 /// is known is refreshed automatically, as for dl_conversation_start().
 ///
-/// Without `reconnect` nothing is sent to Direct Line (a client with regional
-/// settings reads them first, if it has not yet). With `"reconnect": true` (3.0 only)
+/// Without `reconnect` nothing is sent. With `"reconnect": true` (3.0 only)
 /// the library first calls `GET /v3/directline/conversations/{id}?watermark=`
 /// and keeps the token, expiry and stream URL the service answers; reading
 /// then resumes from the saved watermark, so no reply is lost or repeated.

@@ -27,7 +27,8 @@ final class DirectLineClient: Sendable {
     /// the client's credential and the request's token, on its way out.
     func execute(_ request: HTTPRequest, reaching recipient: Recipient) throws(DirectLineError) -> HTTPResponse {
         do throws(DirectLineError) {
-            let request = try located(request, resolving: true)
+            let regional = config.regionalSettings != nil && !request.pathIsURL
+            let request = regional ? located(request, at: try serviceEndpoint()) : request
             return try accepted(try transport.send(request), reaching: recipient)
         } catch {
             throw error.redacting([config.credential.value, request.bearer])
@@ -39,14 +40,22 @@ final class DirectLineClient: Sendable {
     /// answered on the loop's thread.
     func start(_ original: HTTPRequest, reaching recipient: Recipient,
                completion: @escaping @Sendable (Result<HTTPResponse, DirectLineError>) -> Void) {
-        let request: HTTPRequest
-        do throws(DirectLineError) {
-            // Never a network read here: every handle that polls or refreshes
-            // was made by a call that read the regional settings already.
-            request = try located(original, resolving: false)
-        } catch {
-            return completion(.failure(error))
+        guard config.regionalSettings != nil, !original.pathIsURL else {
+            return startNow(original, reaching: recipient, completion: completion)
         }
+        // The library's thread never waits on the network: the regional
+        // host is read there first when a handle opened from a saved state
+        // polls or refreshes before anything else was sent.
+        serviceEndpoint { [self] base in
+            switch base {
+            case .success(let base): startNow(located(original, at: base), reaching: recipient, completion: completion)
+            case .failure(let error): completion(.failure(error))
+            }
+        }
+    }
+
+    private func startNow(_ request: HTTPRequest, reaching recipient: Recipient,
+                      completion: @escaping @Sendable (Result<HTTPResponse, DirectLineError>) -> Void) {
         transport.start(request, on: TransferLoop.shared) { [self] outcome in
             do throws(DirectLineError) {
                 completion(.success(try accepted(try outcome.get(), reaching: recipient)))
@@ -129,9 +138,6 @@ final class DirectLineClient: Sendable {
         if reconnect, version != .v3 {
             throw .invalidArgument("Direct Line 1.1 has no reconnect; open without \"reconnect\" and poll")
         }
-        // The handle's polls and refreshes run on the library's thread,
-        // which never waits on the network: the Direct Line host is read now.
-        _ = try serviceEndpoint()
         if reconnect {
             let issuedAt = Clock.monotonicMs()
             let response = try execute(requests.reconnect(conversationId: id, watermark: watermark, bearer: credential),

@@ -47,42 +47,62 @@ extension DirectLineClient {
     func serviceEndpoint() throws(DirectLineError) -> Endpoint {
         guard let settings = config.regionalSettings else { return config.endpoint }
         if let known = regionalEndpoint.withLock({ $0 }) { return known }
-        let response = try outside(settings, what: "regionalSettingsEndpoint")
+        return try remember(regionalAnswer(try outside(settings, what: "regionalSettingsEndpoint")))
+    }
+
+    /// `serviceEndpoint` for the library's thread, which never waits on the
+    /// network: when the host is not known yet, one attempt at reading it
+    /// goes on the transfer loop, and `then` gets the outcome there.
+    func serviceEndpoint(then: @escaping @Sendable (Result<Endpoint, DirectLineError>) -> Void) {
+        guard let settings = config.regionalSettings else { return then(.success(config.endpoint)) }
+        if let known = regionalEndpoint.withLock({ $0 }) { return then(.success(known)) }
+        transport.start(outsideRequest(settings), on: TransferLoop.shared) { [self] outcome in
+            then(Result { () throws(DirectLineError) -> Endpoint in
+                do throws(DirectLineError) {
+                    let response = try outcome.get()
+                    guard response.isSuccess else {
+                        throw Responses.failure(response, reaching: .service, version: version)
+                    }
+                    return try remember(regionalAnswer(response))
+                } catch {
+                    throw named(error, "regionalSettingsEndpoint")
+                }
+            })
+        }
+    }
+
+    /// The Direct Line host in the regional settings' answer, checked as
+    /// `endpoint` would be.
+    private func regionalAnswer(_ response: HTTPResponse) throws(DirectLineError) -> Endpoint {
         let answer = try? JSONParser.parse(bytes: response.body)
         guard let url = answer?.objectValue?["channelUrlsById"]?.objectValue?["directline"]?.stringValue else {
             throw Responses.protocolError("regionalSettingsEndpoint's answer has no channelUrlsById.directline", response)
         }
-        let endpoint: Endpoint
         do throws(DirectLineError) {
-            endpoint = try Endpoint(parsing: url, allowInsecureHttp: config.allowInsecureHttp,
-                                    name: "the Direct Line URL in the regional settings")
+            let endpoint = try Endpoint(parsing: url, allowInsecureHttp: config.allowInsecureHttp,
+                                        name: "the Direct Line URL in the regional settings")
             if endpoint.scheme == "http", !config.allowInsecureHttp, let proxy = config.transport.proxy,
                ClientConfig.proxyIsPrivate(proxy) != true {
                 throw DirectLineError.invalidArgument("the regional settings name a plain http:// Direct Line URL, "
                                                       + "which would cross the proxy unencrypted")
             }
+            return endpoint
         } catch {
             throw Responses.protocolError(error.message, response)
         }
-        return regionalEndpoint.withLock { known in
+    }
+
+    private func remember(_ endpoint: Endpoint) -> Endpoint {
+        regionalEndpoint.withLock { known in
             if known == nil { known = endpoint }
             return known ?? endpoint
         }
     }
 
     /// A request with its URL made whole when the client talks to a
-    /// regional host; with `resolving` false the host must be known already.
-    func located(_ request: HTTPRequest, resolving: Bool) throws(DirectLineError) -> HTTPRequest {
+    /// regional host (which `base` is, when known already).
+    func located(_ request: HTTPRequest, at base: Endpoint) -> HTTPRequest {
         guard config.regionalSettings != nil, !request.pathIsURL else { return request }
-        let base: Endpoint
-        if resolving {
-            base = try serviceEndpoint()
-        } else {
-            guard let known = regionalEndpoint.withLock({ $0 }) else {
-                throw .internalError("the Direct Line host is not known yet")
-            }
-            base = known
-        }
         var located = request
         located.path = base.baseURL + request.path
         located.pathIsURL = true
@@ -93,16 +113,25 @@ extension DirectLineClient {
     /// settings endpoint), with no credential; the caller's `headers` go
     /// only to the origin they are meant for.
     private func outside(_ endpoint: Endpoint, what: String) throws(DirectLineError) -> HTTPResponse {
+        do throws(DirectLineError) {
+            return try execute(outsideRequest(endpoint), reaching: .service)
+        } catch {
+            throw named(error, what)
+        }
+    }
+
+    private func outsideRequest(_ endpoint: Endpoint) -> HTTPRequest {
         var request = HTTPRequest(method: .get, path: endpoint.url, bearer: "")
         request.pathIsURL = true
         let service: Endpoint? = config.regionalSettings == nil ? config.endpoint : regionalEndpoint.withLock { $0 }
         request.carriesClientHeaders = service?.origin == endpoint.origin
-        do throws(DirectLineError) {
-            return try execute(request, reaching: .service)
-        } catch {
-            var named = error
-            named.message = "\(what): \(error.message)"
-            throw named
-        }
+        return request
+    }
+
+    /// The error with the configuration key of the URL that failed first in its message.
+    private func named(_ error: DirectLineError, _ what: String) -> DirectLineError {
+        var named = error
+        named.message = "\(what): \(error.message)"
+        return named
     }
 }
