@@ -159,7 +159,8 @@ class Client:
     thread pool it made is shut down once it and all of them are closed.
 
     Args:
-        endpoint, secret, token, protocol, **options: as ``directline.Client``.
+        endpoint, secret, token, token_endpoint, protocol, **options: as
+            ``directline.Client``.
         executor: a ``concurrent.futures.Executor`` to run blocking calls on
             (never shut down by this binding).
         max_workers: the size of the thread pool the client makes when no
@@ -177,11 +178,13 @@ class Client:
     """
 
     def __init__(self, endpoint: str | None = None, *, secret: str | None = None, token: str | None = None,
-                 protocol: str = "3.0", executor: concurrent.futures.Executor | None = None,
+                 token_endpoint: str | None = None, protocol: str = "3.0",
+                 executor: concurrent.futures.Executor | None = None,
                  max_workers: int | None = None, **options: Any) -> None:
         pool = _Pool(executor, max_workers)
         try:
-            made = _client.Client(endpoint, secret=secret, token=token, protocol=protocol, **options)
+            made = _client.Client(endpoint, secret=secret, token=token, token_endpoint=token_endpoint,
+                                  protocol=protocol, **options)
         except BaseException:
             pool.release()
             raise
@@ -260,8 +263,12 @@ class Client:
             raise
         return Conversation(self, made, self._pool)
 
-    async def start_conversation(self, user_id: str | None = None, user_name: str | None = None) -> Conversation:
+    async def start_conversation(self, user_id: str | None = None, user_name: str | None = None, *,
+                                 locale: str | None = None) -> Conversation:
         """Starts a new conversation with the bot: ``directline.Client.start_conversation``.
+
+        ``locale`` (3.0 only) is the user's BCP 47 language tag, sent in
+        the start request, as in the synchronous call.
 
         Returns:
             an ``aio.Conversation``; the service's answer is its
@@ -272,7 +279,8 @@ class Client:
             cancelled while the request is in flight, a conversation the
             service still starts is freed locally.
         """
-        return await self._conversation(functools.partial(self.sync.start_conversation, user_id, user_name))
+        return await self._conversation(functools.partial(self.sync.start_conversation, user_id, user_name,
+                                                            locale=locale))
 
     async def open_conversation(self, conversation_id: str, token: str | None = None,
                                 watermark: str | None = None, stream_url: str | None = None, *,

@@ -25,6 +25,9 @@ _CONFIG_KEYS: Mapping[str, str] = {
     "insecure_skip_tls_verify": "insecureSkipTlsVerify",
     "allow_insecure_http": "allowInsecureHttp",
     "max_upload_bytes": "maxUploadBytes",
+    "bot_agent": "botAgent",
+    "headers": "headers",
+    "regional_settings_endpoint": "regionalSettingsEndpoint",
 }
 
 # retry={...} keys in Python style -> config_json "retry" keys. Keys already
@@ -35,6 +38,25 @@ _RETRY_KEYS: Mapping[str, str] = {
     "base_delay_ms": "baseDelayMs",
     "max_delay_ms": "maxDelayMs",
 }
+
+
+def _checked_headers(headers: object) -> dict[str, str]:
+    """``headers=`` as a plain dict, once it is known to map str to str.
+
+    The names and values themselves are the library's to judge.
+    """
+    if not isinstance(headers, Mapping):
+        raise InvalidArgumentError.local(
+            f"headers must be a mapping of header name to value (str), not {type(headers).__name__}")
+    checked: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str):
+            raise InvalidArgumentError.local(f"headers: a header name must be a str, not {type(name).__name__}")
+        if not isinstance(value, str):
+            raise InvalidArgumentError.local(f"headers: the value of {name!r} must be a str, "
+                                             f"not {type(value).__name__}")
+        checked[name] = value
+    return checked
 
 
 class Client(NativeObject):
@@ -52,27 +74,53 @@ class Client(NativeObject):
             ``allow_insecure_http`` (proxy environment variables are never
             read).
         secret: the bot's Direct Line secret. Give exactly one of
-            ``secret`` and ``token``.
+            ``secret``, ``token`` and ``token_endpoint``.
         token: a Direct Line token instead of the secret.
+        token_endpoint: instead of a secret or token, a URL that hands out
+            Direct Line tokens to anyone who asks (``GET``), such as a bot's
+            own token service or Copilot Studio's
+            ``https://.../powervirtualagents/botsbyschema/<schema>/directline/token?api-version=...``.
+            Every ``start_conversation`` and ``generate_token`` first fetches
+            a token there. With a Copilot Studio URL and no ``endpoint``, the
+            Direct Line host is the one its regional channel settings name.
         protocol: ``"3.0"`` (default) or ``"1.1"``.
         **options: ``timeout_ms``, ``connect_timeout_ms``, ``retry``
             (a dict: ``max_attempts``, ``base_delay_ms``, ``max_delay_ms``),
             ``user_agent``, ``ca_file``, ``proxy``,
             ``insecure_skip_tls_verify``, ``allow_insecure_http``,
-            ``max_upload_bytes``. An option given as None keeps its default.
+            ``max_upload_bytes``;
+            ``bot_agent``: text appended to the ``x-ms-bot-agent`` header
+            every request carries (``DirectLine/3.0 (libdirectline VERSION;
+            BOT_AGENT)``), printable ASCII without parentheses or backslash,
+            at most 256 bytes;
+            ``headers``: a mapping of header name to value (both str), sent
+            with every Direct Line request and the stream upgrade (not to
+            the proxy, nor to another origin's token endpoint); names the
+            library sets itself (``Authorization``, ``Host``,
+            ``Content-*``, ``User-Agent``, ``x-ms-bot-agent``, ...) are
+            refused;
+            ``regional_settings_endpoint``: a URL answering
+            ``{"channelUrlsById": {"directline": URL}}``, read once, to find
+            the Direct Line host (not together with ``endpoint``).
+            An option given as None keeps its default.
 
     Raises:
         TypeError: an unknown keyword argument.
-        InvalidArgumentError: a value the library refuses (no credential, a
-            bad endpoint, a NUL or control character in a secret, ...).
+        InvalidArgumentError: a value the library refuses (no credential or
+            more than one, a bad endpoint, a NUL or control character in a
+            secret, a ``headers`` that is not a mapping of str to str, a
+            refused header name or value (the message names the header), a
+            bad ``bot_agent``, ...).
     """
 
     _kind = "Client"
 
     def __init__(self, endpoint: str | None = None, *, secret: str | None = None,
-                 token: str | None = None, protocol: str = "3.0", **options: Any) -> None:
+                 token: str | None = None, token_endpoint: str | None = None, protocol: str = "3.0",
+                 **options: Any) -> None:
         config: dict[str, Any] = {"protocol": protocol}
-        for key, value in (("endpoint", endpoint), ("secret", secret), ("token", token)):
+        for key, value in (("endpoint", endpoint), ("secret", secret), ("token", token),
+                           ("tokenEndpoint", token_endpoint)):
             if value is not None:
                 config[key] = value
         for name, value in options.items():
@@ -80,6 +128,8 @@ class Client(NativeObject):
                 raise TypeError(f"Client() got an unexpected keyword argument {name!r}")
             if name == "retry" and isinstance(value, Mapping):
                 config["retry"] = {_RETRY_KEYS.get(key, key): item for key, item in value.items()}
+            elif name == "headers" and value is not None:
+                config["headers"] = _checked_headers(value)
             elif value is not None:
                 config[_CONFIG_KEYS[name]] = value
         self._init_from_config(config)
@@ -107,13 +157,25 @@ class Client(NativeObject):
         return f"<directline.Client {state}>"
 
     def start_conversation(self, user_id: str | None = None,
-                           user_name: str | None = None) -> Conversation:
+                           user_name: str | None = None, *, locale: str | None = None) -> Conversation:
         """Starts a new conversation with the bot.
 
         Sends ``POST /v3/directline/conversations`` (3.0) or
-        ``POST /api/conversations`` (1.1), with ``{"user": {"id", "name"}}``
-        when a user is given (3.0 only; user ids embedded in tokens start
-        with ``dl_``).
+        ``POST /api/conversations`` (1.1), with ``{"user": {"id", "name"},
+        "locale": ...}`` when given (3.0 only; user ids embedded in tokens
+        start with ``dl_``). A client made with ``token_endpoint`` first
+        fetches a token there and starts (or joins the conversation bound
+        to) that token.
+
+        Args:
+            user_id: 3.0 only: the user starting the conversation.
+            user_name: 3.0 only: the user's display name.
+            locale: 3.0 only: the user's language as a BCP 47 tag
+                (``"fr-FR"``, ``"zh-Hant-TW"``), checked before anything is
+                sent. It goes in the start request, so the bot sees it on
+                the conversation's first activities (e.g. to welcome the user
+                in that language); activities sent later carry their own
+                ``locale`` if they need one.
 
         Returns:
             a Conversation holding the conversation id and the token the
@@ -123,13 +185,18 @@ class Client(NativeObject):
 
         Raises:
             ValueError: the client is closed.
-            InvalidArgumentError: a bad user id; nothing was sent.
-            DirectLineError: a network or service failure (a subclass per status).
+            InvalidArgumentError: a bad user id, a malformed locale, a user or
+                locale on 1.1; nothing was sent.
+            DirectLineError: a network or service failure (a subclass per
+                status), also the token endpoint's (its message names
+                ``tokenEndpoint``).
         """
         request: dict[str, Any] = {}
         user = {key: value for key, value in (("id", user_id), ("name", user_name)) if value is not None}
         if user:
             request["user"] = user
+        if locale is not None:
+            request["locale"] = locale
         body = _native.encode_json(request, "request")
         with self._borrow() as handle:
             conversation, result = _native.call_constructor(lib.dl_conversation_start, handle, body)
@@ -145,6 +212,10 @@ class Client(NativeObject):
         ``Client(endpoint, token=...)`` made with the token can then start
         the conversation and use it, e.g. in a browser or another process.
 
+        A client made with ``token_endpoint`` instead sends ``GET`` to that
+        endpoint and returns its token; it takes no user or origins (the
+        token service decides them).
+
         Args:
             user_id: 3.0 only: the user id embedded in the token; it must
                 start with ``dl_``, and overrides ``from.id`` of every
@@ -154,13 +225,15 @@ class Client(NativeObject):
 
         Returns:
             3.0: the service's Conversation object (``conversationId``,
-            ``token``, ``expires_in``); 1.1: ``{"token": ...}``. The token is
-            a secret: keep it out of logs.
+            ``token``, ``expires_in``); 1.1: ``{"token": ...}``; with
+            ``token_endpoint``: ``{"token", "expires_in"?,
+            "conversationId"?}`` as the endpoint answered. The token is a
+            secret: keep it out of logs.
 
         Raises:
             ValueError: the client is closed.
             InvalidArgumentError: a bad user id or origin, or any of them on
-                1.1; nothing was sent.
+                1.1 or with ``token_endpoint``; nothing was sent.
             ForbiddenError: the client holds a token rather than the secret.
             DirectLineError: a network or service failure (a subclass per status).
         """
@@ -221,7 +294,8 @@ class Client(NativeObject):
         Args:
             conversation_id: the conversation's id.
             token: the token the service issued for that conversation
-                (without it, the client's own secret or token is used).
+                (without it, the client's own secret or token is used; a
+                ``token_endpoint`` client has none, so it needs one).
             watermark: where to resume reading; None reads from the start.
             stream_url: the conversation's WebSocket stream URL, if known.
             reconnect: 3.0 only: first send

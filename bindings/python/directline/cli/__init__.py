@@ -8,7 +8,9 @@ Secrets and tokens are read from the environment (``DIRECTLINE_SECRET``,
 ``DIRECTLINE_TOKEN``) or from files (``--secret-file``, ``--token-file``),
 never from an argument value, which would end up in shell history and in
 ``ps``. Nothing this command prints contains them, except ``token`` output,
-whose purpose is to print a token.
+whose purpose is to print a token. A token endpoint, which hands out tokens
+and is no secret, may be an option value (``--token-endpoint``) or
+``DIRECTLINE_TOKEN_ENDPOINT``.
 
 Exit codes: 0 success; 1 no reply arrived within ``--timeout``; 2 usage
 (bad options, no credential); 10 + the library's status for its errors
@@ -30,6 +32,7 @@ from collections.abc import Sequence
 
 from .commands import (
     SECRET_ENV,
+    TOKEN_ENDPOINT_ENV,
     TOKEN_ENV,
     Credentials,
     NoReply,
@@ -74,6 +77,7 @@ __all__ = [
     "PROG",
     "PROTOCOL_ENV",
     "SECRET_ENV",
+    "TOKEN_ENDPOINT_ENV",
     "TOKEN_ENV",
     "Credentials",
     "NoReply",

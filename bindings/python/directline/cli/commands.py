@@ -24,6 +24,7 @@ from ..errors import CancelledError, DirectLineError, FileError, InvalidArgument
 
 SECRET_ENV = "DIRECTLINE_SECRET"
 TOKEN_ENV = "DIRECTLINE_TOKEN"
+TOKEN_ENDPOINT_ENV = "DIRECTLINE_TOKEN_ENDPOINT"
 
 
 class UsageError(Exception):
@@ -66,28 +67,49 @@ def _read_credential_file(path: str, what: str) -> str:
 
 
 class Credentials:
-    """The secret and token this command may use, from files or the environment."""
+    """The secret, token or token endpoint this command may use, from files, options or the environment.
+
+    An explicit ``--secret-file``, ``--token-file`` or ``--token-endpoint``
+    (argparse lets only one through) is the only source; without one, all
+    three environment variables are read, and ``for_client`` picks the
+    secret first, then the token, then the token endpoint.
+    """
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.secret: str | None = None
         self.token: str | None = None
+        self.token_endpoint: str | None = None
+        token_endpoint: str | None = getattr(args, "token_endpoint", None)
         if args.secret_file is not None:
             self.secret = _read_credential_file(args.secret_file, "secret")
         elif args.token_file is not None:
             self.token = _read_credential_file(args.token_file, "token")
+        elif token_endpoint is not None:
+            if not token_endpoint:
+                raise UsageError("--token-endpoint needs a URL")
+            self.token_endpoint = token_endpoint
         else:
             self.secret = os.environ.get(SECRET_ENV) or None
             self.token = os.environ.get(TOKEN_ENV) or None
+            self.token_endpoint = os.environ.get(TOKEN_ENDPOINT_ENV) or None
 
     def for_client(self, fallback_token: str | None = None) -> dict[str, str]:
-        """``secret=`` or ``token=`` for Client(); the secret wins when both are set."""
+        """``secret=``, ``token=`` or ``token_endpoint=`` for Client(), in that order of preference.
+
+        ``fallback_token`` (a saved state's) comes after the token and before
+        the token endpoint: a token endpoint client resumes a state through
+        the state's own token anyway.
+        """
         if self.secret is not None:
             return {"secret": self.secret}
         token = self.token or fallback_token
-        if token is not None:
+        if token is not None and (self.token is not None or self.token_endpoint is None):
             return {"token": token}
-        raise UsageError(f"no credential: set {SECRET_ENV} (the bot's Direct Line secret) or "
-                         f"{TOKEN_ENV}, or pass --secret-file FILE or --token-file FILE")
+        if self.token_endpoint is not None:
+            return {"token_endpoint": self.token_endpoint}
+        raise UsageError(f"no credential: set {SECRET_ENV} (the bot's Direct Line secret), {TOKEN_ENV} "
+                         f"or {TOKEN_ENDPOINT_ENV}, or pass --secret-file FILE, --token-file FILE or "
+                         "--token-endpoint URL")
 
 
 def _make_client(args: argparse.Namespace, credential: Mapping[str, str]) -> Client:
@@ -100,6 +122,12 @@ def _make_client(args: argparse.Namespace, credential: Mapping[str, str]) -> Cli
         options["ca_file"] = args.ca_file
     if getattr(args, "max_upload_bytes", None) is not None:
         options["max_upload_bytes"] = args.max_upload_bytes
+    if args.bot_agent is not None:
+        options["bot_agent"] = args.bot_agent
+    if args.headers:
+        options["headers"] = dict(args.headers)
+    if args.regional_settings_endpoint is not None:
+        options["regional_settings_endpoint"] = args.regional_settings_endpoint
     return Client(args.endpoint, protocol=args.protocol, **credential, **options)
 
 
@@ -166,6 +194,9 @@ class Session:
     def open(self, credentials: Credentials, *, start: bool) -> Conversation:
         """The conversation of --state or --conversation, or (``start``) a new one."""
         args = self.args
+        locale: str | None = getattr(args, "locale", None)
+        if locale is not None and (args.state is not None or args.conversation is not None):
+            raise UsageError("--locale goes with starting a new conversation, not with --state or --conversation")
         state: dict[str, Any] | None = None
         fallback_token: str | None = None
         if args.state is not None:
@@ -178,6 +209,10 @@ class Session:
             raise UsageError("give --state FILE or --conversation ID")
         if args.watermark is not None and args.conversation is None:
             raise UsageError("--watermark goes with --conversation ID (a state file has its own)")
+        if (args.conversation is not None and credentials.token_endpoint is not None
+                and credentials.token is None and credentials.secret is None):
+            raise UsageError(f"--conversation ID needs that conversation's token: set {TOKEN_ENV} or pass "
+                             "--token-file FILE (a token endpoint only hands out tokens for new conversations)")
         self.client = _make_client(args, credentials.for_client(fallback_token))
         if state is not None:
             self.conversation = self.client.resume(state)
@@ -189,7 +224,7 @@ class Session:
                 while _items(self.conversation.get_activities()):
                     pass
         else:
-            self.conversation = self.client.start_conversation()
+            self.conversation = self.client.start_conversation(locale=locale)
             self.started = True
         conversation_id = self.conversation.id
         self.output.event("conversation", f"conversation {conversation_id}" if self.started else None,
@@ -438,11 +473,19 @@ def _print_token(output: Output, result: Mapping[str, Any]) -> None:
 
 
 def run_token_generate(args: argparse.Namespace, output: Output, credentials: Credentials) -> None:
-    if credentials.secret is None:
-        raise UsageError(f"token generate needs the bot's secret: set {SECRET_ENV} or pass --secret-file FILE")
-    with _make_client(args, {"secret": credentials.secret}) as client:
-        result = client.generate_token(user_id=args.user_id, user_name=args.user_name,
-                                       trusted_origins=args.trusted_origins)
+    if credentials.secret is not None:
+        with _make_client(args, {"secret": credentials.secret}) as client:
+            result = client.generate_token(user_id=args.user_id, user_name=args.user_name,
+                                           trusted_origins=args.trusted_origins)
+    elif credentials.token_endpoint is not None:
+        if args.user_id is not None or args.user_name is not None or args.trusted_origins:
+            raise UsageError("--user-id, --user-name and --trusted-origin need the secret: a token endpoint "
+                             "decides them itself")
+        with _make_client(args, {"token_endpoint": credentials.token_endpoint}) as client:
+            result = client.generate_token()
+    else:
+        raise UsageError(f"token generate needs the bot's secret or a token endpoint: set {SECRET_ENV} or "
+                         f"{TOKEN_ENDPOINT_ENV}, or pass --secret-file FILE or --token-endpoint URL")
     _print_token(output, result)
 
 

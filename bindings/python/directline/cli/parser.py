@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 from .. import __version__
 from .commands import (
     SECRET_ENV,
+    TOKEN_ENDPOINT_ENV,
     TOKEN_ENV,
     UsageError,
     run_send,
@@ -46,10 +47,18 @@ credentials:
   They are never accepted as an option value, where they would be kept in
   your shell history and be visible to other users in `ps`. Nothing printed
   contains them (except the output of `token`, which prints a token).
+  A token endpoint, a URL that hands out tokens (a bot's token service, or
+  Copilot Studio's .../directline/token?api-version=...), is no secret: give
+  it as --token-endpoint URL or ${TOKEN_ENDPOINT_ENV}. With a Copilot
+  Studio URL no --endpoint is needed: its regional settings name the host.
+  One of --secret-file, --token-file and --token-endpoint at most; with none,
+  the environment is read: the secret first, then the token, then the
+  token endpoint.
 
 environment:
   {ENDPOINT_ENV}   the default --endpoint (else the public service,
-                        {DEFAULT_ENDPOINT})
+                        {DEFAULT_ENDPOINT}, or with a Copilot Studio
+                        token endpoint the host its region names)
   {PROTOCOL_ENV}   the default --protocol (else 3.0)
 
 exit codes:
@@ -131,6 +140,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _header(text: str) -> tuple[str, str]:
+    """``--header 'NAME: VALUE'`` as (NAME, VALUE): split at the first ':', the value's
+    surrounding spaces stripped. The text is never echoed: a header may carry a key."""
+    name, colon, value = text.partition(":")
+    if not colon:
+        raise argparse.ArgumentTypeError("expected 'NAME: VALUE' (no ':' in the value given)")
+    return name, value.strip()
+
+
 def _add_common(parser: argparse.ArgumentParser, *, user_id: bool = True) -> None:
     """Options every subcommand takes."""
     group = parser.add_argument_group("connection")
@@ -144,12 +162,25 @@ def _add_common(parser: argparse.ArgumentParser, *, user_id: bool = True) -> Non
                        help="attempts per request that provably was not processed (library default: 4)")
     group.add_argument("--ca-file", metavar="FILE", default=None,
                        help="PEM bundle to verify the service's certificate with")
+    group.add_argument("--bot-agent", metavar="TEXT", default=None,
+                       help="identify the application in the x-ms-bot-agent header of every request "
+                            "(printable ASCII, no parentheses or backslash)")
+    group.add_argument("--header", metavar="'NAME: VALUE'", action="append", dest="headers", type=_header,
+                       default=None,
+                       help="send this header with every Direct Line request (repeatable); headers the "
+                            "library sets itself, such as Authorization, are refused")
+    group.add_argument("--regional-settings-endpoint", metavar="URL", default=None,
+                       help="read the Direct Line host from this regional channel settings URL "
+                            "(not with --endpoint)")
     credentials = parser.add_argument_group(
-        "credentials (never as an option value: see below)").add_mutually_exclusive_group()
+        "credentials (secrets and tokens never as an option value: see below)").add_mutually_exclusive_group()
     credentials.add_argument("--secret-file", metavar="FILE",
                              help=f"read the bot's secret from FILE ('-': stdin) instead of ${SECRET_ENV}")
     credentials.add_argument("--token-file", metavar="FILE",
                              help=f"read a token from FILE ('-': stdin) instead of ${TOKEN_ENV}")
+    credentials.add_argument("--token-endpoint", metavar="URL",
+                             help=f"get a token from this URL for each new conversation, instead of "
+                                  f"${TOKEN_ENDPOINT_ENV} (e.g. Copilot Studio's token endpoint)")
     output = parser.add_argument_group("output")
     output.add_argument("--json", action="store_true",
                         help="print one JSON object per line (results and replies); errors as JSON on stderr")
@@ -173,6 +204,10 @@ def _add_conversation(parser: argparse.ArgumentParser, *, required: bool) -> Non
                             + ")")
     group.add_argument("--save-state", metavar="FILE",
                        help="afterwards, write the conversation's state to FILE (mode 0600: it holds the token)")
+    if not required:
+        group.add_argument("--locale", metavar="TAG",
+                           help="3.0: the user's language as a BCP 47 tag (e.g. fr-FR), sent when starting "
+                                "the new conversation (not with --state or --conversation)")
 
 
 def _add_wait(parser: argparse.ArgumentParser) -> None:
@@ -259,9 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Generate a token from the secret, or refresh a token.")
     token_commands = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
     generate = token_commands.add_parser(
-        "generate", epilog=EPILOG, help="exchange the secret for a token",
+        "generate", epilog=EPILOG, help="exchange the secret for a token (or get one from a token endpoint)",
         description="Exchange the bot's secret for a token for a new conversation, without starting "
-                    "it, and print the token (with --json: the service's answer).")
+                    "it, and print the token (with --json: the service's answer). With a token endpoint "
+                    "instead of the secret, print the token it hands out.")
     generate.add_argument("--user-id", metavar="ID",
                           help="3.0: the user id embedded in the token (must start with dl_)")
     generate.add_argument("--user-name", metavar="NAME", help="3.0: the user's display name")
