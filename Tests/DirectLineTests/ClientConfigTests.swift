@@ -45,8 +45,8 @@ struct ClientConfigTests {
     }
 
     @Test("bad configurations name what is wrong", arguments: [
-        (#"{}"#, "needs a \"secret\" or a \"token\""),
-        (#"{"secret":"a","token":"b"}"#, "not both"),
+        (#"{}"#, "needs exactly one of \"secret\", \"token\" and \"tokenEndpoint\""),
+        (#"{"secret":"a","token":"b"}"#, "exactly one of"),
         (#"{"secret":"a","secrett":"b"}"#, "unknown key \"secrett\""),
         (#"{"secret":"a","retry":{"tries":1}}"#, "unknown key \"tries\""),
         (#"{"secret":"a","protocol":"2.0"}"#, "\"3.0\" or \"1.1\""),

@@ -141,8 +141,10 @@ EXAMPLES = sorted((REPO_ROOT / "examples" / "python").glob("*.py"))
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.name)
 def test_every_python_example_runs_against_the_emulator(emulator, example):
+    token_endpoint = f"{emulator.url}/powervirtualagents/botsbyschema/cr1_example/directline/token?api-version=1"
     result = subprocess.run([sys.executable, str(example)],
-                            env=python_env(DIRECTLINE_ENDPOINT=emulator.url, DIRECTLINE_SECRET=SECRET),
+                            env=python_env(DIRECTLINE_ENDPOINT=emulator.url, DIRECTLINE_SECRET=SECRET,
+                                           DIRECTLINE_TOKEN_ENDPOINT=token_endpoint),
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "bot: echo: " in result.stdout

@@ -34,7 +34,7 @@ static int print_texts(const char *json) {
         at += strlen("\"text\":\"");
         const char *close = strchr(at, '"');
         if (close == NULL) break;
-        printf("agent: %.*s\n", (int)(close - at), at);
+        printf("bot: %.*s\n", (int)(close - at), at);
         count++;
     }
     return count;

@@ -20,9 +20,9 @@ extension DirectLineClient {
     /// map as the service's do, their messages naming the endpoint.
     func fetchEndpointToken() throws(DirectLineError) -> EndpointToken {
         guard let endpoint = config.tokenEndpoint else { throw .internalError("no tokenEndpoint configured") }
-        // The Direct Line host first: whether the caller's headers go to the
-        // token endpoint depends on it, and the start needs it next anyway.
-        _ = try serviceEndpoint()
+        // With headers of the caller's, the Direct Line host first: whether
+        // they go to the token endpoint depends on its origin.
+        if !config.transport.extraHeaderLines.isEmpty { _ = try serviceEndpoint() }
         let response = try outside(endpoint, what: "tokenEndpoint")
         guard let answer = (try? JSONParser.parse(bytes: response.body))?.objectValue else {
             throw Responses.protocolError("tokenEndpoint answered with something other than a JSON object", response)

@@ -18,8 +18,9 @@ struct TransportConfig: Sendable {
     var connectTimeoutMs = 10_000
     var retry = RetryPolicy()
     var userAgent = "libdirectline/\(LibraryVersion.string)"
-    /// `x-ms-bot-agent: ...`, on every request (`ClientHeaders`).
-    var botAgentLine = ClientHeaders.botAgentLine(version: .v3, botAgent: nil)
+    /// `x-ms-bot-agent: ...`, on every request (the client's configuration
+    /// makes it).
+    var botAgentLine = "x-ms-bot-agent: DirectLine/3.0 (libdirectline \(LibraryVersion.string))"
     /// The caller's `headers`, as header lines, on every Direct Line request.
     var extraHeaderLines: [String] = []
     var caFile: String?
