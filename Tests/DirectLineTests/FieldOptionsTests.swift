@@ -100,6 +100,10 @@ struct FieldOptionsTests {
         #expect(refusal(#"{"tokenEndpoint":"https://bot.example/t#f"}"#) != nil)
         #expect(refusal(#"{"tokenEndpoint":"ftp://bot.example/t"}"#) != nil)
         #expect(try config(#"{"tokenEndpoint":"http://127.0.0.1:9/t"}"#).tokenEndpoint != nil)
+        // Used as written: a token URL's trailing slash stays (the service's base URL loses it).
+        #expect(try config(#"{"tokenEndpoint":"https://bot.example/api/token/"}"#).tokenEndpoint?.url
+            == "https://bot.example/api/token/")
+        #expect(try config(#"{"secret":"s","endpoint":"https://a.example/p/"}"#).endpoint.baseURL == "https://a.example/p")
     }
 
     @Test("a Copilot Studio token URL gives the regional settings URL, unless an endpoint is set")

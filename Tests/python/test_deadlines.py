@@ -107,3 +107,58 @@ def test_confirm_with_no_time_to_wait_ends_within_one_request_timeout_against_en
                 conversation.confirm("dlc-never-sent", timeout=0)
             elapsed = time.monotonic() - started
     assert elapsed < 4.0, f"confirm took {elapsed:.1f} s"
+
+
+REGIONAL_PATH = r"/powervirtualagents/regionalchannelsettings$"
+
+
+@pytest.fixture
+def resumed_on_regional_host(emulator):
+    """A conversation started through a Copilot Studio token URL, then
+    resumed by a new client that has not read the regional settings yet,
+    whose regional settings endpoint now hangs."""
+    token_endpoint = f"{emulator.url}/powervirtualagents/botsbyschema/cr1_d/directline/token?api-version=1"
+    with directline.Client(token_endpoint=token_endpoint) as first, first.start_conversation() as started:
+        state = started.state()
+    emulator.fault(method="GET", path=REGIONAL_PATH, action="hang", seconds=30, count=-1)
+    with directline.Client(token_endpoint=token_endpoint, timeout_ms=20_000, retry={"max_attempts": 1}) as client:
+        yield client.resume(state)
+
+
+def test_reading_the_regional_host_keeps_to_the_calls_time(resumed_on_regional_host):
+    """The regional settings are read within the call that needs them: a
+    1 s wait ends as a timeout, not at the client's 20 s request timeout."""
+    started = time.monotonic()
+    replies = resumed_on_regional_host.wait(timeout=1.0, after_send=0)
+    elapsed = time.monotonic() - started
+    assert replies == []
+    assert elapsed < 3.0, f"the wait took {elapsed:.1f} s for a 1 s timeout"
+
+
+def test_freeing_the_handle_aborts_reading_the_regional_host(resumed_on_regional_host):
+    conversation = resumed_on_regional_host
+    outcome: dict[str, Any] = {}
+
+    def wait() -> None:
+        try:
+            conversation.wait(timeout=20, after_send=0)
+        except directline.DirectLineError as error:
+            outcome["error"] = error
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.5)  # the regional settings read is now hanging
+    conversation.close()
+    waiter.join(15)
+    assert not waiter.is_alive()
+    assert isinstance(outcome.get("error"), directline.CancelledError), outcome
+
+
+def test_a_send_whose_regional_host_cannot_be_read_was_not_sent(resumed_on_regional_host, emulator):
+    """A failure to read the regional settings is no send that may have
+    reached the bot: delivery says not_sent, so the caller may simply retry."""
+    with directline.timeouts(total=1.0), pytest.raises(directline.DirectLineError) as raised:
+        resumed_on_regional_host.send_text("user1", "hello")
+    assert raised.value.delivery == "not_sent", raised.value.detail
+    assert "regionalSettingsEndpoint" in raised.value.message
+    assert not [entry for entry in emulator.requests() if entry["path"].endswith("/activities")]

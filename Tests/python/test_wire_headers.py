@@ -176,3 +176,24 @@ def test_secret_client_requests(emulator: Emulator, protocol: str) -> None:
     for request_kind, captures in kinds.items():
         for headers in captures:
             check(headers, expected_names(request_kind), protocol=protocol)
+
+
+def test_the_trace_hides_header_values_and_endpoint_keys(emulator: Emulator) -> None:
+    """libcurl's trace (DL_LOG_DEBUG) shows every header line; the values
+    of the caller's headers (gateway keys) and the token endpoint's query
+    (a function app's `code=`) come out as [redacted], and the request log
+    lines name the token endpoint without its query."""
+    lines: list[str] = []
+    key, code = "gw-SECRET-1234", "fn-KEY-5678"
+    config = {"endpoint": emulator.url, "headers": {"X-Gateway-Key": key},
+              "tokenEndpoint": f"{emulator.url}{TOKEN_PATH}?{API_VERSION}&code={code}"}
+    directline.set_log_handler(lambda level, line: lines.append(line), directline.LogLevel.DEBUG)
+    try:
+        with directline.Client.from_config(config) as client, client.start_conversation() as conversation:
+            conversation.send_text("user", "hello")
+    finally:
+        directline.set_log_handler(None)
+    assert any("X-Gateway-Key: [redacted]" in line for line in lines), "no trace of the header at all"
+    assert not [line for line in lines if key in line or code in line]
+    sent = captured(emulator)
+    assert sent["send"][0]["x-gateway-key"] == key

@@ -28,7 +28,7 @@ final class DirectLineClient: Sendable {
     func execute(_ request: HTTPRequest, reaching recipient: Recipient) throws(DirectLineError) -> HTTPResponse {
         do throws(DirectLineError) {
             let regional = config.regionalSettings != nil && !request.pathIsURL
-            let request = regional ? located(request, at: try serviceEndpoint()) : request
+            let request = regional ? located(request, at: try serviceEndpoint(for: request)) : request
             return try accepted(try transport.send(request), reaching: recipient)
         } catch {
             throw error.redacting([config.credential.value, request.bearer])

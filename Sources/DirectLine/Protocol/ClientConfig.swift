@@ -118,7 +118,9 @@ struct ClientConfig: Sendable {
         transport.botAgentLine = ClientHeaders.botAgentLine(version: protocolVersion, botAgent: botAgent)
         if let headers = try reader.object("headers") {
             transport.extraHeaderLines = try ClientHeaders.lines(headers)
+            transport.traceSecrets = headers.object.members.compactMap { $0.value.stringValue }
         }
+        transport.traceSecrets += [tokenEndpoint?.query, regionalSettings?.query].compactMap { $0 }
         if let value = try reader.string("caFile") {
             try Validation.singleLine(value, name: "config.caFile")
             transport.caFile = value

@@ -45,7 +45,8 @@ struct Endpoint: Sendable, Equatable {
         let slash = rest.firstIndex(of: "/") ?? rest.endIndex
         authority = String(rest[..<slash])
         var prefix = String(rest[slash...])
-        if query == nil {
+        // The service's base URL gets paths appended; any other URL is used as written.
+        if !allowQuery {
             while prefix.hasSuffix("/") { prefix.removeLast() }
         }
         pathPrefix = prefix

@@ -23,7 +23,7 @@ extension DirectLineClient {
         // With headers of the caller's, the Direct Line host first: whether
         // they go to the token endpoint depends on its origin.
         if !config.transport.extraHeaderLines.isEmpty { _ = try serviceEndpoint() }
-        let response = try outside(endpoint, what: "tokenEndpoint")
+        let response = try outside(endpoint, what: "tokenEndpoint", for: nil)
         guard let answer = (try? JSONParser.parse(bytes: response.body))?.objectValue else {
             throw Responses.protocolError("tokenEndpoint answered with something other than a JSON object", response)
         }
@@ -42,12 +42,20 @@ extension DirectLineClient {
     }
 
     /// The Direct Line host requests go to: `endpoint`, or the one the
-    /// regional settings name, read on first use. Two first uses at once may
-    /// both read them; the first answer stays.
-    func serviceEndpoint() throws(DirectLineError) -> Endpoint {
+    /// regional settings name, read on first use within the time and
+    /// cancellation of `request` (the call that needs it). Two first uses at
+    /// once may both read them; the first answer stays. A failure here sent
+    /// nothing to the service.
+    func serviceEndpoint(for request: HTTPRequest? = nil) throws(DirectLineError) -> Endpoint {
         guard let settings = config.regionalSettings else { return config.endpoint }
         if let known = regionalEndpoint.withLock({ $0 }) { return known }
-        return try remember(regionalAnswer(try outside(settings, what: "regionalSettingsEndpoint")))
+        do throws(DirectLineError) {
+            return try remember(regionalAnswer(try outside(settings, what: "regionalSettingsEndpoint", for: request)))
+        } catch {
+            var unsent = error
+            unsent.delivery = .notSent
+            throw unsent
+        }
     }
 
     /// `serviceEndpoint` for the library's thread, which never waits on the
@@ -56,7 +64,7 @@ extension DirectLineClient {
     func serviceEndpoint(then: @escaping @Sendable (Result<Endpoint, DirectLineError>) -> Void) {
         guard let settings = config.regionalSettings else { return then(.success(config.endpoint)) }
         if let known = regionalEndpoint.withLock({ $0 }) { return then(.success(known)) }
-        transport.start(outsideRequest(settings), on: TransferLoop.shared) { [self] outcome in
+        transport.start(outsideRequest(settings, for: nil), on: TransferLoop.shared) { [self] outcome in
             then(Result { () throws(DirectLineError) -> Endpoint in
                 do throws(DirectLineError) {
                     let response = try outcome.get()
@@ -112,17 +120,21 @@ extension DirectLineClient {
     /// `GET` of a URL outside the Direct Line API (token or regional
     /// settings endpoint), with no credential; the caller's `headers` go
     /// only to the origin they are meant for.
-    private func outside(_ endpoint: Endpoint, what: String) throws(DirectLineError) -> HTTPResponse {
+    private func outside(_ endpoint: Endpoint, what: String, for call: HTTPRequest?) throws(DirectLineError) -> HTTPResponse {
         do throws(DirectLineError) {
-            return try execute(outsideRequest(endpoint), reaching: .service)
+            return try execute(outsideRequest(endpoint, for: call), reaching: .service)
         } catch {
             throw named(error, what)
         }
     }
 
-    private func outsideRequest(_ endpoint: Endpoint) -> HTTPRequest {
+    /// The GET of `endpoint`, within the deadline and cancellation of the
+    /// call it serves (`call`), when there is one.
+    private func outsideRequest(_ endpoint: Endpoint, for call: HTTPRequest?) -> HTTPRequest {
         var request = HTTPRequest(method: .get, path: endpoint.url, bearer: "")
         request.pathIsURL = true
+        request.deadlineMs = call?.deadlineMs
+        request.cancellation = call?.cancellation
         let service: Endpoint? = config.regionalSettings == nil ? config.endpoint : regionalEndpoint.withLock { $0 }
         request.carriesClientHeaders = service?.origin == endpoint.origin
         return request

@@ -58,7 +58,7 @@ final class CurlTransport: Sendable {
                 reason = "HTTP \(response.status)"
             case .failure(let error):
                 guard error.retryable, attempt < policy.maxAttempts else {
-                    Log.emit(.error, "\(request.method.rawValue) \(config.url(for: request)) failed: \(error.message)")
+                    Log.emit(.error, "\(request.method.rawValue) \(config.loggedURL(for: request)) failed: \(error.message)")
                     throw error
                 }
                 retryAfterMs = nil
@@ -72,7 +72,7 @@ final class CurlTransport: Sendable {
                 case .failure(let error): throw error
                 }
             }
-            Log.emit(.warn, "\(request.method.rawValue) \(config.url(for: request)): \(reason); attempt \(attempt + 1) of \(policy.maxAttempts) in \(delay) ms")
+            Log.emit(.warn, "\(request.method.rawValue) \(config.loggedURL(for: request)): \(reason); attempt \(attempt + 1) of \(policy.maxAttempts) in \(delay) ms")
             sleepMilliseconds(delay)
             attempt += 1
         }

@@ -27,6 +27,8 @@ final class EasyHandle: @unchecked Sendable {
     /// transfer loop's), until `finish` detaches it.
     private var attachedTo: UnsafeMutableRawPointer?
     private let sink = ResponseSink(limit: CurlTransport.maxResponseBytes)
+    /// Hidden from the trace; libcurl holds a pointer to it (DEBUGDATA).
+    private let traceSecrets: TraceSecrets
     /// The running transfer's state, shared with the callbacks.
     private let transfer = TransferState()
     /// What the URL and the header list libcurl currently holds were made from.
@@ -64,6 +66,7 @@ final class EasyHandle: @unchecked Sendable {
     init?(config: TransportConfig) {
         guard let curl = curl_easy_init() else { return nil }
         self.curl = curl
+        traceSecrets = TraceSecrets(config.traceSecrets)
         let sinkPointer = Unmanaged.passUnretained(sink).toOpaque()
         var failed = false
         func set(_ result: CURLcode) { if result != CURLE_OK { failed = true } }
@@ -96,6 +99,7 @@ final class EasyHandle: @unchecked Sendable {
         set(ccurl_set_long(curl, CURLOPT_NOPROGRESS, 1))
         set(ccurl_set_prereq_fn(curl, prereqCallback))
         set(ccurl_set_opensocket_fn(curl, openSocketCallback))
+        set(ccurl_set_pointer(curl, CURLOPT_DEBUGDATA, Unmanaged.passUnretained(traceSecrets).toOpaque()))
         let transferPointer = Unmanaged.passUnretained(transfer).toOpaque()
         for option in [CURLOPT_PREREQDATA, CURLOPT_READDATA, CURLOPT_SEEKDATA, CURLOPT_XFERINFODATA,
                        CURLOPT_OPENSOCKETDATA] {
@@ -326,14 +330,14 @@ final class EasyHandle: @unchecked Sendable {
             // libcurl may have sent a GET again by itself on a fresh connection.
             error.attempts = attempt + max(0, transfer.starts - 1)
             if started != 0 {
-                Log.emit(.info, "\(request.method.rawValue) \(config.url(for: request)) failed after \(Log.elapsed(since: started)) (attempt \(attempt)): \(error.message)")
+                Log.emit(.info, "\(request.method.rawValue) \(config.loggedURL(for: request)) failed after \(Log.elapsed(since: started)) (attempt \(attempt)): \(error.message)")
             }
             throw error
         }
         var status = 0
         _ = ccurl_get_long(curl, CURLINFO_RESPONSE_CODE, &status)
         if started != 0 {
-            Log.emit(.info, "\(request.method.rawValue) \(config.url(for: request)) -> \(status) in \(Log.elapsed(since: started)) (attempt \(attempt), \(request.body.length) bytes sent, \(sink.body.count) received)")
+            Log.emit(.info, "\(request.method.rawValue) \(config.loggedURL(for: request)) -> \(status) in \(Log.elapsed(since: started)) (attempt \(attempt), \(request.body.length) bytes sent, \(sink.body.count) received)")
         }
         // The only header the library reads is Retry-After, and only on a
         // failure; libcurl keeps the headers, so nothing is collected as
@@ -615,7 +619,21 @@ private let writeCallback: ccurl_data_fn = { buffer, size, count, userdata in
 
 /// libcurl's trace at DL_LOG_DEBUG: informational text and headers, one
 /// log call per line, redacted by `Log.emit`. Bodies are never logged.
-private let debugCallback: ccurl_debug_fn = { _, type, data, size, _ in
+/// What a handle's trace hides besides credentials (`TransportConfig.traceSecrets`).
+final class TraceSecrets: Sendable {
+    let texts: [String]
+
+    init(_ texts: [String]) {
+        // Short values would blank out unrelated text; they are not keys.
+        self.texts = texts.filter { $0.utf8.count >= 4 }
+    }
+
+    func redact(_ line: String) -> String {
+        texts.reduce(line) { $0.replacingAll($1, with: "[redacted]") }
+    }
+}
+
+private let debugCallback: ccurl_debug_fn = { _, type, data, size, userdata in
     guard let data else { return 0 }
     let prefix: String
     switch type {
@@ -625,8 +643,9 @@ private let debugCallback: ccurl_debug_fn = { _, type, data, size, _ in
     default: return 0
     }
     let text = String(decoding: UnsafeRawBufferPointer(start: data, count: size), as: UTF8.self)
+    let secrets = userdata.map { Unmanaged<TraceSecrets>.fromOpaque($0).takeUnretainedValue() }
     for line in text.split(whereSeparator: { $0 == "\r" || $0 == "\n" || $0 == "\r\n" }) where !line.isEmpty {
-        Log.emit(.debug, prefix + line)
+        Log.emit(.debug, secrets?.redact(prefix + line) ?? prefix + line)
     }
     return 0
 }

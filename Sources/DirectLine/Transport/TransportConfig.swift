@@ -1,4 +1,14 @@
 extension TransportConfig {
+    /// The request's URL as logs show it: a whole URL given as the path (a
+    /// token or regional settings endpoint) loses its query, which may hold
+    /// a key (`?code=` of a function app).
+    func loggedURL(for request: HTTPRequest) -> String {
+        guard request.pathIsURL, let mark = request.path.firstIndex(of: "?") else { return url(for: request) }
+        var trimmed = request
+        trimmed.path = String(request.path[..<mark])
+        return url(for: trimmed)
+    }
+
     /// The request's full URL, its query percent-encoded.
     func url(for request: HTTPRequest) -> String {
         var url = request.pathIsURL ? request.path : baseURL + request.path
@@ -23,6 +33,10 @@ struct TransportConfig: Sendable {
     var botAgentLine = "x-ms-bot-agent: DirectLine/3.0 (libdirectline \(LibraryVersion.string))"
     /// The caller's `headers`, as header lines, on every Direct Line request.
     var extraHeaderLines: [String] = []
+    /// Text libcurl's trace (DL_LOG_DEBUG) must not show: the values of
+    /// the caller's headers (gateway keys) and the queries of the token and
+    /// regional settings endpoints (function keys).
+    var traceSecrets: [String] = []
     var caFile: String?
     var proxy: String?
     var insecureSkipTlsVerify = false
