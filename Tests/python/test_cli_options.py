@@ -246,3 +246,23 @@ def test_help_names_the_new_options(emulator):
     for option in ("--locale", "--bot-agent", "--header", "--regional-settings-endpoint", "--token-endpoint",
                    "DIRECTLINE_TOKEN_ENDPOINT"):
         assert option in result.stdout
+
+
+# ---- international file names ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("protocol", ["3.0", "1.1"])
+def test_upload_of_a_file_with_a_non_ascii_name(emulator, tmp_path, protocol):
+    """One file: a raw upload, its name in filename* (the emulator refuses raw
+    UTF-8 in the header); two files: multipart, the UTF-8 name quoted."""
+    one = tmp_path / "r\u00e9sum\u00e9 \u62a5\u544a.txt"
+    one.write_text("hello")
+    two = tmp_path / "\u00fcber.txt"
+    two.write_text("x")
+    for files in ([one], [one, two]):
+        result = with_secret(emulator, "upload", *map(str, files), "--protocol", protocol, "--json", "--linger", "0.3")
+        assert result.returncode == 0, result.stderr
+    uploads = [entry for entry in emulator.requests() if entry["path"].endswith("/upload")]
+    assert [entry["filenames"] for entry in uploads] == [[one.name], [one.name, two.name]]
+    raw = uploads[0]["headers"]["content-disposition"]
+    assert raw == ('name="file"; filename="r_sum_ __.txt"; '
+                   "filename*=UTF-8''r%C3%A9sum%C3%A9%20%E6%8A%A5%E5%91%8A.txt")
