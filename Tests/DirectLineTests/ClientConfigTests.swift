@@ -2,23 +2,7 @@ import Testing
 @testable import DirectLine
 
 @Suite("client configuration")
-struct ClientConfigTests {
-    func config(_ text: String) throws -> ClientConfig {
-        try ClientConfig(json: JSONParser.parse(text))
-    }
-
-    func refusal(_ text: String) -> String? {
-        do {
-            _ = try config(text)
-            return nil
-        } catch let error as DirectLineError {
-            #expect(error.status == .invalidArgument)
-            return error.message
-        } catch {
-            return "unexpected \(error)"
-        }
-    }
-
+struct ClientConfigTests: ConfigParsing {
     @Test("defaults")
     func defaults() throws {
         let parsed = try config(#"{"secret":"s3cret"}"#)

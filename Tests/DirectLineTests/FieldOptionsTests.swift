@@ -4,23 +4,7 @@ import Testing
 /// Locale tags, identification and extra headers, token and regional
 /// settings endpoints, international file names (issue 16).
 @Suite("locale, headers, token endpoints, file names")
-struct FieldOptionsTests {
-    func config(_ text: String) throws -> ClientConfig {
-        try ClientConfig(json: JSONParser.parse(text))
-    }
-
-    func refusal(_ text: String) -> String? {
-        do {
-            _ = try config(text)
-            return nil
-        } catch let error as DirectLineError {
-            #expect(error.status == .invalidArgument)
-            return error.message
-        } catch {
-            return "unexpected \(error)"
-        }
-    }
-
+struct FieldOptionsTests: ConfigParsing {
     @Test("well-formed BCP 47 tags are accepted", arguments: [
         "fr-FR", "en", "EN-us", "zh-Hant-TW", "sr-Latn-RS", "es-419", "de-CH-1996", "sl-rozaj-biske",
         "en-a-bbb-x-a-ccc", "x-private", "i-klingon", "en-GB-oed", "zh-min-nan", "ast", "zh-yue-HK",

@@ -20,6 +20,29 @@ from support import SECRET
 LIST_PATH = r"/(activities|messages)$"
 
 
+def close_during_wait(conversation: directline.Conversation) -> dict[str, Any]:
+    """Closes the conversation half a second into a 20 s wait on another
+    thread (its request hanging by then): the wait's error, when it ended
+    and when the close came."""
+    outcome: dict[str, Any] = {}
+
+    def wait() -> None:
+        try:
+            conversation.wait(timeout=20, after_send=0)
+        except directline.DirectLineError as error:
+            outcome["error"] = error
+        outcome["ended"] = time.monotonic()
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.5)  # the request is now hanging
+    outcome["freed"] = time.monotonic()
+    conversation.close()
+    waiter.join(15)
+    assert not waiter.is_alive()
+    return outcome
+
+
 @pytest.fixture
 def slow_client(emulator, protocol):
     """A client whose own request timeout (20 s) is far past the limits tested."""
@@ -49,24 +72,9 @@ def test_a_zero_timeout_wait_still_reads_once(slow_client, emulator):
 def test_freeing_the_handle_aborts_a_poll_in_flight(slow_client, emulator):
     conversation = slow_client.start_conversation()
     emulator.fault(method="GET", path=LIST_PATH, action="hang", seconds=30, count=-1)
-    outcome: dict[str, Any] = {}
-
-    def wait() -> None:
-        try:
-            conversation.wait(timeout=20, after_send=0)
-        except directline.DirectLineError as error:
-            outcome["error"] = error
-        outcome["ended"] = time.monotonic()
-
-    waiter = threading.Thread(target=wait)
-    waiter.start()
-    time.sleep(0.5)  # the poll is now hanging
-    freed = time.monotonic()
-    conversation.close()
-    waiter.join(15)
-    assert not waiter.is_alive()
+    outcome = close_during_wait(conversation)
     assert isinstance(outcome.get("error"), directline.CancelledError), outcome
-    assert outcome["ended"] - freed < 2.5, "freeing did not abort the request in flight"
+    assert outcome["ended"] - outcome["freed"] < 2.5, "freeing did not abort the request in flight"
 
 
 @pytest.mark.slow
@@ -136,21 +144,7 @@ def test_reading_the_regional_host_keeps_to_the_calls_time(resumed_on_regional_h
 
 
 def test_freeing_the_handle_aborts_reading_the_regional_host(resumed_on_regional_host):
-    conversation = resumed_on_regional_host
-    outcome: dict[str, Any] = {}
-
-    def wait() -> None:
-        try:
-            conversation.wait(timeout=20, after_send=0)
-        except directline.DirectLineError as error:
-            outcome["error"] = error
-
-    waiter = threading.Thread(target=wait)
-    waiter.start()
-    time.sleep(0.5)  # the regional settings read is now hanging
-    conversation.close()
-    waiter.join(15)
-    assert not waiter.is_alive()
+    outcome = close_during_wait(resumed_on_regional_host)
     assert isinstance(outcome.get("error"), directline.CancelledError), outcome
 
 

@@ -19,7 +19,7 @@ enum LanguageTag {
     static func problem(_ tag: String) -> String? {
         guard !tag.isEmpty else { return "is empty" }
         guard tag.utf8.count <= maxLength else { return "is longer than \(maxLength) characters" }
-        guard tag.utf8.allSatisfy({ isAlphanumeric($0) || $0 == UInt8(ascii: "-") }) else {
+        guard tag.utf8.allSatisfy({ Validation.isASCIIAlphanumeric($0) || $0 == UInt8(ascii: "-") }) else {
             return "may hold only ASCII letters, digits and \"-\""
         }
         let lower = tag.lowercased()
@@ -78,5 +78,4 @@ enum LanguageTag {
     private static func allDigits(_ subtag: [UInt8]) -> Bool { subtag.allSatisfy(isDigit) }
     private static func isLetter(_ byte: UInt8) -> Bool { (0x61...0x7A).contains(byte | 0x20) }
     private static func isDigit(_ byte: UInt8) -> Bool { (0x30...0x39).contains(byte) }
-    private static func isAlphanumeric(_ byte: UInt8) -> Bool { isLetter(byte) || isDigit(byte) }
 }

@@ -183,13 +183,7 @@ enum Uploads {
 
     /// RFC 8187 attr-char: ALPHA, DIGIT and `!#$&+-.^_`|~`.
     private static func isAttrChar(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-             UInt8(ascii: "A")...UInt8(ascii: "Z"):
-            return true
-        default:
-            return "!#$&+-.^_`|~".utf8.contains(byte)
-        }
+        Validation.isASCIIAlphanumeric(byte) || "!#$&+-.^_`|~".utf8.contains(byte)
     }
 
     /// multipart/form-data with the activity (or message) part first, then the files.

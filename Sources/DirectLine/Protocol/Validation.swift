@@ -37,6 +37,12 @@ enum Validation {
         return nil
     }
 
+    /// ASCII letters and digits, the base of every token grammar here
+    /// (RFC 9110 tchar, RFC 8187 attr-char, BCP 47 subtags).
+    static func isASCIIAlphanumeric(_ byte: UInt8) -> Bool {
+        (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte)
+    }
+
     static func isControl(_ scalar: Unicode.Scalar) -> Bool {
         scalar.value < 0x20 || scalar.value == 0x7F || (0x80...0x9F).contains(scalar.value)
     }
