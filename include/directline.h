@@ -22,11 +22,11 @@
 #include <stdint.h>
 
 #define DL_VERSION_MAJOR 0
-#define DL_VERSION_MINOR 1
+#define DL_VERSION_MINOR 2
 #define DL_VERSION_PATCH 0
-#define DL_VERSION_STRING "0.1.0"
+#define DL_VERSION_STRING "0.2.0"
 /** MAJOR*10000 + MINOR*100 + PATCH; equals dl_version_number() at run time. */
-#define DL_VERSION_NUMBER 100
+#define DL_VERSION_NUMBER 200
 
 #ifdef __cplusplus
 extern "C" {

@@ -3,7 +3,7 @@
 /// `dl_version_number()` cannot disagree.
 enum LibraryVersion {
     static let major = 0
-    static let minor = 1
+    static let minor = 2
     static let patch = 0
 
     static let string = "\(major).\(minor).\(patch)"
