@@ -3,6 +3,8 @@
 #   make                              build .build/release/libdirectline.so (+ SONAME link)
 #   make install PREFIX=/usr/local    install the library, header and pkg-config file
 #   make uninstall PREFIX=/usr/local
+#   make dist                         dist/libdirectline-VERSION-linux-x86_64.tar.gz: the stripped
+#                                     library, header, relocatable .pc, examples (DIST_DIR=...)
 #   make check                        the fast tier, for every change: build, header, lint,
 #                                     Swift tests, pytest without the slow suites (minutes)
 #   make lint                         swift format and ruff (part of make check)
@@ -15,6 +17,7 @@ LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 DESTDIR    ?=
+DIST_DIR   ?= dist
 
 # The version lives in one place, Sources/DirectLine/Support/LibraryVersion.swift.
 version_part = $(shell sed -n 's/^ *static let $(1) = \([0-9][0-9]*\)$$/\1/p' Sources/DirectLine/Support/LibraryVersion.swift)
@@ -27,7 +30,7 @@ BUILT  := .build/release/libdirectline.so
 SONAME := libdirectline.so.$(MAJOR)
 REAL   := libdirectline.so.$(VERSION)
 
-.PHONY: all library install uninstall check lint test demo clean
+.PHONY: all library install uninstall dist check lint test demo clean
 
 all: library
 
@@ -54,6 +57,12 @@ install: library
 uninstall:
 	rm -f "$(DESTDIR)$(LIBDIR)/$(REAL)" "$(DESTDIR)$(LIBDIR)/$(SONAME)" "$(DESTDIR)$(LIBDIR)/libdirectline.so" \
 	      "$(DESTDIR)$(INCLUDEDIR)/directline.h" "$(DESTDIR)$(PKGCONFIGDIR)/directline.pc"
+
+# The release tarball. scripts/dist.sh lays the files out with this
+# Makefile's own install target (run with -o library, so the build is not
+# started again), then strips the copy and makes its .pc relocatable.
+dist: library
+	VERSION=$(VERSION) scripts/dist.sh "$(DIST_DIR)"
 
 check:
 	scripts/check.sh
