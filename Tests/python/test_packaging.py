@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -14,24 +15,32 @@ from directline import _native
 from support import BINDINGS, REPO_ROOT, SECRET, python_env
 
 PACKAGE = BINDINGS / "directline"
+VERSION_SOURCE = REPO_ROOT / "Sources" / "DirectLine" / "Support" / "LibraryVersion.swift"
 
 
 def import_directline(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "import directline; print(directline.__version__)"],
+    """Imports the package, which loads no library, then makes the first call, which loads it."""
+    return subprocess.run([sys.executable, "-c", "import directline; print(directline.__version__); "
+                           "print(directline._native.version())"],
                           env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
 def copy_package(root: Path) -> Path:
-    """The package alone under root/bindings/python: no library next to it or in a build folder."""
+    """The package alone under root/bindings/python, with the version source at
+    root/Sources as in a checkout: no library next to it or in a build folder."""
     copy = root / "bindings" / "python" / "directline"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    version_source = root / VERSION_SOURCE.relative_to(REPO_ROOT)
+    version_source.parent.mkdir(parents=True)
+    shutil.copyfile(VERSION_SOURCE, version_source)
     return copy
 
 
-def test_a_missing_DIRECTLINE_LIBRARY_is_reported_by_path(tmp_path):
+def test_a_missing_DIRECTLINE_LIBRARY_is_reported_by_path_at_the_first_call(tmp_path):
     missing = tmp_path / "nowhere" / "libdirectline.so"
     result = import_directline(python_env(DIRECTLINE_LIBRARY=str(missing)), tmp_path)
     assert result.returncode != 0
+    assert result.stdout == f"{directline.__version__}\n", "the import itself succeeds"
     assert "LibraryNotFoundError" in result.stderr
     assert f"{missing}: no such file" in result.stderr
     assert "DIRECTLINE_LIBRARY is set" in result.stderr
@@ -63,7 +72,7 @@ def test_a_library_next_to_the_package_is_found(tmp_path):
     (copy / "libdirectline.so").symlink_to(Path(_native.lib._name).resolve())
     result = import_directline(python_env(PYTHONPATH=str(tmp_path / "bindings" / "python")), tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == directline.__version__
+    assert result.stdout.split() == [directline.__version__, _native.version()]
 
 
 def test_DIRECTLINE_LIBRARY_is_used_when_set(tmp_path):
@@ -78,12 +87,78 @@ def test_DIRECTLINE_LIBRARY_is_used_when_set(tmp_path):
     assert result.stdout.strip() == str(library)
 
 
+LOADS = """
+import pathlib, sys
+def mapped():
+    return "libdirectline" in pathlib.Path("/proc/self/maps").read_text()
+import directline, directline.aio, directline.cli
+from directline import _native
+print(mapped(), _native.lib.is_loaded)
+try:
+    directline.cli.main(["--help"])
+except SystemExit:
+    pass
+print(mapped(), _native.lib.is_loaded, file=sys.stderr)
+_native.lib.dl_version_number()
+print(mapped(), _native.lib.is_loaded, file=sys.stderr)
+"""
+
+
+def test_importing_the_package_and_the_commands_help_load_no_library_the_first_call_does(tmp_path):
+    result = subprocess.run([sys.executable, "-c", LOADS], env=python_env(), cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "False False"
+    assert "usage: directline" in result.stdout
+    assert result.stderr.splitlines() == ["False False", "True True"]
+
+
+RACE = """
+import threading
+from directline import _native
+start = threading.Barrier(16)
+seen = []
+def first_call():
+    start.wait()
+    seen.append(_native.lib.loaded())
+threads = [threading.Thread(target=first_call) for _ in range(16)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(len(seen), len({id(library) for library in seen}), _native.lib.dl_version.restype is not None)
+"""
+
+
+def test_threads_racing_to_the_first_call_load_and_declare_the_library_once(tmp_path):
+    result = subprocess.run([sys.executable, "-c", RACE], env=python_env(), cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["16", "1", "True"]
+
+
+def test_a_built_package_takes_its_version_from_the_written_version_file(tmp_path):
+    copy = copy_package(tmp_path)
+    (copy / "_version.py").write_text('version = "9.8.7"\n')
+    result = subprocess.run([sys.executable, "-c", "import directline; print(directline.__version__)"],
+                            env=python_env(PYTHONPATH=str(tmp_path / "bindings" / "python")), cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "9.8.7"
+
+
 def test_LibraryNotFoundError_is_an_ImportError():
     assert issubclass(directline.LibraryNotFoundError, ImportError)
 
 
 def test_version_is_the_librarys():
     assert directline.__version__ == _native.lib.dl_version().decode()
+
+
+def test_in_a_checkout_the_version_is_read_from_the_version_source():
+    text = VERSION_SOURCE.read_text()
+    parts = [re.search(rf"static let {name} = (\d+)", text) for name in ("major", "minor", "patch")]
+    assert directline.__version__ == ".".join(part.group(1) for part in parts if part)
 
 
 def test_public_names_are_exported_documented_and_typed():

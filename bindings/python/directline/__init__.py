@@ -10,13 +10,13 @@ A thin, typed ctypes binding over the C library ``libdirectline.so``::
             print(conversation.get_activities()["activities"])
 
 Failures raise ``DirectLineError`` subclasses, one per C status code. The
-library is found via ``DIRECTLINE_LIBRARY``, then next to this package, then
-the repository's build folders; ``LibraryNotFoundError`` (an ImportError)
-names every place it looked.
+library is loaded at the first call that needs it, not at import: found via
+``DIRECTLINE_LIBRARY``, then next to this package, then the repository's build
+folders; ``LibraryNotFoundError`` (an ImportError) names every place it looked.
 """
 
 from ._native import LibraryNotFoundError
-from ._native import version as _library_version
+from ._native import package_version as _package_version
 from .client import Client
 from .conversation import Conversation
 from .errors import (
@@ -48,8 +48,9 @@ from .errors import (
 )
 from .settings import LogLevel, log_to_logging, set_log_handler, timeouts
 
-__version__: str = _library_version()
-"""The loaded C library's version, "MAJOR.MINOR.PATCH"."""
+__version__: str = _package_version()
+"""The package's version, "MAJOR.MINOR.PATCH": that of the C library it was built with.
+Importing loads no library; ``directline._native.version()`` is the loaded one's."""
 
 __all__ = [
     "BadRequestError",

@@ -25,9 +25,11 @@ call in one thread never blocks the others.
 from __future__ import annotations
 
 import ctypes
+import importlib
 import json
 import math
 import os
+import re
 import threading
 from collections.abc import Callable
 from ctypes import CFUNCTYPE, POINTER, c_char_p, c_int32, c_size_t, c_uint32, c_uint64, c_void_p
@@ -196,8 +198,72 @@ def _declare(library: ctypes.CDLL) -> ctypes.CDLL:
     return library
 
 
-lib: ctypes.CDLL = _declare(_load_library())
-"""The loaded library, every symbol declared. Raw access for tests and experts."""
+class _LazyLibrary:
+    """The library, loaded and declared at the first attribute read.
+
+    ``import directline`` loads nothing, so the package imports (and the
+    command's ``--help`` runs) where the library is missing or cannot load;
+    the first call that needs it raises LibraryNotFoundError then, and again
+    at every later attempt until one succeeds. Loading happens once, under a
+    lock: threads that race to the first call all see the same library.
+    """
+
+    __slots__ = ("_library", "_lock")
+
+    def __init__(self) -> None:
+        self._library: ctypes.CDLL | None = None
+        self._lock = threading.Lock()
+
+    def loaded(self) -> ctypes.CDLL:
+        """The library, loading and declaring it first if no call has yet."""
+        library = self._library
+        if library is None:
+            with self._lock:
+                library = self._library
+                if library is None:
+                    library = self._library = _declare(_load_library())
+        return library
+
+    @property
+    def is_loaded(self) -> bool:
+        """Whether a call has loaded the library yet (never loads it)."""
+        return self._library is not None
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _LazyLibrary.__slots__:  # not set yet (an instance made without __init__): no recursion
+            raise AttributeError(name)
+        return getattr(self.loaded(), name)
+
+
+lib = _LazyLibrary()
+"""The library, every symbol declared; loaded at the first attribute read.
+Raw access for tests and experts: ``lib.dl_version()``, ``lib._name``."""
+
+
+def package_version() -> str:
+    """This package's version, "MAJOR.MINOR.PATCH", found without loading the library.
+
+    An installed package has it in ``_version.py``, which setup.py writes into
+    the build; a checkout has it in the library's one version source,
+    Sources/DirectLine/Support/LibraryVersion.swift; else it is the loaded
+    library's.
+    """
+    try:
+        written = importlib.import_module(f"{__package__}._version")
+    except ImportError:
+        pass
+    else:
+        value = getattr(written, "version", None)
+        if isinstance(value, str):
+            return value
+    try:
+        text = (_REPO_ROOT / "Sources" / "DirectLine" / "Support" / "LibraryVersion.swift").read_text(
+            encoding="utf-8")
+    except OSError:
+        return version()
+    parts = [re.search(rf"^ *static let {name} = (\d+)$", text, re.MULTILINE) for name in ("major", "minor", "patch")]
+    numbers = [part.group(1) for part in parts if part]
+    return ".".join(numbers) if len(numbers) == 3 else version()
 
 
 def version() -> str:
