@@ -96,4 +96,4 @@ sdist:
 	scripts/sdist.sh
 
 clean:
-	rm -rf .build bindings/python/build bindings/python/directline.egg-info
+	rm -rf .build dist bindings/python/build bindings/python/directline.egg-info

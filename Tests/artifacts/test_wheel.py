@@ -155,6 +155,10 @@ def test_the_wheel_carries_the_version_without_needing_the_library(unpacked):
     assert f'version = "{library_version()}"' in written
 
 
+def test_the_wheel_carries_the_license(unpacked):
+    assert (unpacked / "directline" / "LICENSE").read_text() == (ROOT / "LICENSE").read_text()
+
+
 # Run by the venv's Python from an empty folder: nothing of the checkout is visible.
 TALK = """
 import ctypes, pathlib, shutil, sys
@@ -301,7 +305,7 @@ def test_the_sdist_carries_the_swift_package_the_library_builds_from(sdist):
                  "libdirectline/Package.swift", "libdirectline/Sources/DirectLine/exports.map",
                  "libdirectline/Sources/DirectLine/Support/LibraryVersion.swift",
                  "libdirectline/Sources/CCurl/module.modulemap", "libdirectline/Sources/CSystem/csystem.c",
-                 "libdirectline/Sources/CWipe/wipe.c"):
+                 "libdirectline/Sources/CWipe/wipe.c", "libdirectline/LICENSE"):
         assert f"{top}/{path}" in names, path
     assert not any(name.endswith(".so") or "/.build" in name for name in names), "a build product was packed"
 

@@ -47,7 +47,7 @@ LIBRARY = "libdirectline.so"
 CHECKOUT = HERE.parent.parent
 # Where an sdist keeps the Swift package: everything `swift build` reads.
 STAGED = HERE / "libdirectline"
-SWIFT_PACKAGE_FILES = ("Package.swift", "Sources")
+SWIFT_PACKAGE_FILES = ("Package.swift", "Sources", "LICENSE")
 # Package.swift declares this test target; SwiftPM wants its folder to exist
 # even when no test is built, so the sdist carries it with a placeholder.
 TEST_TARGET = Path("Tests") / "DirectLineTests"
@@ -122,6 +122,8 @@ class BuildWithLibrary(build_py):
         target = package / LIBRARY
         shutil.copyfile(find_library(), target)
         target.chmod(0o755)
+        # The library's license travels with it (the repository's, or the sdist's copy).
+        shutil.copyfile(swift_package() / "LICENSE", package / "LICENSE")
         (package / "_version.py").write_text(
             '"""Written by setup.py when the package was built."""\n\n'
             f'version = "{library_version()}"\n', encoding="utf-8")
