@@ -122,8 +122,11 @@ class BuildWithLibrary(build_py):
         target = package / LIBRARY
         shutil.copyfile(find_library(), target)
         target.chmod(0o755)
-        # The library's license travels with it (the repository's, or the sdist's copy).
-        shutil.copyfile(swift_package() / "LICENSE", package / "LICENSE")
+        # The library's license travels with it (the repository's, or the sdist's
+        # copy); a partial tree (DIRECTLINE_LIBRARY given) may have none.
+        license_file = swift_package() / "LICENSE"
+        if license_file.is_file():
+            shutil.copyfile(license_file, package / "LICENSE")
         (package / "_version.py").write_text(
             '"""Written by setup.py when the package was built."""\n\n'
             f'version = "{library_version()}"\n', encoding="utf-8")
