@@ -27,8 +27,7 @@ final class DirectLineClient: Sendable {
     /// the client's credential and the request's token, on its way out.
     func execute(_ request: HTTPRequest, reaching recipient: Recipient) throws(DirectLineError) -> HTTPResponse {
         do throws(DirectLineError) {
-            let regional = config.regionalSettings != nil && !request.pathIsURL
-            let request = regional ? located(request, at: try serviceEndpoint(for: request)) : request
+            let request = goesToRegionalHost(request) ? located(request, at: try serviceEndpoint(for: request)) : request
             return try accepted(try transport.send(request), reaching: recipient)
         } catch {
             throw error.redacting([config.credential.value, request.bearer])
@@ -40,7 +39,7 @@ final class DirectLineClient: Sendable {
     /// answered on the loop's thread.
     func start(_ original: HTTPRequest, reaching recipient: Recipient,
                completion: @escaping @Sendable (Result<HTTPResponse, DirectLineError>) -> Void) {
-        guard config.regionalSettings != nil, !original.pathIsURL else {
+        guard goesToRegionalHost(original) else {
             return startNow(original, reaching: recipient, completion: completion)
         }
         // The library's thread never waits on the network: the regional
@@ -54,8 +53,9 @@ final class DirectLineClient: Sendable {
         }
     }
 
-    private func startNow(_ request: HTTPRequest, reaching recipient: Recipient,
-                      completion: @escaping @Sendable (Result<HTTPResponse, DirectLineError>) -> Void) {
+    /// `start` of a request whose URL is final.
+    func startNow(_ request: HTTPRequest, reaching recipient: Recipient,
+                  completion: @escaping @Sendable (Result<HTTPResponse, DirectLineError>) -> Void) {
         transport.start(request, on: TransferLoop.shared) { [self] outcome in
             do throws(DirectLineError) {
                 completion(.success(try accepted(try outcome.get(), reaching: recipient)))

@@ -64,14 +64,10 @@ extension DirectLineClient {
     func serviceEndpoint(then: @escaping @Sendable (Result<Endpoint, DirectLineError>) -> Void) {
         guard let settings = config.regionalSettings else { return then(.success(config.endpoint)) }
         if let known = regionalEndpoint.withLock({ $0 }) { return then(.success(known)) }
-        transport.start(outsideRequest(settings, for: nil), on: TransferLoop.shared) { [self] outcome in
+        startNow(outsideRequest(settings, for: nil), reaching: .service) { [self] outcome in
             then(Result { () throws(DirectLineError) -> Endpoint in
                 do throws(DirectLineError) {
-                    let response = try outcome.get()
-                    guard response.isSuccess else {
-                        throw Responses.failure(response, reaching: .service, version: version)
-                    }
-                    return try remember(regionalAnswer(response))
+                    return try remember(regionalAnswer(outcome.get()))
                 } catch {
                     throw named(error, "regionalSettingsEndpoint")
                 }
@@ -107,10 +103,15 @@ extension DirectLineClient {
         }
     }
 
-    /// A request with its URL made whole when the client talks to a
-    /// regional host (which `base` is, when known already).
+    /// Whether the request goes to the Direct Line host the regional
+    /// settings name: a Direct Line request (not a whole URL) of a client
+    /// that has regional settings. `located` then makes its URL whole.
+    func goesToRegionalHost(_ request: HTTPRequest) -> Bool {
+        config.regionalSettings != nil && !request.pathIsURL
+    }
+
+    /// The request with its URL made whole at `base`, the regional host.
     func located(_ request: HTTPRequest, at base: Endpoint) -> HTTPRequest {
-        guard config.regionalSettings != nil, !request.pathIsURL else { return request }
         var located = request
         located.path = base.baseURL + request.path
         located.pathIsURL = true

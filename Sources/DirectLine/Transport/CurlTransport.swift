@@ -14,6 +14,20 @@ import Glibc
 let curlGlobalInit: CURLcode = curl_global_init_mem(Int(CURL_GLOBAL_DEFAULT), malloc, dlwipe_free,
                                                      dlwipe_realloc, dlwipe_strdup, calloc)
 
+/// Header lines as the list libcurl takes (CURLOPT_HTTPHEADER), which the
+/// caller frees with curl_slist_free_all once libcurl no longer uses it.
+func curlHeaderList(_ lines: [String]) throws(DirectLineError) -> UnsafeMutablePointer<curl_slist>? {
+    var list: UnsafeMutablePointer<curl_slist>?
+    for line in lines {
+        guard let longer = curl_slist_append(list, line) else {
+            curl_slist_free_all(list)
+            throw .internalError("libcurl could not build the request headers")
+        }
+        list = longer
+    }
+    return list
+}
+
 /// Sends requests for one client over a pool of libcurl easy handles.
 ///
 /// A handle keeps its connection alive between requests, so a client's

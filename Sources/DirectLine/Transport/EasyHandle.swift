@@ -216,14 +216,7 @@ final class EasyHandle: @unchecked Sendable {
             if let userAgentLine { headerLines.append(userAgentLine) }
             if request.carriesClientHeaders { headerLines += config.extraHeaderLines }
             for header in request.headers { headerLines.append("\(header.name): \(header.value)") }
-            var list: UnsafeMutablePointer<curl_slist>?
-            for line in headerLines {
-                guard let longer = curl_slist_append(list, line) else {
-                    curl_slist_free_all(list)
-                    throw .internalError("libcurl could not build the request headers")
-                }
-                list = longer
-            }
+            let list = try curlHeaderList(headerLines)
             set(ccurl_set_slist(curl, CURLOPT_HTTPHEADER, list))
             curl_slist_free_all(headerList)
             headerList = list
@@ -617,8 +610,6 @@ private let writeCallback: ccurl_data_fn = { buffer, size, count, userdata in
     return total
 }
 
-/// libcurl's trace at DL_LOG_DEBUG: informational text and headers, one
-/// log call per line, redacted by `Log.emit`. Bodies are never logged.
 /// What a handle's trace hides besides credentials (`TransportConfig.traceSecrets`).
 final class TraceSecrets: Sendable {
     let texts: [String]
@@ -633,6 +624,9 @@ final class TraceSecrets: Sendable {
     }
 }
 
+/// libcurl's trace at DL_LOG_DEBUG: informational text and headers, one
+/// log call per line, redacted by `Log.emit` and the handle's `TraceSecrets`
+/// (its DEBUGDATA). Bodies are never logged.
 private let debugCallback: ccurl_debug_fn = { _, type, data, size, userdata in
     guard let data else { return 0 }
     let prefix: String

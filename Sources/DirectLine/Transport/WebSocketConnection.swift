@@ -100,14 +100,12 @@ final class WebSocketConnection: LoopTransferHandle, @unchecked Sendable {
         set(ccurl_set_long(curl, CURLOPT_CONNECTTIMEOUT_MS, config.connectTimeoutMs))
         // The upgrade request identifies the client and carries the
         // caller's headers, as every Direct Line request does.
-        for line in [config.botAgentLine] + config.extraHeaderLines {
-            guard let longer = curl_slist_append(headerList, line) else {
-                failed = true
-                break
-            }
-            headerList = longer
+        do throws(DirectLineError) {
+            headerList = try curlHeaderList([config.botAgentLine] + config.extraHeaderLines)
+            set(ccurl_set_slist(curl, CURLOPT_HTTPHEADER, headerList))
+        } catch {
+            failed = true
         }
-        set(ccurl_set_slist(curl, CURLOPT_HTTPHEADER, headerList))
         // A stream is never reused for a request, nor a request's
         // connection for a stream.
         set(ccurl_set_long(curl, CURLOPT_FRESH_CONNECT, 1))
