@@ -356,3 +356,23 @@ def test_a_non_ascii_file_name_goes_out_in_filename_star(emulator, tmp_path: Pat
     assert "filename*=UTF-8''" + urllib.parse.quote(path.name, safe="") in disposition
     assert disposition.index("filename=") < disposition.index("filename*=")
     assert [attachment["name"] for item in stored for attachment in item.get("attachments", [])] == [path.name]
+
+
+@pytest.mark.parametrize("mode", ["polling", "websocket"])
+def test_a_resumed_handle_whose_regional_settings_fail_reports_it_when_listening(emulator, mode):
+    """A handle opened from a saved state reads the regional host on the
+    library's thread before its first poll or stream; when that read fails,
+    listening ends with the mapped error, named after the URL that failed."""
+    with directline.Client(token_endpoint=token_url(emulator)) as first, first.start_conversation() as started:
+        state = started.state()
+    emulator.fault(method="GET", path=r"/powervirtualagents/regionalchannelsettings$", action="status",
+                   status=403, count=-1)
+    with directline.Client(token_endpoint=token_url(emulator), retry={"max_attempts": 1}) as client:
+        with client.resume(state) as conversation:
+            assert conversation.listen(mode=mode)["mode"] == mode
+            with pytest.raises(directline.ForbiddenError) as raised:
+                for _ in range(20):
+                    conversation.next(0.5)
+    assert raised.value.message.startswith("regionalSettingsEndpoint: ")
+    assert not [entry for entry in emulator.requests() if entry["path"].startswith("/region/")
+                and entry["method"] == "GET" and "/conversations/" in entry["path"]]
