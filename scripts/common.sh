@@ -66,6 +66,12 @@ ensure_dependencies() {
         log "installing ruff $ruff_version"
         python3 -m pip install -q "ruff==$ruff_version"
     fi
+    # directline.locust and its tests (Tests/python/test_locust.py) run on
+    # Locust, which brings gevent; the binding's `locust` extra asks for it.
+    if ! python3 -c 'import locust, gevent' 2>/dev/null; then
+        log "installing locust"
+        python3 -m pip install -q "locust>=2.20"
+    fi
     ensure_wheel_tools
     ensure_websocket_libcurl
     ensure_old_libcurl

@@ -1,0 +1,292 @@
+"""directline.locust: Locust users over the binding, run as Locust runs them.
+
+Every test runs Locust in a child process (`python3 -m locust`), headless,
+with a locustfile written here or the example's, against the emulator, and
+reads its CSV report. Never in this process: importing Locust patches the
+standard library for gevent.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support import REPO_ROOT, SECRET, python_env
+
+EXAMPLE = REPO_ROOT / "examples" / "locust" / "locustfile.py"
+
+pytest.importorskip("locust", reason="scripts/common.sh installs locust; directline[locust] needs it")
+
+
+class Run:
+    """One finished Locust run: its process result and its CSV report."""
+
+    def __init__(self, result: subprocess.CompletedProcess[str], prefix: Path, results: Path) -> None:
+        self.result = result
+        self.output = result.stdout + result.stderr
+        with open(f"{prefix}_stats.csv", newline="") as stats:
+            self.stats = {row["Name"]: row for row in csv.DictReader(stats) if row["Name"] != "Aggregated"}
+        with open(f"{prefix}_failures.csv", newline="") as failures:
+            self.failures = list(csv.DictReader(failures))
+        self.results = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
+
+    def count(self, name: str) -> int:
+        return int(self.stats[name]["Request Count"]) if name in self.stats else 0
+
+    def failed(self, name: str) -> int:
+        return int(self.stats[name]["Failure Count"]) if name in self.stats else 0
+
+    def describe(self) -> str:
+        return f"exit {self.result.returncode}\nstats {self.stats}\nfailures {self.failures}\n{self.output[-4000:]}"
+
+
+def locustfile(tmp_path: Path, body: str) -> Path:
+    """A locustfile with the imports every one here needs, and `record()` to report to the test."""
+    path = tmp_path / "scenario.py"
+    path.write_text(textwrap.dedent("""\
+        import json, os, time
+        import gevent
+        from locust import constant, task
+        from directline.locust import DirectLineUser, DirectLineFailure
+
+        def record(**values):
+            with open(os.environ["RESULTS"], "a") as out:
+                out.write(json.dumps(values) + "\\n")
+        """) + textwrap.dedent(body))
+    return path
+
+
+def run_locust(tmp_path: Path, file: Path, url: str, *arguments: str, timeout: float = 120,
+               **environment: str) -> Run:
+    prefix = tmp_path / "report"
+    results = tmp_path / "results.jsonl"
+    command = [sys.executable, "-m", "locust", "-f", str(file), "--host", url, "--headless",
+               "--csv", str(prefix), "--loglevel", "WARNING", *arguments]
+    env = python_env(**{"DIRECTLINE_SECRET": SECRET, "RESULTS": str(results), **environment})
+    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
+    return Run(result, prefix, results)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_say_reports_start_listen_send_reply_typing_and_end(emulator: Any, tmp_path: Path) -> None:
+    scenario = locustfile(tmp_path, """\
+        class Chat(DirectLineUser):
+            wait_time = constant(60)
+
+            @task
+            def chat(self):
+                reply = self.say("hello")
+                record(user=self.user_id, text=reply["text"], replyTo=reply.get("replyToId"))
+
+            def on_stop(self):
+                conversation = self.conversation
+                super().on_stop()
+                record(user=self.user_id, closed=conversation.closed)
+        """)
+    run = run_locust(tmp_path, scenario, emulator.url, "-u", "3", "-r", "3", "--run-time", "4s")
+    assert run.result.returncode == 0, run.describe()
+    for name in ("start conversation", "listen", "send", "reply", "first typing"):
+        assert run.count(name) == 3 and run.failed(name) == 0, (name, run.describe())
+    # Locust writes its CSV before stopping users: the ends are in the
+    # summary it prints last (and in the emulator's log, below).
+    assert "end conversation" in run.output
+    assert run.stats["send"]["Type"] == "directline"
+    replies = [entry for entry in run.results if "text" in entry]
+    assert [entry["text"] for entry in replies] == ["echo: hello"] * 3
+    assert all(entry["replyTo"] for entry in replies)
+    # on_stop freed every handle.
+    assert [entry["closed"] for entry in run.results if "closed" in entry] == [True] * 3
+    # Each user started its own conversation, spoke in it as itself, and ended it.
+    posts = [request for request in emulator.requests() if request["method"] == "POST"]
+    starts = [request for request in posts if request["path"] == "/v3/directline/conversations"]
+    assert len(starts) == 3
+    users = {entry["user"] for entry in replies}
+    ends = [json.loads(request["body"]) for request in posts if request["path"].endswith("/activities")
+            and json.loads(request["body"])["type"] == "endOfConversation"]
+    assert sorted(end["from"]["id"] for end in ends) == sorted(users)
+    assert all(user.startswith("dl_locust-") for user in users)
+
+
+def test_a_send_that_waits_does_not_stall_the_other_greenlets(emulator: Any, tmp_path: Path) -> None:
+    # The emulator holds a send whose text is `slow:1.5` for 1.5 s. Were the
+    # send called on the hub's thread, the ticking greenlet could not run.
+    scenario = locustfile(tmp_path, """\
+        class Slow(DirectLineUser):
+            wait_time = constant(60)
+
+            @task
+            def slow(self):
+                ticks = [0]
+                def tick():
+                    while True:
+                        gevent.sleep(0.02)
+                        ticks[0] += 1
+                ticker = gevent.spawn(tick)
+                started = time.perf_counter()
+                self.say("slow:1.5")
+                elapsed = time.perf_counter() - started
+                ticker.kill()
+                record(ticks=ticks[0], elapsed=elapsed)
+        """)
+    run = run_locust(tmp_path, scenario, emulator.url, "-u", "1", "-r", "1", "--run-time", "5s")
+    assert run.result.returncode == 0, run.describe()
+    [result] = run.results
+    assert result["elapsed"] >= 1.5
+    # 75 ticks of 20 ms fit in 1.5 s; a blocked hub gives 0 or 1.
+    assert result["ticks"] >= 20, result
+
+
+def test_every_429_is_reported_and_its_retry_after_waited(emulator: Any, tmp_path: Path) -> None:
+    emulator.fault(method="POST", path="/activities$", count=1, action="status", status=429, retryAfter="1")
+    scenario = locustfile(tmp_path, """\
+        class Chat(DirectLineUser):
+            wait_time = constant(60)
+
+            @task
+            def chat(self):
+                record(text=self.say("hello")["text"])
+        """)
+    run = run_locust(tmp_path, scenario, emulator.url, "-u", "1", "-r", "1", "--run-time", "5s")
+    assert run.result.returncode == 1, run.describe()  # Locust's exit status when anything failed
+    assert run.results == [{"text": "echo: hello"}]
+    assert (run.count("send"), run.failed("send")) == (2, 1), run.describe()
+    [failure] = run.failures
+    assert (failure["Name"], failure["Occurrences"]) == ("send", "1")
+    assert failure["Error"].startswith("DL_ERR_THROTTLED: "), failure
+    # The reply is timed from the first attempt: it includes the wait.
+    assert (run.count("reply"), run.failed("reply")) == (1, 0)
+    assert float(run.stats["reply"]["Min Response Time"]) >= 1000
+    sends = [request for request in emulator.requests() if request["method"] == "POST"
+             and request["path"].endswith("/activities") and json.loads(request["body"])["type"] == "message"]
+    assert sorted(request["status"] for request in sends) == [200, 429]
+    # Sent again as the same activity.
+    first, second = (json.loads(request["body"])["channelData"]["clientActivityID"] for request in sends)
+    assert first == second
+
+
+def test_a_throttled_send_gives_up_after_throttle_retries(emulator: Any, tmp_path: Path) -> None:
+    emulator.fault(method="POST", path="/activities$", count=3, action="status", status=429, retryAfter="0")
+    scenario = locustfile(tmp_path, """\
+        class Chat(DirectLineUser):
+            wait_time = constant(60)
+            throttle_retries = 2
+
+            @task
+            def chat(self):
+                try:
+                    self.say("hello")
+                except DirectLineFailure as failure:
+                    record(error=failure.error.name, message=str(failure))
+        """)
+    run = run_locust(tmp_path, scenario, emulator.url, "-u", "1", "-r", "1", "--run-time", "3s")
+    assert (run.count("send"), run.failed("send")) == (3, 3), run.describe()
+    assert run.results[0]["error"] == "DL_ERR_THROTTLED"
+    assert run.count("reply") == 0
+
+
+def test_protocol_1_1_polls_and_reports_replies_without_typing(emulator: Any, tmp_path: Path) -> None:
+    scenario = locustfile(tmp_path, """\
+        class Chat(DirectLineUser):
+            wait_time = constant(60)
+            poll_interval = 0.1
+
+            @task
+            def chat(self):
+                reply = self.say("hello")
+                record(reply=reply, mode=self.conversation.info()["conversationId"] and "ok")
+        """)
+    run = run_locust(tmp_path, scenario, emulator.url, "-u", "2", "-r", "2", "--run-time", "3s",
+                     "--directline-protocol", "1.1")
+    assert run.result.returncode == 0, run.describe()
+    assert run.count("reply") == 2 and run.count("start conversation") == 2
+    assert "first typing" not in run.stats  # typing comes only over the 3.0 stream
+    assert all(entry["reply"]["text"] == "echo: hello" for entry in run.results)
+    assert not [request for request in emulator.requests() if "/v3/" in request["path"]]
+    assert any(request["path"].endswith("/messages") and request["method"] == "GET"
+               for request in emulator.requests())
+
+
+def test_polling_on_3_0_when_asked(emulator: Any, tmp_path: Path) -> None:
+    scenario = locustfile(tmp_path, """\
+        class Chat(DirectLineUser):
+            wait_time = constant(60)
+            poll_interval = 0.1
+
+            @task
+            def chat(self):
+                record(text=self.say("hello")["text"])
+        """)
+    run = run_locust(tmp_path, scenario, emulator.url, "-u", "1", "-r", "1", "--run-time", "3s",
+                     DIRECTLINE_MODE="polling")
+    assert run.result.returncode == 0, run.describe()
+    assert run.results == [{"text": "echo: hello"}]
+    paths = [request["path"] for request in emulator.requests()]
+    assert not any(path.endswith("/stream") for path in paths)
+    assert any(path.endswith("/activities") for path in paths)
+
+
+def test_a_refused_secret_is_a_failure_named_by_its_status_and_options_beat_attributes(
+        emulator: Any, tmp_path: Path) -> None:
+    scenario = locustfile(tmp_path, """\
+        class Chat(DirectLineUser):
+            wait_time = constant(60)
+            secret = "not-the-secret"
+
+            @task
+            def chat(self):
+                record(text=self.say("hello")["text"])
+        """)
+    refused = run_locust(tmp_path, scenario, emulator.url, "-u", "1", "-r", "1", "--run-time", "3s",
+                         DIRECTLINE_SECRET="")
+    assert refused.result.returncode == 1, refused.describe()
+    assert refused.failed("start conversation") >= 1 and refused.count("send") == 0
+    assert all(failure["Error"].startswith("DL_ERR_FORBIDDEN: ") for failure in refused.failures), refused.failures
+    assert "not-the-secret" not in refused.output
+    assert "Traceback" not in refused.output
+
+    (tmp_path / "results.jsonl").unlink(missing_ok=True)
+    accepted = run_locust(tmp_path, scenario, emulator.url, "-u", "1", "-r", "1", "--run-time", "3s",
+                          "--directline-secret", SECRET)
+    assert accepted.result.returncode == 0, accepted.describe()
+    assert accepted.results == [{"text": "echo: hello"}]
+
+
+def test_expect_and_upload(emulator: Any, tmp_path: Path) -> None:
+    scenario = locustfile(tmp_path, """\
+        class Chat(DirectLineUser):
+            wait_time = constant(60)
+
+            @task
+            def chat(self):
+                sent = self.upload([{"data": b"12345", "filename": "a.txt", "content_type": "text/plain"}],
+                                   activity={"text": "my file"})
+                reply = self.reply(sent)
+                self.send({"type": "message", "text": "second"})
+                echoed = self.expect(lambda activity: activity.get("text") == "echo: second", name="second echo")
+                try:
+                    self.expect(lambda activity: False, timeout=0.3, name=None)
+                except DirectLineFailure as failure:
+                    missing = str(failure)
+                record(reply=reply["text"], echoed=echoed["text"], missing=missing)
+        """)
+    run = run_locust(tmp_path, scenario, emulator.url, "-u", "1", "-r", "1", "--run-time", "4s")
+    assert run.result.returncode == 0, run.describe()
+    [result] = run.results
+    assert result == {"reply": "received 1 attachment(s): a.txt (text/plain, 5 bytes); text: my file",
+                      "echoed": "echo: second", "missing": "nothing expected within 0.3 s"}
+    assert run.count("upload") == 1 and run.count("second echo") == 1 and run.count("reply") == 1
+    assert run.count("send") == 1 and "expect" not in run.stats

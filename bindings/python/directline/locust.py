@@ -1,0 +1,639 @@
+"""Load-testing a bot with Locust: ``directline.locust``, the ``DirectLineUser`` class.
+
+Each simulated user is a Locust user (a greenlet) with its own conversation,
+which it starts, listens to (the 3.0 WebSocket stream, or polling) and ends
+when it stops. Tasks talk to the bot with ``say``, ``send``, ``upload``,
+``reply`` and ``expect``; each reports to Locust under its own name, so the
+statistics, charts and CSV reports show them::
+
+    from locust import between, task
+    from directline.locust import DirectLineUser
+
+    class BotUser(DirectLineUser):
+        wait_time = between(1, 3)
+
+        @task
+        def greet(self) -> None:
+            self.say("hello")
+
+    # locust -f locustfile.py --host http://127.0.0.1:3978 --headless -u 100 -r 10
+    # with DIRECTLINE_SECRET in the environment (or --directline-secret)
+
+What is reported (request type ``directline``):
+
+- ``start conversation``: starting (or, with a token endpoint, fetching a
+  token and joining) the conversation;
+- ``listen``: from asking to listen until the stream (or the first poll)
+  is online;
+- ``send``: a send, until the service answered it;
+- ``reply``: from the start of a send until the bot's first activity in
+  answer to it that is not typing reached this user;
+- ``first typing``: from the start of a send until the bot's first typing
+  activity in answer to it (3.0 streams only: typing is never polled);
+- ``upload``: an upload, until the service answered it;
+- ``end conversation``: the endOfConversation a stopping 3.0 user sends.
+
+A failure is a Locust failure named after the library's status (such as
+``DL_ERR_THROTTLED (HTTP 429): ...``), and the task is abandoned: the
+helper raises ``DirectLineFailure``, a ``RescheduleTask`` that Locust takes
+as "go on with the next task". A 429 is reported every time it happens, and
+the helper then waits the ``Retry-After`` the service asked for and sends
+the same activity again (``throttle_retries`` times at most): the library's
+own retries are turned off for this, so throttling shows in the report
+rather than as slower sends.
+
+Nothing here blocks the worker's gevent hub. Calls that wait on the network
+(start, send, upload, end, close) run on a gevent thread pool of native
+threads (``--directline-threads``, default 16, one pool per process), and
+each user's receiving greenlet waits on its conversation's descriptor
+(``Conversation.fileno()``) with ``gevent.socket.wait_read``, then takes
+what is queued without waiting. A thousand users are a thousand descriptors
+watched by the hub, not a thousand threads.
+
+Requires ``pip install directline[locust]`` (Locust, and gevent with it).
+Importing this module imports Locust, which patches the standard library
+for gevent: import it from locustfiles only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import gevent  # type: ignore[import-untyped]
+import gevent.event  # type: ignore[import-untyped]
+import gevent.socket  # type: ignore[import-untyped]
+import gevent.threadpool  # type: ignore[import-untyped]
+from locust import User, events
+from locust.env import Environment
+from locust.exception import RescheduleTask
+
+from .client import Client
+from .conversation import Conversation, FileItem
+from .errors import DirectLineError, ThrottledError
+
+__all__ = [
+    "END",
+    "LISTEN",
+    "REPLY",
+    "REQUEST_TYPE",
+    "SEND",
+    "START",
+    "TYPING",
+    "UPLOAD",
+    "DirectLineFailure",
+    "DirectLineUser",
+    "Sent",
+]
+
+REQUEST_TYPE = "directline"
+"""The request type of every event reported here (the "Type" column)."""
+START = "start conversation"
+LISTEN = "listen"
+SEND = "send"
+REPLY = "reply"
+TYPING = "first typing"
+UPLOAD = "upload"
+END = "end conversation"
+
+_T = TypeVar("_T")
+_log = logging.getLogger(__name__)
+
+DEFAULT_THREADS = 16
+"""Native threads in a worker's pool for the calls that wait on the network."""
+
+
+class DirectLineFailure(RescheduleTask):
+    """A step failed; it was reported to Locust as a failure, and the task is abandoned.
+
+    A ``RescheduleTask``: left uncaught, Locust goes on with the user's next
+    task after its wait time. Catch it to go on within the task instead.
+
+    Attributes:
+        error: the library's error, or None (a reply that did not come, a
+            conversation that ended or failed while waiting).
+    """
+
+    def __init__(self, message: str, error: DirectLineError | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error = error
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        # Locust names a failure by the exception's repr: the text alone.
+        return self.message
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What ``send`` and ``upload`` return, and ``reply`` takes.
+
+    Attributes:
+        id: the activity's id at the service (3.0), or None (1.1).
+        client_activity_id: the ``channelData.clientActivityID`` it carried
+            (3.0 sends), or None.
+        started: when the send started, on ``time.perf_counter()``'s clock
+            (the first attempt, when a 429 made it wait and send again).
+        received_before: how many activities this user had received when
+            the send started; a reply is looked for among the later ones.
+        result: the service's answer as the library returns it.
+    """
+
+    id: str | None
+    client_activity_id: str | None
+    started: float
+    received_before: int
+    result: dict[str, Any]
+
+
+def failure_text(error: DirectLineError) -> str:
+    """How a library error reads in Locust's failures: its status name, its message, the service's own words."""
+    text = f"{error.name}: {error.message}"
+    if error.service_message and error.service_message not in error.message:
+        text += f" ({error.service_message})"
+    return text
+
+
+# --- Locust's command line -------------------------------------------------
+
+def _add_options(parser: Any) -> None:
+    # On the parser itself: Locust's own add_argument takes is_secret and
+    # include_in_web_ui, an argument group's does not. --host is the endpoint.
+    group = parser
+    group.add_argument("--directline-secret", env_var="DIRECTLINE_SECRET", default=None, is_secret=True,
+                       help="the bot's Direct Line secret (better in DIRECTLINE_SECRET than on the command line)")
+    group.add_argument("--directline-token-endpoint", env_var="DIRECTLINE_TOKEN_ENDPOINT", default=None,
+                       help="a token service (Copilot Studio's token URL) each user gets its token from")
+    group.add_argument("--directline-protocol", env_var="DIRECTLINE_PROTOCOL", default=None,
+                       choices=["3.0", "1.1"], help="Direct Line version (default 3.0)")
+    group.add_argument("--directline-mode", env_var="DIRECTLINE_MODE", default=None,
+                       choices=["auto", "websocket", "polling"],
+                       help="how users receive: auto (the stream on 3.0 when libcurl can), websocket, polling")
+    group.add_argument("--directline-threads", env_var="DIRECTLINE_THREADS", type=int, default=None,
+                       help=f"native threads per worker for sends, uploads and starts (default {DEFAULT_THREADS})")
+    group.add_argument("--directline-reply-timeout", env_var="DIRECTLINE_REPLY_TIMEOUT", type=float, default=None,
+                       help="seconds to wait for a reply before it counts as a failure (default 30)")
+
+
+events.init_command_line_parser.add_listener(_add_options)  # type: ignore[no-untyped-call]
+
+
+def _option(environment: Environment, name: str) -> Any:
+    options = environment.parsed_options
+    return None if options is None else getattr(options, name, None)
+
+
+# --- One thread pool per process -------------------------------------------
+
+_pool: Any = None
+
+
+def _thread_pool(size: int) -> Any:
+    """The process's pool, grown to ``size`` threads when it has fewer."""
+    global _pool
+    if size < 1:
+        raise ValueError(f"threads must be at least 1, not {size}")
+    if _pool is None:
+        _pool = gevent.threadpool.ThreadPool(size)
+    elif _pool.maxsize < size:
+        _pool.maxsize = size
+    return _pool
+
+
+def _outcome(function: Callable[..., Any], arguments: tuple[Any, ...]) -> tuple[bool, Any]:
+    """Runs on a pool thread: (True, the result) or (False, the exception), never raising there.
+
+    gevent prints every exception that leaves a pool task to stderr; this
+    hands it to the waiting greenlet instead, which raises it.
+    """
+    try:
+        return True, function(*arguments)
+    except Exception as error:  # noqa: BLE001 - re-raised in the greenlet that waits
+        return False, error
+
+
+# Clients shared by the users of one process, by their configuration.
+_clients: dict[tuple[Any, ...], Client] = {}
+
+
+def _close_clients(**_: Any) -> None:
+    for client in _clients.values():
+        client.close()
+    _clients.clear()
+
+
+events.quitting.add_listener(_close_clients)  # type: ignore[no-untyped-call]
+
+
+# --- The user --------------------------------------------------------------
+
+class DirectLineUser(User):
+    """A Locust user with its own Direct Line conversation; subclass it and add tasks.
+
+    Configure it with class attributes, or with Locust options (which win
+    when given): ``host`` (``--host``: the Direct Line endpoint), ``secret``
+    (``--directline-secret`` / ``DIRECTLINE_SECRET``), ``token_endpoint``
+    (``--directline-token-endpoint``), ``protocol``
+    (``--directline-protocol``), ``mode`` (``--directline-mode``),
+    ``threads`` (``--directline-threads``), ``reply_timeout``
+    (``--directline-reply-timeout``). Give one credential: a secret, a
+    token endpoint, or a token: ``token`` (bound to one conversation, so
+    fit for a single user) or, one per user, ``user_token()`` overridden.
+
+    ``on_start`` starts the conversation and listens; ``on_stop`` ends it
+    (3.0: endOfConversation) and frees it. A subclass that overrides them
+    calls ``super()``. When a conversation ended (the bot's
+    endOfConversation) or its listener failed, the next helper call starts
+    a new one.
+
+    Attributes:
+        user_id: this user's id, ``user_id_prefix`` and a random suffix.
+        conversation: the current ``directline.Conversation``, or None.
+    """
+
+    abstract = True
+
+    secret: ClassVar[str | None] = None
+    token: ClassVar[str | None] = None
+    token_endpoint: ClassVar[str | None] = None
+    protocol: ClassVar[str] = "3.0"
+    mode: ClassVar[str] = "auto"
+    """``"auto"`` (the stream on 3.0 when the libcurl in use can), ``"websocket"`` or ``"polling"``."""
+    poll_interval: ClassVar[float] = 1.0
+    threads: ClassVar[int] = DEFAULT_THREADS
+    reply_timeout: ClassVar[float] = 30.0
+    listen_timeout: ClassVar[float] = 30.0
+    """Seconds ``on_start`` waits for the listener to be online before it reports a failure."""
+    throttle_retries: ClassVar[int] = 5
+    """How many times one send is sent again after a 429 (each 429 is reported)."""
+    inbox_size: ClassVar[int] = 1000
+    """Received activities kept for ``expect`` at most; the oldest are dropped."""
+    user_id_prefix: ClassVar[str] = "dl_locust"
+    """The service wants user ids that start with ``dl_`` in a start (3.0)."""
+    client_options: ClassVar[Mapping[str, Any]] = {}
+    """More ``directline.Client`` options (``timeout_ms``, ``headers``, ``bot_agent``...)."""
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        self.user_id = f"{self.user_id_prefix}-{uuid.uuid4().hex[:16]}"
+        self.conversation: Conversation | None = None
+        self._own_client: Client | None = None
+        # (sequence number, arrival time, activity), oldest first.
+        self._inbox: deque[tuple[int, float, dict[str, Any]]] = deque(maxlen=self._setting_int("inbox_size"))
+        self._received = 0
+        self._state = "closed"
+        self._listen_error: DirectLineError | None = None
+        self._arrived = gevent.event.Event()
+        self._pump: Any = None
+
+    # Configuration -----------------------------------------------------
+
+    def _setting(self, name: str, option: str | None = None) -> Any:
+        value = _option(self.environment, option) if option else None
+        # An option left empty (DIRECTLINE_SECRET= in the environment) is not given.
+        return getattr(self, name) if value is None or value == "" else value
+
+    def _setting_int(self, name: str) -> int:
+        value = getattr(self, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{type(self).__name__}.{name} must be an int, not {type(value).__name__}")
+        return value
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "protocol": self._setting("protocol", "directline_protocol"),
+            "mode": self._setting("mode", "directline_mode"),
+            "threads": self._setting("threads", "directline_threads"),
+            "reply_timeout": float(self._setting("reply_timeout", "directline_reply_timeout")),
+        }
+
+    def _client(self) -> Client:
+        """The process's client for this configuration (a user's own with a token callable)."""
+        protocol = self._settings()["protocol"]
+        secret = self._setting("secret", "directline_secret") or None
+        token_endpoint = self._setting("token_endpoint", "directline_token_endpoint") or None
+        options = dict(self.client_options)
+        # Every 429 is reported and waited for here, not retried inside.
+        options.setdefault("retry", {"max_attempts": 1})
+        endpoint = self.host or None
+        own_token = self._blocking(self.user_token)
+        if own_token is not None:
+            self._own_client = Client(endpoint, token=own_token, protocol=protocol, **options)
+            return self._own_client
+        key = (endpoint, secret, self.token, token_endpoint, protocol, repr(sorted(options.items())))
+        client = _clients.get(key)
+        if client is None or client.closed:
+            client = Client(endpoint, secret=secret, token=self.token, token_endpoint=token_endpoint,
+                            protocol=protocol, **options)
+            _clients[key] = client
+        return client
+
+    def user_token(self) -> str | None:
+        """A token for this user alone, or None (the default) to use the class's credential.
+
+        Override it to get each user a token of its own from your token
+        service (it runs on a pool thread, so it may block). A token is
+        bound to one conversation: the ``token`` attribute, shared by every
+        user, suits one user only.
+        """
+        return None
+
+    # Reporting ---------------------------------------------------------
+
+    def _report(self, name: str, started: float, *, ended: float | None = None, length: int = 0,
+                exception: BaseException | None = None) -> None:
+        finished = time.perf_counter() if ended is None else ended
+        elapsed = finished - started
+        self.environment.events.request.fire(
+            request_type=REQUEST_TYPE, name=name, response_time=elapsed * 1000.0, response_length=length,
+            response=None, context=self.context(), exception=exception,
+            start_time=time.time() - (time.perf_counter() - started))
+
+    def _fail(self, name: str, started: float, message: str, error: DirectLineError | None = None) -> DirectLineFailure:
+        failure = DirectLineFailure(message, error)
+        self._report(name, started, exception=failure)
+        return failure
+
+    def _blocking(self, function: Callable[..., _T], *arguments: Any) -> _T:
+        """Runs a call that may wait on the network on the pool, so the hub goes on meanwhile."""
+        pool = _thread_pool(int(self._settings()["threads"]))
+        outcome: tuple[bool, Any] = pool.apply(_outcome, (function, arguments))
+        succeeded, value = outcome
+        if not succeeded:
+            raise value
+        result: _T = value
+        return result
+
+    def _call(self, name: str, function: Callable[[], dict[str, Any]], *,
+              started: float | None = None) -> tuple[dict[str, Any], float]:
+        """One reported call, waiting out and reporting each 429; (its result, when it started)."""
+        first = time.perf_counter() if started is None else started
+        for attempt in itertools.count():
+            began = time.perf_counter()
+            try:
+                result = self._blocking(function)
+            except ThrottledError as error:
+                failure = self._fail(name, began, failure_text(error), error)
+                if attempt >= self._setting_int("throttle_retries"):
+                    raise failure from error
+                wait = (error.retry_after_ms if error.retry_after_ms is not None else 1000) / 1000.0
+                gevent.sleep(wait)
+                continue
+            except DirectLineError as error:
+                raise self._fail(name, began, failure_text(error), error) from error
+            self._report(name, began)
+            return result, first
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # Lifecycle ---------------------------------------------------------
+
+    def on_start(self) -> None:
+        """Starts this user's conversation and listens to it (reported as ``start conversation`` and ``listen``).
+
+        A failure is reported and does not stop the user: the next helper
+        call tries again.
+        """
+        try:
+            self._open()
+        except DirectLineFailure:
+            pass
+
+    def on_stop(self) -> None:
+        """Ends the conversation (3.0, reported as ``end conversation``) and frees it."""
+        self._close(end=True)
+
+    def _open(self) -> Conversation:
+        settings = self._settings()
+        user_id = self.user_id if settings["protocol"] == "3.0" else None
+        started = time.perf_counter()
+        try:
+            # A bad configuration (no credential, a bad endpoint) fails here.
+            client = self._client()
+            conversation = self._blocking(client.start_conversation, user_id)
+        except DirectLineError as error:
+            raise self._fail(START, started, failure_text(error), error) from error
+        self._report(START, started)
+        self.conversation = conversation
+        self._inbox.clear()
+        self._listen_error = None
+        self._state = "connecting"
+        started = time.perf_counter()
+        try:
+            self._blocking(conversation.listen, settings["mode"], self.poll_interval)
+        except DirectLineError as error:
+            raise self._fail(LISTEN, started, failure_text(error), error) from error
+        self._pump = gevent.spawn(self._receive, conversation)
+        deadline = started + self.listen_timeout
+        while self._state in ("connecting", "reconnecting") and self._listen_error is None:
+            if not self._wait_for_news(deadline):
+                raise self._fail(LISTEN, started, f"not online within {self.listen_timeout:g} s "
+                                 f"(state {self._state})")
+        if self._listen_error is not None:
+            raise self._fail(LISTEN, started, failure_text(self._listen_error), self._listen_error)
+        self._report(LISTEN, started)
+        return conversation
+
+    def _close(self, *, end: bool) -> None:
+        conversation, self.conversation = self.conversation, None
+        pump, self._pump = self._pump, None
+        if pump is not None:
+            pump.kill(block=True)
+        if conversation is None:
+            return
+        try:
+            if end and self._settings()["protocol"] == "3.0" and self._state not in ("ended", "failed"):
+                try:
+                    self._call(END, lambda: conversation.end(self.user_id))
+                except DirectLineFailure:
+                    pass
+        finally:
+            self._state = "closed"
+            self._blocking(conversation.close)
+            if self._own_client is not None:
+                own, self._own_client = self._own_client, None
+                self._blocking(own.close)
+
+    def _conversation(self) -> Conversation:
+        """The conversation to use: a new one when there is none, or it ended or failed."""
+        if self.conversation is not None and self._state not in ("ended", "failed") and self._listen_error is None:
+            return self.conversation
+        self._close(end=False)
+        return self._open()
+
+    # Receiving ---------------------------------------------------------
+
+    def _receive(self, conversation: Conversation) -> None:
+        """This user's receiving greenlet: waits on the descriptor, takes what is queued."""
+        descriptor = conversation.fileno()
+        while True:
+            gevent.socket.wait_read(descriptor)
+            try:
+                result = conversation.next(0)
+            except DirectLineError as error:
+                self._listen_error = error
+                self._state = "failed"
+                self._arrived.set()
+                return
+            now = time.perf_counter()
+            for activity in result["activities"]:
+                self._inbox.append((self._received, now, activity))
+                self._received += 1
+            self._state = result["state"]
+            self._arrived.set()
+
+    def _wait_for_news(self, deadline: float) -> bool:
+        """Waits until the receiving greenlet brings something, or the deadline; False at the deadline."""
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            return False
+        self._arrived.clear()
+        return bool(self._arrived.wait(remaining))
+
+    def _from_bot(self, activity: Mapping[str, Any]) -> bool:
+        sender = activity.get("from")
+        sender_id = sender.get("id") if isinstance(sender, Mapping) else sender
+        return sender_id != self.user_id
+
+    # Helpers for tasks -------------------------------------------------
+
+    def send(self, activity: Mapping[str, Any]) -> Sent:
+        """Sends an activity (3.0) or message (1.1); reported as ``send``.
+
+        ``from`` defaults to this user. On 3.0 a
+        ``channelData.clientActivityID`` is added unless there is one, so
+        that a send repeated after a 429 is the same activity.
+
+        Returns:
+            a ``Sent``, for ``reply``.
+
+        Raises:
+            DirectLineFailure: the send failed (reported).
+        """
+        conversation = self._conversation()
+        protocol = self._settings()["protocol"]
+        outgoing = dict(activity)
+        client_activity_id = None
+        if protocol == "3.0":
+            outgoing.setdefault("from", {"id": self.user_id})
+            channel_data = dict(outgoing.get("channelData") or {})
+            client_activity_id = channel_data.setdefault("clientActivityID", uuid.uuid4().hex)
+            outgoing["channelData"] = channel_data
+        else:
+            outgoing.setdefault("from", self.user_id)
+        received_before = self._received
+        result, started = self._call(SEND, lambda: conversation.send_activity(outgoing))
+        return Sent(result.get("id"), client_activity_id, started, received_before, result)
+
+    def say(self, text: str, timeout: float | None = None) -> dict[str, Any]:
+        """Sends a text message, then waits for the bot's reply (``send``, ``reply``, ``first typing``).
+
+        Returns:
+            the bot's first activity in answer that is not typing.
+
+        Raises:
+            DirectLineFailure: the send failed, or no reply came within
+                ``timeout`` (default ``reply_timeout``) seconds (reported).
+        """
+        message: dict[str, Any] = {"text": text}
+        if self._settings()["protocol"] == "3.0":
+            message["type"] = "message"
+        return self.reply(self.send(message), timeout)
+
+    def upload(self, files: Sequence[FileItem], *, activity: Mapping[str, Any] | None = None) -> Sent:
+        """Uploads files (and optionally the activity carrying them) in one request; reported as ``upload``.
+
+        ``files`` as ``Conversation.upload`` takes them: paths, or dicts with
+        ``path`` or ``data`` and optionally ``content_type`` and ``filename``.
+        Pass the result to ``reply`` to wait for the bot's answer.
+
+        Raises:
+            DirectLineFailure: the upload failed (reported).
+        """
+        conversation = self._conversation()
+        received_before = self._received
+        result, started = self._call(UPLOAD, lambda: conversation.upload(self.user_id, files, activity=activity))
+        return Sent(result.get("id"), result.get("clientActivityID"), started, received_before, result)
+
+    def reply(self, sent: Sent, timeout: float | None = None) -> dict[str, Any]:
+        """Waits for the bot's first activity in answer to ``sent`` that is not typing.
+
+        In answer: received after the send started, from someone other than
+        this user, and either replying to the sent activity (``replyToId``)
+        or replying to nothing named. Reports ``reply``, and ``first typing``
+        when a typing activity in answer came first, both timed from the
+        start of the send; the activities looked at are taken out of the
+        inbox ``expect`` reads.
+
+        Raises:
+            DirectLineFailure: nothing within ``timeout`` (default
+                ``reply_timeout``) seconds of the send's start, or the
+                conversation ended or failed first (reported as ``reply``).
+        """
+        wait = self._settings()["reply_timeout"] if timeout is None else float(timeout)
+        deadline = sent.started + wait
+        typing_reported = False
+        while True:
+            for entry in list(self._inbox):
+                sequence, arrived, activity = entry
+                if sequence < sent.received_before or not self._from_bot(activity):
+                    continue
+                reply_to = activity.get("replyToId")
+                if sent.id is not None and reply_to is not None and reply_to != sent.id:
+                    continue
+                self._inbox.remove(entry)
+                if activity.get("type") == "typing":
+                    if not typing_reported:
+                        self._report(TYPING, sent.started, ended=arrived)
+                        typing_reported = True
+                    continue
+                self._report(REPLY, sent.started, ended=arrived, length=len(str(activity.get("text") or "")))
+                return activity
+            if self._listen_error is not None:
+                raise self._fail(REPLY, sent.started, failure_text(self._listen_error), self._listen_error)
+            if self._state == "ended":
+                raise self._fail(REPLY, sent.started, "the conversation ended before the reply")
+            if not self._wait_for_news(deadline):
+                raise self._fail(REPLY, sent.started, f"no reply within {wait:g} s")
+
+    def expect(self, predicate: Callable[[dict[str, Any]], bool], timeout: float | None = None,
+               name: str | None = "expect") -> dict[str, Any]:
+        """Waits for the first received activity that ``predicate`` accepts, and takes it out of the inbox.
+
+        Looks at what was received and not yet taken (by ``reply`` or an
+        earlier ``expect``), oldest first, then at what arrives. Reported
+        under ``name`` (None: not reported), timed from this call.
+
+        Raises:
+            DirectLineFailure: nothing matched within ``timeout`` (default
+                ``reply_timeout``) seconds, or the conversation failed.
+        """
+        self._conversation()
+        wait = self._settings()["reply_timeout"] if timeout is None else float(timeout)
+        started = time.perf_counter()
+        deadline = started + wait
+        while True:
+            for entry in list(self._inbox):
+                if predicate(entry[2]):
+                    self._inbox.remove(entry)
+                    if name is not None:
+                        self._report(name, started, ended=max(started, entry[1]))
+                    return entry[2]
+            if self._listen_error is not None:
+                failure = DirectLineFailure(failure_text(self._listen_error), self._listen_error)
+                if name is not None:
+                    self._report(name, started, exception=failure)
+                raise failure
+            if not self._wait_for_news(deadline):
+                failure = DirectLineFailure(f"nothing expected within {wait:g} s")
+                if name is not None:
+                    self._report(name, started, exception=failure)
+                raise failure
