@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from . import bot
 from .errors import bad_argument, not_found
 from .messages import Request, Response, json_response, parse_json_object
 from .routing import ID, Route
@@ -116,6 +117,22 @@ def clear_requests(emulator: Emulator, request: Request) -> Response:
     return json_response(200, {"requests": []})
 
 
+def list_conversations(emulator: Emulator, request: Request) -> Response:
+    """Every conversation in creation order: its protocol, whether it ended, how
+    many activities it stored and which senders other than the bot it has seen."""
+    summaries = []
+    for conversation, ended, items in emulator.store.every_conversation():
+        users: dict[str, None] = {}  # an ordered set: first seen first
+        for item in items:
+            sender = item.get("from")
+            user = sender.get("id") if isinstance(sender, dict) else sender
+            if isinstance(user, str) and user != bot.BOT_ID:
+                users.setdefault(user, None)
+        summaries.append({"id": conversation.id, "protocol": conversation.protocol, "ended": ended,
+                          "activities": len(items), "users": list(users)})
+    return json_response(200, {"conversations": summaries})
+
+
 def show_conversation(emulator: Emulator, request: Request, conversation_id: str) -> Response:
     conversation = emulator.store.conversation(conversation_id)
     if conversation is None:
@@ -171,6 +188,7 @@ ROUTES = [
     Route(("_emulator", "faults"), {"GET": list_faults, "POST": add_fault,
                                     "DELETE": clear_faults}),
     Route(("_emulator", "requests"), {"GET": list_requests, "DELETE": clear_requests}),
+    Route(("_emulator", "conversations"), {"GET": list_conversations}),
     Route(("_emulator", "conversations", ID), {"GET": show_conversation}),
     Route(("_emulator", "attachments", ID), {"GET": download}),
     Route(("_emulator", "streams"), {"GET": list_streams}),

@@ -321,6 +321,12 @@ class Store:
                     "locale": conversation.locale,
                     "items": list(conversation.items)}
 
+    def every_conversation(self) -> list[tuple[Conversation, bool, list[dict]]]:
+        """Every conversation in creation order, whether it has ended, and what
+        it has stored (a copy of the list; the items are never mutated)."""
+        with self._lock:
+            return [(c, c.ended, list(c.items)) for c in self._conversations.values()]
+
     def store_file(self, data: bytes, content_type: str, name: str) -> StoredFile:
         with self._lock:
             stored = StoredFile(secrets.token_urlsafe(12), data, content_type, name)
