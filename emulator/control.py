@@ -10,7 +10,7 @@ from .messages import Request, Response, json_response, parse_json_object
 from .routing import ID, Route
 from .faults import valid_close_code
 from .service import Emulator
-from .state import COLLISION_POLICIES, EXPIRES_KEYS, V3
+from .state import COLLISION_POLICIES, EXPIRES_KEYS, MAX_REPLY_DELAY_SECONDS, V3, ReplyDelay
 from .stream import COMMANDS
 
 
@@ -42,9 +42,24 @@ def _number(value, key: str, minimum: float, maximum: float, above: bool = False
     return float(value)
 
 
+def _reply_delay(value) -> ReplyDelay:
+    """`replyDelaySeconds`: a number of seconds, or [min, max] for a random one."""
+    def seconds(item) -> bool:
+        return (not isinstance(item, bool) and isinstance(item, (int, float))
+                and 0 <= item <= MAX_REPLY_DELAY_SECONDS)
+    if isinstance(value, list):
+        if len(value) == 2 and all(seconds(item) for item in value) and value[0] <= value[1]:
+            return float(value[0]), float(value[1])
+    elif seconds(value):
+        return float(value)
+    raise bad_argument(f"replyDelaySeconds must be a number from 0 to {MAX_REPLY_DELAY_SECONDS:g}, "
+                       f"or an array [min, max] with 0 <= min <= max <= {MAX_REPLY_DELAY_SECONDS:g}")
+
+
 CONFIG_KEYS = {"tokenLifetime", "maxUploadBytes", "nullWatermark", "pageSize", "endlessPages",
                "streamKeepAliveSeconds", "streamUrlLifetime", "streamCollision", "botDelaySeconds",
-               "tokenEndpointLifetime", "tokenEndpointExpiresKey", "region"}
+               "tokenEndpointLifetime", "tokenEndpointExpiresKey", "region", "replyDelaySeconds",
+               "typingBeforeReply"}
 # A region goes into a URL path (/region/<name>/) and is named like a DNS label.
 _REGION = re.compile(r"[A-Za-z0-9-]{1,63}")
 
@@ -76,6 +91,10 @@ def set_config(emulator: Emulator, request: Request) -> Response:
     region = changes.get("region")
     if region is not None and (not isinstance(region, str) or not _REGION.fullmatch(region)):
         raise bad_argument("region must be 1 to 63 ASCII letters, digits and '-'")
+    reply_delay = changes.get("replyDelaySeconds")
+    typing = changes.get("typingBeforeReply")
+    if typing is not None and not isinstance(typing, bool):
+        raise bad_argument("typingBeforeReply must be true or false")
     settings = emulator.store.configure(
         token_lifetime=None if lifetime is None else _integer(lifetime, "tokenLifetime", 1),
         max_upload_bytes=None if limit is None else _integer(limit, "maxUploadBytes", 0),
@@ -91,7 +110,9 @@ def set_config(emulator: Emulator, request: Request) -> Response:
         token_endpoint_lifetime=None if endpoint_lifetime is None else _integer(
             endpoint_lifetime, "tokenEndpointLifetime", 1),
         token_endpoint_expires_key=expires_key,
-        region=region)
+        region=region,
+        reply_delay_seconds=None if reply_delay is None else _reply_delay(reply_delay),
+        typing_before_reply=typing)
     return json_response(200, settings.as_json())
 
 

@@ -25,7 +25,7 @@ from .faults import Fault
 from .messages import (GARBAGE_BODY, JSON_CONTENT_TYPE, SEND_LIMIT_BYTES, WRONG_TYPE_BODY, Request, Response,
                        encode_json, first_values, is_legacy_path, service_path, split_target)
 from .service import Emulator
-from .state import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_TOKEN_LIFETIME
+from .state import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_TOKEN_LIFETIME, ReplyDelay
 from .stream import StreamServer
 
 # Over libcurl's 100 KiB limit on one response header.
@@ -442,6 +442,7 @@ class EmulatorServer(ThreadingHTTPServer):
     def stop(self) -> None:
         """Stop accepting, wake sleeping handlers, close every connection."""
         self.emulator.stopping.set()
+        self.emulator.replies.stop()
         self.streams.stop()
         self.shutdown()
         self.close_connections()
@@ -452,8 +453,11 @@ def create_server(host: str = "127.0.0.1", port: int = 0, secret: str = DEFAULT_
                   token_lifetime: int = DEFAULT_TOKEN_LIFETIME,
                   max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                   tls_cert: str | None = None, tls_key: str | None = None,
-                  quiet: bool = True, stream_port: int = 0) -> EmulatorServer:
-    """A bound (not yet serving) emulator server."""
+                  quiet: bool = True, stream_port: int = 0,
+                  reply_delay_seconds: ReplyDelay = 0.0,
+                  typing_before_reply: bool = True) -> EmulatorServer:
+    """A bound (not yet serving) emulator server. `reply_delay_seconds` and
+    `typing_before_reply` are the start-up (and after a reset) config values."""
     if (tls_cert is None) != (tls_key is None):
         raise ValueError("tls_cert and tls_key go together")
     if token_lifetime < 1:
@@ -464,7 +468,8 @@ def create_server(host: str = "127.0.0.1", port: int = 0, secret: str = DEFAULT_
     if tls_cert is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(tls_cert, tls_key)
-    emulator = Emulator(secret, token_lifetime, max_upload_bytes)
+    emulator = Emulator(secret, token_lifetime, max_upload_bytes, reply_delay_seconds,
+                        typing_before_reply)
     return EmulatorServer(host, port, emulator, context, quiet, stream_port)
 
 
