@@ -48,6 +48,8 @@ from .messages import (GARBAGE_BODY, JSON_CONTENT_TYPE, WRONG_TYPE_BODY, encode_
 from .state import V3, Conversation
 
 COLLISION_CODE = 1008
+# The listen queue of the stream's socket (and the HTTP port's), --backlog.
+DEFAULT_BACKLOG = 128
 # How many ended streams GET /_emulator/streams lists.
 CLOSED_KEPT = 200
 # Closing a stream waits this long for the client's close frame.
@@ -148,14 +150,15 @@ class StreamServer:
     """The stream's listening socket, event loop thread and open streams."""
 
     def __init__(self, emulator, host: str, port: int, ssl_context: ssl.SSLContext | None,
-                 quiet: bool, connection_ids: Callable[[], int]) -> None:
+                 quiet: bool, connection_ids: Callable[[], int], backlog: int = DEFAULT_BACKLOG) -> None:
         self.emulator = emulator
         self.quiet = quiet
         self.secure = ssl_context is not None
         self._ssl_context = ssl_context
         self._connection_ids = connection_ids
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._sock = socket.create_server((host, port), family=family, backlog=128)
+        self._backlog = backlog
+        self._sock = socket.create_server((host, port), family=family, backlog=backlog)
         self.port = self._sock.getsockname()[1]
         self._streams: dict[str, list[_Stream]] = {}
         # The streams that ended, newest last, with what the client's close
@@ -194,7 +197,9 @@ class StreamServer:
 
     async def _serve(self) -> None:
         self._stopping = asyncio.Event()
-        server = await serve(self._handler, sock=self._sock, ssl=self._ssl_context,
+        # The event loop calls listen() again on the socket when it starts
+        # serving, with its own default (100) unless given the backlog.
+        server = await serve(self._handler, sock=self._sock, ssl=self._ssl_context, backlog=self._backlog,
                              process_request=self._process_request,
                              process_response=self._process_response,
                              server_header=f"directline-emulator/{__version__}",

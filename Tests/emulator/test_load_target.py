@@ -1,6 +1,7 @@
 """The bot as a load target: replies after the send's answer (replyDelaySeconds,
-fixed or random), typing on or off (typingBeforeReply), and the conversations
-summary.
+fixed or random), typing on or off (typingBeforeReply), the conversations
+summary, and the command line that sets them (--reply-delay, --no-typing)
+and the listen queue (--backlog).
 
 Run from the repository root: python3 -m pytest Tests/emulator/test_load_target.py -q
 
@@ -11,6 +12,9 @@ own timestamps); upper bounds are loose, the machine may be busy.
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -21,7 +25,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_stream import V3, Api, closed_with, open_stream, receive, texts, wait_until  # noqa: E402
+from test_stream import REPO, V3, Api, closed_with, open_stream, receive, texts, wait_until  # noqa: E402
 
 from emulator.scheduler import ReplyScheduler  # noqa: E402
 from emulator.server import start_in_thread  # noqa: E402
@@ -339,3 +343,71 @@ def test_conversations_summary(api):
     ]
     # The one-conversation view is still there.
     assert stored(api, second)["ended"] is True
+
+
+# -- command line ---------------------------------------------------------------------
+
+def listen_queue(port: int) -> int:
+    """The backlog of the socket listening on `port`, as `ss` shows it (Send-Q)."""
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], check=True, capture_output=True,
+                         text=True).stdout
+    return int(out.split()[2])
+
+
+def test_cli_reply_delay_no_typing_and_backlog():
+    process = subprocess.Popen([sys.executable, "-m", "emulator", "--port", "0", "--quiet",
+                                "--reply-delay", "0.1:0.2", "--no-typing", "--backlog", "512"],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = process.stdout.readline()
+        match = re.fullmatch(r"directline-emulator listening on http://127\.0\.0\.1:(\d+)\n", first)
+        assert match, first
+
+        class Handle:
+            port = int(match.group(1))
+            stream_port = 0
+
+        cli = Api(Handle)
+        settings = cli.control("GET", "config")
+        assert (settings["replyDelaySeconds"], settings["typingBeforeReply"]) == ([0.1, 0.2], False)
+        # The command line's values are the start-up ones a reset restores.
+        assert cli.control("POST", "reset")["replyDelaySeconds"] == [0.1, 0.2]
+        conversation = cli.start()
+        began = time.monotonic()
+        cli.send(conversation, "cli")
+        assert time.monotonic() - began < 1
+        wait_until(lambda: len(cli.activities(conversation)["activities"]) == 2, timeout=0.2 + SLACK)
+        if shutil.which("ss"):
+            stream_port = cli.control("GET", "streams")["port"]
+            assert listen_queue(Handle.port) == 512
+            assert listen_queue(stream_port) == 512
+        process.terminate()
+        assert process.wait(5) == 0
+        assert process.stderr.read() == ""
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_cli_default_backlog_is_128_on_both_ports():
+    if shutil.which("ss") is None:
+        pytest.skip("needs the ss tool")
+    with start_in_thread() as own:
+        assert listen_queue(own.port) == 128
+        assert listen_queue(own.stream_port) == 128
+
+
+@pytest.mark.parametrize("args, complaint", [
+    (["--reply-delay", "x"], "--reply-delay"),
+    (["--reply-delay", "0.3:0.1"], "MIN must not be more than MAX"),
+    (["--reply-delay", "-1"], "--reply-delay"),
+    (["--reply-delay", "1:2:3"], "--reply-delay"),
+    (["--reply-delay", "3601"], "from 0 to 3600"),
+    (["--backlog", "0"], "--backlog"),
+])
+def test_cli_refuses_bad_reply_delay_and_backlog(args, complaint):
+    done = subprocess.run([sys.executable, "-m", "emulator", "--port", "0", "--quiet", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert complaint in done.stderr and done.stdout == ""
