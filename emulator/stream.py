@@ -2,9 +2,9 @@
 
 A `websockets` asyncio server runs an event loop in one background thread.
 The store calls `_notify` (from whichever HTTP thread stored something, under
-the store's lock, so in the order things happened); that hands the event to
-the loop with `call_soon_threadsafe`, which puts it in the queue of each
-stream of that conversation. Nothing polls.
+the store's lock, so in the order things happened); that queues the event
+and wakes the loop with `call_soon_threadsafe` (once per batch), which puts
+it in the queue of each stream of that conversation. Nothing polls.
 
 What a stream does (docs/emulator.md, "The WebSocket stream"):
 
@@ -161,6 +161,10 @@ class StreamServer:
         self._sock = socket.create_server((host, port), family=family, backlog=backlog)
         self.port = self._sock.getsockname()[1]
         self._streams: dict[str, list[_Stream]] = {}
+        # Events from the store not yet dispatched on the loop (see _notify).
+        self._events: collections.deque[tuple] = collections.deque()
+        self._events_lock = threading.Lock()
+        self._drain_due = False
         # The streams that ended, newest last, with what the client's close
         # frame said (GET /_emulator/streams: "closed").
         self._closed: collections.deque[dict] = collections.deque(maxlen=CLOSED_KEPT)
@@ -245,10 +249,30 @@ class StreamServer:
     # -- events from the store (any thread) --------------------------------------
 
     def _notify(self, event: tuple) -> None:
+        """Queue the event for the loop; wake the loop only when no drain is due
+        yet. Under load this wakes it (a syscall, made under the store's lock)
+        once per batch of events instead of once per event."""
+        with self._events_lock:
+            self._events.append(event)
+            if self._drain_due:
+                return
+            self._drain_due = True
         try:
-            self._loop.call_soon_threadsafe(self._dispatch, event)
+            self._loop.call_soon_threadsafe(self._drain)
         except RuntimeError:
             pass  # the loop has ended: the emulator is stopping
+
+    def _drain(self) -> None:
+        """Dispatch every queued event, in order (on the loop)."""
+        while True:
+            with self._events_lock:
+                if not self._events:
+                    self._drain_due = False
+                    return
+                events = list(self._events)
+                self._events.clear()
+            for event in events:
+                self._dispatch(event)
 
     def _dispatch(self, event: tuple) -> None:
         kind, conversation_id, number, activity = event
