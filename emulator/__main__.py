@@ -15,7 +15,26 @@ except ModuleNotFoundError as missing:  # the stream's one dependency outside th
         raise
     sys.exit("directline-emulator: cannot start: the WebSocket stream needs the websockets package "
              "(python3 -m pip install 'websockets>=17,<18')")
-from .state import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_TOKEN_LIFETIME
+from .state import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_TOKEN_LIFETIME, MAX_REPLY_DELAY_SECONDS, ReplyDelay
+from .stream import DEFAULT_BACKLOG
+
+
+def _reply_delay(text: str) -> ReplyDelay:
+    """`--reply-delay`: `SECONDS` or `MIN:MAX`, each from 0 to 3600, MIN <= MAX."""
+    parts = text.split(":")
+    try:
+        if len(parts) > 2:
+            raise ValueError
+        numbers = [float(part) for part in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not SECONDS or MIN:MAX: {text!r}") from None
+    if not all(0 <= number <= MAX_REPLY_DELAY_SECONDS for number in numbers):  # NaN fails too
+        raise argparse.ArgumentTypeError(f"seconds must be from 0 to {MAX_REPLY_DELAY_SECONDS:g}: {text!r}")
+    if len(numbers) == 1:
+        return numbers[0]
+    if numbers[0] > numbers[1]:
+        raise argparse.ArgumentTypeError(f"MIN must not be more than MAX: {text!r}")
+    return numbers[0], numbers[1]
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -34,6 +53,13 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tls-cert", metavar="FILE", help="PEM certificate: serve HTTPS")
     parser.add_argument("--tls-key", metavar="FILE", help="PEM private key for --tls-cert")
     parser.add_argument("--quiet", action="store_true", help="do not log requests to stderr")
+    parser.add_argument("--reply-delay", type=_reply_delay, default=0.0, metavar="SECONDS|MIN:MAX",
+                        help="answer sends at once and store the bot's reply this many seconds later "
+                             "(MIN:MAX: uniformly random per reply); the config replyDelaySeconds")
+    parser.add_argument("--no-typing", action="store_true",
+                        help="no typing activity before the bot's replies (config typingBeforeReply false)")
+    parser.add_argument("--backlog", type=int, default=DEFAULT_BACKLOG, metavar="N",
+                        help=f"listen queue of the HTTP port and of the stream's (default {DEFAULT_BACKLOG})")
     args = parser.parse_args(argv)
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key go together")
@@ -45,6 +71,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--port must be from 0 to 65535")
     if not 0 <= args.stream_port <= 65535:
         parser.error("--stream-port must be from 0 to 65535")
+    if not 1 <= args.backlog <= 65535:
+        parser.error("--backlog must be from 1 to 65535")
     return args
 
 
@@ -55,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                                token_lifetime=args.token_lifetime,
                                max_upload_bytes=args.max_upload_bytes,
                                tls_cert=args.tls_cert, tls_key=args.tls_key, quiet=args.quiet,
-                               stream_port=args.stream_port)
+                               stream_port=args.stream_port, reply_delay_seconds=args.reply_delay,
+                               typing_before_reply=not args.no_typing, backlog=args.backlog)
     except (OSError, ssl.SSLError) as error:
         print(f"directline-emulator: cannot start: {error}", file=sys.stderr)
         return 1

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 
+from . import bot
 from .errors import bad_argument, not_found
 from .messages import Request, Response, json_response, parse_json_object
 from .routing import ID, Route
 from .faults import valid_close_code
 from .service import Emulator
-from .state import COLLISION_POLICIES, EXPIRES_KEYS, V3
+from .state import COLLISION_POLICIES, EXPIRES_KEYS, MAX_REPLY_DELAY_SECONDS, V3, ReplyDelay
 from .stream import COMMANDS
 
 
@@ -41,9 +42,24 @@ def _number(value, key: str, minimum: float, maximum: float, above: bool = False
     return float(value)
 
 
+def _reply_delay(value) -> ReplyDelay:
+    """`replyDelaySeconds`: a number of seconds, or [min, max] for a random one."""
+    def seconds(item) -> bool:
+        return (not isinstance(item, bool) and isinstance(item, (int, float))
+                and 0 <= item <= MAX_REPLY_DELAY_SECONDS)
+    if isinstance(value, list):
+        if len(value) == 2 and all(seconds(item) for item in value) and value[0] <= value[1]:
+            return float(value[0]), float(value[1])
+    elif seconds(value):
+        return float(value)
+    raise bad_argument(f"replyDelaySeconds must be a number from 0 to {MAX_REPLY_DELAY_SECONDS:g}, "
+                       f"or an array [min, max] with 0 <= min <= max <= {MAX_REPLY_DELAY_SECONDS:g}")
+
+
 CONFIG_KEYS = {"tokenLifetime", "maxUploadBytes", "nullWatermark", "pageSize", "endlessPages",
                "streamKeepAliveSeconds", "streamUrlLifetime", "streamCollision", "botDelaySeconds",
-               "tokenEndpointLifetime", "tokenEndpointExpiresKey", "region"}
+               "tokenEndpointLifetime", "tokenEndpointExpiresKey", "region", "replyDelaySeconds",
+               "typingBeforeReply"}
 # A region goes into a URL path (/region/<name>/) and is named like a DNS label.
 _REGION = re.compile(r"[A-Za-z0-9-]{1,63}")
 
@@ -75,6 +91,10 @@ def set_config(emulator: Emulator, request: Request) -> Response:
     region = changes.get("region")
     if region is not None and (not isinstance(region, str) or not _REGION.fullmatch(region)):
         raise bad_argument("region must be 1 to 63 ASCII letters, digits and '-'")
+    reply_delay = changes.get("replyDelaySeconds")
+    typing = changes.get("typingBeforeReply")
+    if typing is not None and not isinstance(typing, bool):
+        raise bad_argument("typingBeforeReply must be true or false")
     settings = emulator.store.configure(
         token_lifetime=None if lifetime is None else _integer(lifetime, "tokenLifetime", 1),
         max_upload_bytes=None if limit is None else _integer(limit, "maxUploadBytes", 0),
@@ -90,7 +110,9 @@ def set_config(emulator: Emulator, request: Request) -> Response:
         token_endpoint_lifetime=None if endpoint_lifetime is None else _integer(
             endpoint_lifetime, "tokenEndpointLifetime", 1),
         token_endpoint_expires_key=expires_key,
-        region=region)
+        region=region,
+        reply_delay_seconds=None if reply_delay is None else _reply_delay(reply_delay),
+        typing_before_reply=typing)
     return json_response(200, settings.as_json())
 
 
@@ -114,6 +136,22 @@ def list_requests(emulator: Emulator, request: Request) -> Response:
 def clear_requests(emulator: Emulator, request: Request) -> Response:
     emulator.log.clear()
     return json_response(200, {"requests": []})
+
+
+def list_conversations(emulator: Emulator, request: Request) -> Response:
+    """Every conversation in creation order: its protocol, whether it ended, how
+    many activities it stored and which senders other than the bot it has seen."""
+    summaries = []
+    for conversation, ended, items in emulator.store.every_conversation():
+        users: dict[str, None] = {}  # an ordered set: first seen first
+        for item in items:
+            sender = item.get("from")
+            user = sender.get("id") if isinstance(sender, dict) else sender
+            if isinstance(user, str) and user != bot.BOT_ID:
+                users.setdefault(user, None)
+        summaries.append({"id": conversation.id, "protocol": conversation.protocol, "ended": ended,
+                          "activities": len(items), "users": list(users)})
+    return json_response(200, {"conversations": summaries})
 
 
 def show_conversation(emulator: Emulator, request: Request, conversation_id: str) -> Response:
@@ -171,6 +209,7 @@ ROUTES = [
     Route(("_emulator", "faults"), {"GET": list_faults, "POST": add_fault,
                                     "DELETE": clear_faults}),
     Route(("_emulator", "requests"), {"GET": list_requests, "DELETE": clear_requests}),
+    Route(("_emulator", "conversations"), {"GET": list_conversations}),
     Route(("_emulator", "conversations", ID), {"GET": show_conversation}),
     Route(("_emulator", "attachments", ID), {"GET": download}),
     Route(("_emulator", "streams"), {"GET": list_streams}),

@@ -25,8 +25,8 @@ from .faults import Fault
 from .messages import (GARBAGE_BODY, JSON_CONTENT_TYPE, SEND_LIMIT_BYTES, WRONG_TYPE_BODY, Request, Response,
                        encode_json, first_values, is_legacy_path, service_path, split_target)
 from .service import Emulator
-from .state import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_TOKEN_LIFETIME
-from .stream import StreamServer
+from .state import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_TOKEN_LIFETIME, ReplyDelay
+from .stream import DEFAULT_BACKLOG, StreamServer
 
 # Over libcurl's 100 KiB limit on one response header.
 HUGE_HEADER_BYTES = 128 * 1024
@@ -368,11 +368,13 @@ class EmulatorServer(ThreadingHTTPServer):
     them (for the request log) and close them all at shutdown."""
 
     daemon_threads = True
-    request_queue_size = 128
+    request_queue_size = DEFAULT_BACKLOG
 
     def __init__(self, host: str, port: int, emulator: Emulator,
-                 ssl_context: ssl.SSLContext | None, quiet: bool, stream_port: int = 0) -> None:
+                 ssl_context: ssl.SSLContext | None, quiet: bool, stream_port: int = 0,
+                 backlog: int = DEFAULT_BACKLOG) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.request_queue_size = backlog  # listen() in server_activate
         self.emulator = emulator
         self.ssl_context = ssl_context
         self.quiet = quiet
@@ -385,7 +387,7 @@ class EmulatorServer(ThreadingHTTPServer):
         self.url = f"{'https' if ssl_context else 'http'}://{self.authority}"
         try:
             self.streams = StreamServer(emulator, host, stream_port, ssl_context, quiet,
-                                        self.next_connection_id)
+                                        self.next_connection_id, backlog)
         except BaseException:
             self.server_close()
             raise
@@ -442,6 +444,7 @@ class EmulatorServer(ThreadingHTTPServer):
     def stop(self) -> None:
         """Stop accepting, wake sleeping handlers, close every connection."""
         self.emulator.stopping.set()
+        self.emulator.replies.stop()
         self.streams.stop()
         self.shutdown()
         self.close_connections()
@@ -452,20 +455,27 @@ def create_server(host: str = "127.0.0.1", port: int = 0, secret: str = DEFAULT_
                   token_lifetime: int = DEFAULT_TOKEN_LIFETIME,
                   max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                   tls_cert: str | None = None, tls_key: str | None = None,
-                  quiet: bool = True, stream_port: int = 0) -> EmulatorServer:
-    """A bound (not yet serving) emulator server."""
+                  quiet: bool = True, stream_port: int = 0,
+                  reply_delay_seconds: ReplyDelay = 0.0, typing_before_reply: bool = True,
+                  backlog: int = DEFAULT_BACKLOG) -> EmulatorServer:
+    """A bound (not yet serving) emulator server. `reply_delay_seconds` and
+    `typing_before_reply` are the start-up (and after a reset) config values;
+    `backlog` is the listen queue of the HTTP port and of the stream's."""
     if (tls_cert is None) != (tls_key is None):
         raise ValueError("tls_cert and tls_key go together")
     if token_lifetime < 1:
         raise ValueError("token_lifetime must be at least 1 second")
     if max_upload_bytes < 0:
         raise ValueError("max_upload_bytes must not be negative")
+    if backlog < 1:
+        raise ValueError("backlog must be at least 1")
     context = None
     if tls_cert is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(tls_cert, tls_key)
-    emulator = Emulator(secret, token_lifetime, max_upload_bytes)
-    return EmulatorServer(host, port, emulator, context, quiet, stream_port)
+    emulator = Emulator(secret, token_lifetime, max_upload_bytes, reply_delay_seconds,
+                        typing_before_reply)
+    return EmulatorServer(host, port, emulator, context, quiet, stream_port, backlog)
 
 
 class EmulatorHandle:

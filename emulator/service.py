@@ -9,16 +9,20 @@ from .errors import ApiError, bad_argument, missing_property, not_found
 from .faults import FaultBook
 from .messages import Request, parse_media_type
 from .requestlog import RequestLog
-from .state import Conversation, Store, Token
+from .scheduler import ReplyScheduler
+from .state import Conversation, ReplyDelay, Store, Token
 from .uploads import Upload, parse_upload
 
 
 class Emulator:
     """The emulated service: its state, fault rules, request log and secret."""
 
-    def __init__(self, secret: str, token_lifetime: int, max_upload_bytes: int) -> None:
+    def __init__(self, secret: str, token_lifetime: int, max_upload_bytes: int,
+                 reply_delay_seconds: ReplyDelay = 0.0, typing_before_reply: bool = True) -> None:
         self.secret = secret
-        self.store = Store(token_lifetime, max_upload_bytes)
+        self.store = Store(token_lifetime, max_upload_bytes, reply_delay_seconds, typing_before_reply)
+        # The bot's late replies (replyDelaySeconds); its thread starts with the first.
+        self.replies = ReplyScheduler()
         self.faults = FaultBook()
         self.log = RequestLog()
         self.stopping = threading.Event()
@@ -31,6 +35,9 @@ class Emulator:
         return not self.stopping.wait(seconds)
 
     def reset(self) -> None:
+        # Pending replies go first; one scheduled meanwhile for a conversation
+        # the reset forgets is dropped when due (Store.append_reply).
+        self.replies.clear()
         self.store.reset()
         self.faults.clear()
         self.log.clear()

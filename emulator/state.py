@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import secrets
 import threading
 import time
@@ -32,6 +33,11 @@ DEFAULT_REGION = "europe"
 
 V3 = "3.0"
 V1 = "1.1"
+
+# The bot's reply delay: a fixed number of seconds, or (min, max) for a
+# uniformly random one per reply; 0 is "before the send is answered".
+ReplyDelay = float | tuple[float, float]
+MAX_REPLY_DELAY_SECONDS = 3600.0
 
 
 def utc_timestamp() -> str:
@@ -105,6 +111,21 @@ class Settings:
     token_endpoint_lifetime: int = TOKEN_ENDPOINT_LIFETIME
     token_endpoint_expires_key: str = EXPIRES_KEYS[0]
     region: str = DEFAULT_REGION
+    # Non-zero: the send is answered at once and the bot's reply is stored
+    # this long afterwards (see emulator/scheduler.py).
+    reply_delay_seconds: ReplyDelay = 0.0
+    # The bot's typing before each reply (3.0 streams only).
+    typing_before_reply: bool = True
+
+    def replies_later(self) -> bool:
+        """Whether replies come after the send's answer (a non-zero reply delay)."""
+        delay = self.reply_delay_seconds
+        return (delay[1] if isinstance(delay, tuple) else delay) > 0
+
+    def draw_reply_delay(self) -> float:
+        """This reply's delay: the fixed one, or a uniform draw from [min, max]."""
+        delay = self.reply_delay_seconds
+        return random.uniform(*delay) if isinstance(delay, tuple) else delay
 
     def as_json(self) -> dict:
         return {"tokenLifetime": self.token_lifetime,
@@ -118,7 +139,11 @@ class Settings:
                 "botDelaySeconds": self.bot_delay_seconds,
                 "tokenEndpointLifetime": self.token_endpoint_lifetime,
                 "tokenEndpointExpiresKey": self.token_endpoint_expires_key,
-                "region": self.region}
+                "region": self.region,
+                "replyDelaySeconds": (list(self.reply_delay_seconds)
+                                      if isinstance(self.reply_delay_seconds, tuple)
+                                      else self.reply_delay_seconds),
+                "typingBeforeReply": self.typing_before_reply}
 
 
 # What the store tells the stream server, in the order it happened:
@@ -140,16 +165,20 @@ class Store:
     """
 
     def __init__(self, token_lifetime: int = DEFAULT_TOKEN_LIFETIME,
-                 max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> None:
+                 max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+                 reply_delay_seconds: ReplyDelay = 0.0,
+                 typing_before_reply: bool = True) -> None:
         self._lock = threading.Lock()
-        self._defaults = Settings(token_lifetime, max_upload_bytes)
+        # What a reset restores: the start-up settings (the command line's).
+        self._defaults = Settings(token_lifetime, max_upload_bytes,
+                                  reply_delay_seconds=reply_delay_seconds,
+                                  typing_before_reply=typing_before_reply)
         self.reference_grammar_id = str(uuid.uuid4())
         self._listener: Listener | None = None
         self._clear()
 
     def _clear(self) -> None:
-        self._settings = Settings(self._defaults.token_lifetime,
-                                  self._defaults.max_upload_bytes)
+        self._settings = Settings(**vars(self._defaults))
         self._conversations: dict[str, Conversation] = {}
         self._tokens: dict[str, Token] = {}
         self._files: dict[str, StoredFile] = {}
@@ -183,7 +212,9 @@ class Store:
                   bot_delay_seconds: float | None = None,
                   token_endpoint_lifetime: int | None = None,
                   token_endpoint_expires_key: str | None = None,
-                  region: str | None = None) -> Settings:
+                  region: str | None = None,
+                  reply_delay_seconds: ReplyDelay | None = None,
+                  typing_before_reply: bool | None = None) -> Settings:
         with self._lock:
             if token_lifetime is not None:
                 self._settings.token_lifetime = token_lifetime
@@ -209,6 +240,10 @@ class Store:
                 self._settings.token_endpoint_expires_key = token_endpoint_expires_key
             if region is not None:
                 self._settings.region = region
+            if reply_delay_seconds is not None:
+                self._settings.reply_delay_seconds = reply_delay_seconds
+            if typing_before_reply is not None:
+                self._settings.typing_before_reply = typing_before_reply
             return Settings(**vars(self._settings))
 
     def create_conversation(self, protocol: str) -> Conversation:
@@ -259,11 +294,28 @@ class Store:
                stamp: Callable[[dict, str, str], dict], item: dict) -> dict:
         """Store `item` stamped with its id (`<conversationId>|<7-digit seq>`)."""
         with self._lock:
-            item_id = f"{conversation.id}|{len(conversation.items):07d}"
-            stored = stamp(dict(item), item_id, utc_timestamp())
-            conversation.items.append(stored)
-            self._notify(("item", conversation.id, len(conversation.items) - 1, stored))
-            return stored
+            return self._append(conversation, stamp, item)
+
+    def _append(self, conversation: Conversation,
+                stamp: Callable[[dict, str, str], dict], item: dict) -> dict:
+        item_id = f"{conversation.id}|{len(conversation.items):07d}"
+        stored = stamp(dict(item), item_id, utc_timestamp())
+        conversation.items.append(stored)
+        self._notify(("item", conversation.id, len(conversation.items) - 1, stored))
+        return stored
+
+    def append_reply(self, conversation: Conversation,
+                     stamp: Callable[[dict, str, str], dict], item: dict,
+                     ends: bool = False) -> dict | None:
+        """A late bot reply: stored as `append` does (ending the conversation
+        first with `ends`), unless the conversation has ended or was reset
+        away since the reply was scheduled; then None, and nothing happens."""
+        with self._lock:
+            if conversation.ended or self._conversations.get(conversation.id) is not conversation:
+                return None
+            if ends:
+                conversation.ended = True
+            return self._append(conversation, stamp, item)
 
     def push_live(self, conversation: Conversation,
                   stamp: Callable[[dict, str, str], dict], item: dict) -> dict:
@@ -320,6 +372,12 @@ class Store:
                     "started": conversation.started, "ended": conversation.ended,
                     "locale": conversation.locale,
                     "items": list(conversation.items)}
+
+    def every_conversation(self) -> list[tuple[Conversation, bool, list[dict]]]:
+        """Every conversation in creation order, whether it has ended, and what
+        it has stored (a copy of the list; the items are never mutated)."""
+        with self._lock:
+            return [(c, c.ended, list(c.items)) for c in self._conversations.values()]
 
     def store_file(self, data: bytes, content_type: str, name: str) -> StoredFile:
         with self._lock:

@@ -2,9 +2,9 @@
 
 A `websockets` asyncio server runs an event loop in one background thread.
 The store calls `_notify` (from whichever HTTP thread stored something, under
-the store's lock, so in the order things happened); that hands the event to
-the loop with `call_soon_threadsafe`, which puts it in the queue of each
-stream of that conversation. Nothing polls.
+the store's lock, so in the order things happened); that queues the event
+and wakes the loop with `call_soon_threadsafe` (once per batch), which puts
+it in the queue of each stream of that conversation. Nothing polls.
 
 What a stream does (docs/emulator.md, "The WebSocket stream"):
 
@@ -48,6 +48,8 @@ from .messages import (GARBAGE_BODY, JSON_CONTENT_TYPE, WRONG_TYPE_BODY, encode_
 from .state import V3, Conversation
 
 COLLISION_CODE = 1008
+# The listen queue of the stream's socket (and the HTTP port's), --backlog.
+DEFAULT_BACKLOG = 128
 # How many ended streams GET /_emulator/streams lists.
 CLOSED_KEPT = 200
 # Closing a stream waits this long for the client's close frame.
@@ -148,16 +150,21 @@ class StreamServer:
     """The stream's listening socket, event loop thread and open streams."""
 
     def __init__(self, emulator, host: str, port: int, ssl_context: ssl.SSLContext | None,
-                 quiet: bool, connection_ids: Callable[[], int]) -> None:
+                 quiet: bool, connection_ids: Callable[[], int], backlog: int = DEFAULT_BACKLOG) -> None:
         self.emulator = emulator
         self.quiet = quiet
         self.secure = ssl_context is not None
         self._ssl_context = ssl_context
         self._connection_ids = connection_ids
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._sock = socket.create_server((host, port), family=family, backlog=128)
+        self._backlog = backlog
+        self._sock = socket.create_server((host, port), family=family, backlog=backlog)
         self.port = self._sock.getsockname()[1]
         self._streams: dict[str, list[_Stream]] = {}
+        # Events from the store not yet dispatched on the loop (see _notify).
+        self._events: collections.deque[tuple] = collections.deque()
+        self._events_lock = threading.Lock()
+        self._drain_due = False
         # The streams that ended, newest last, with what the client's close
         # frame said (GET /_emulator/streams: "closed").
         self._closed: collections.deque[dict] = collections.deque(maxlen=CLOSED_KEPT)
@@ -194,7 +201,9 @@ class StreamServer:
 
     async def _serve(self) -> None:
         self._stopping = asyncio.Event()
-        server = await serve(self._handler, sock=self._sock, ssl=self._ssl_context,
+        # The event loop calls listen() again on the socket when it starts
+        # serving, with its own default (100) unless given the backlog.
+        server = await serve(self._handler, sock=self._sock, ssl=self._ssl_context, backlog=self._backlog,
                              process_request=self._process_request,
                              process_response=self._process_response,
                              server_header=f"directline-emulator/{__version__}",
@@ -240,10 +249,30 @@ class StreamServer:
     # -- events from the store (any thread) --------------------------------------
 
     def _notify(self, event: tuple) -> None:
+        """Queue the event for the loop; wake the loop only when no drain is due
+        yet. Under load this wakes it (a syscall, made under the store's lock)
+        once per batch of events instead of once per event."""
+        with self._events_lock:
+            self._events.append(event)
+            if self._drain_due:
+                return
+            self._drain_due = True
         try:
-            self._loop.call_soon_threadsafe(self._dispatch, event)
+            self._loop.call_soon_threadsafe(self._drain)
         except RuntimeError:
             pass  # the loop has ended: the emulator is stopping
+
+    def _drain(self) -> None:
+        """Dispatch every queued event, in order (on the loop)."""
+        while True:
+            with self._events_lock:
+                if not self._events:
+                    self._drain_due = False
+                    return
+                events = list(self._events)
+                self._events.clear()
+            for event in events:
+                self._dispatch(event)
 
     def _dispatch(self, event: tuple) -> None:
         kind, conversation_id, number, activity = event

@@ -60,16 +60,25 @@ def _describe(kind: type) -> str:
 
 def _deliver(emulator: Emulator, conversation: Conversation, message: dict,
              files: list | None = None) -> None:
+    """Store the user's message, then let the bot answer it: before the send
+    is answered, or with a reply delay that long after it (1.1 has no typing)."""
     def stamp(item: dict, item_id: str, now: str) -> dict:
         item.update(id=item_id, conversationId=conversation.id, created=now)
         return item
 
-    emulator.store.append(conversation, stamp, message)
+    store = emulator.store
+    store.append(conversation, stamp, message)
     text = message.get("text")
-    if not emulator.pause(bot.thinking_seconds(text) + emulator.store.settings().bot_delay_seconds):
+    settings = store.settings()
+    if not emulator.pause(bot.thinking_seconds(text) + settings.bot_delay_seconds):
         return
-    reply = bot.upload_text(files, text) if files is not None else bot.echo_text(text)
-    emulator.store.append(conversation, stamp, {"from": bot.BOT_ID, "text": reply})
+    reply = {"from": bot.BOT_ID,
+             "text": bot.upload_text(files, text) if files is not None else bot.echo_text(text)}
+    if settings.replies_later():
+        emulator.replies.schedule(settings.draw_reply_delay(),
+                                  lambda: store.append_reply(conversation, stamp, reply))
+        return
+    store.append(conversation, stamp, reply)
 
 
 def post_message(emulator: Emulator, request: Request, conversation_id: str) -> Response:

@@ -140,31 +140,41 @@ def _stamper(conversation: Conversation) -> Callable[[dict, str, str], dict]:
 
 def _deliver(emulator: Emulator, conversation: Conversation, activity: dict,
              files: list | None = None) -> dict:
-    """Store the user's activity, then let the bot answer it."""
+    """Store the user's activity, then let the bot answer it: before the send
+    is answered, or with a reply delay that long after it."""
+    store = emulator.store
     stamp = _stamper(conversation)
-    stored = emulator.store.append(conversation, stamp, activity)
+    stored = store.append(conversation, stamp, activity)
     if activity["type"] == "endOfConversation":
-        emulator.store.mark_ended(conversation)
+        store.mark_ended(conversation)
         return stored
-    if emulator.store.is_ended(conversation):
+    if store.is_ended(conversation):
         return stored
     text = activity.get("text")
     if files is None and activity["type"] != "message":
         return stored
-    # Typing first, to the open streams only (never stored, never in a GET).
-    emulator.store.push_live(conversation, stamp, {
-        "type": "typing", "from": bot.bot_account(), "replyToId": stored["id"]})
-    if not emulator.pause(bot.thinking_seconds(text) + emulator.store.settings().bot_delay_seconds):
+    settings = store.settings()
+    if settings.typing_before_reply:
+        # Typing first, to the open streams only (never stored, never in a GET).
+        store.push_live(conversation, stamp, {
+            "type": "typing", "from": bot.bot_account(), "replyToId": stored["id"]})
+    if not emulator.pause(bot.thinking_seconds(text) + settings.bot_delay_seconds):
         return stored
-    if files is None and bot.ends_conversation(text):
-        emulator.store.mark_ended(conversation)
-        emulator.store.append(conversation, stamp, {
-            "type": "endOfConversation", "from": bot.bot_account(), "code": "completedSuccessfully",
-            "replyToId": stored["id"]})
+    ends = files is None and bot.ends_conversation(text)
+    if ends:
+        reply = {"type": "endOfConversation", "from": bot.bot_account(), "code": "completedSuccessfully",
+                 "replyToId": stored["id"]}
+    else:
+        reply = {"type": "message", "from": bot.bot_account(),
+                 "text": bot.upload_text(files, text) if files is not None else bot.echo_text(text),
+                 "replyToId": stored["id"]}
+    if settings.replies_later():
+        emulator.replies.schedule(settings.draw_reply_delay(),
+                                  lambda: store.append_reply(conversation, stamp, reply, ends))
         return stored
-    reply = bot.upload_text(files, text) if files is not None else bot.echo_text(text)
-    emulator.store.append(conversation, stamp, {
-        "type": "message", "from": bot.bot_account(), "text": reply, "replyToId": stored["id"]})
+    if ends:
+        store.mark_ended(conversation)
+    store.append(conversation, stamp, reply)
     return stored
 
 

@@ -867,7 +867,8 @@ def test_null_watermark_config(client):
 
 def test_reset_forgets_everything_and_config_is_strict(client):
     conversation = client.start()
-    client.config(tokenLifetime=5, maxUploadBytes=10, nullWatermark=True, pageSize=2)
+    client.config(tokenLifetime=5, maxUploadBytes=10, nullWatermark=True, pageSize=2,
+                  replyDelaySeconds=[1, 2], typingBeforeReply=False)
     client.fault(action="close")
     defaults = client.control("POST", "reset").json
     assert defaults == {"tokenLifetime": 1800, "maxUploadBytes": 4_194_304,
@@ -875,7 +876,7 @@ def test_reset_forgets_everything_and_config_is_strict(client):
                         "streamKeepAliveSeconds": 5.0, "streamUrlLifetime": 60,
                         "streamCollision": "closeNew", "botDelaySeconds": 0.0,
                         "tokenEndpointLifetime": 60, "tokenEndpointExpiresKey": "expires_in",
-                        "region": "europe"}
+                        "region": "europe", "replyDelaySeconds": 0.0, "typingBeforeReply": True}
     assert client.control("GET", "faults").json == {"faults": []}
     assert client.requests() == []
     assert_error(client.activities(conversation), 403, "BadArgument")
