@@ -58,7 +58,7 @@ for gevent: import it from locustfiles only.
 from __future__ import annotations
 
 import itertools
-import logging
+import os
 import time
 import uuid
 from collections import deque
@@ -103,7 +103,6 @@ UPLOAD = "upload"
 END = "end conversation"
 
 _T = TypeVar("_T")
-_log = logging.getLogger(__name__)
 
 DEFAULT_THREADS = 16
 """Native threads in a worker's pool for the calls that wait on the network."""
@@ -185,6 +184,28 @@ def _add_options(parser: Any) -> None:
 
 
 events.init_command_line_parser.add_listener(_add_options)  # type: ignore[no-untyped-call]
+
+
+# The variable behind each option, in the spelling configargparse reads.
+_VARIABLES = {
+    "directline_secret": ("DIRECTLINE_SECRET", str),
+    "directline_token_endpoint": ("DIRECTLINE_TOKEN_ENDPOINT", str),
+    "directline_protocol": ("DIRECTLINE_PROTOCOL", str),
+    "directline_mode": ("DIRECTLINE_MODE", str),
+    "directline_threads": ("DIRECTLINE_THREADS", int),
+    "directline_reply_timeout": ("DIRECTLINE_REPLY_TIMEOUT", float),
+}
+
+
+def _from_environment(option: str) -> Any:
+    variable, kind = _VARIABLES[option]
+    text = os.environ.get(variable)
+    if not text:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"{variable} must be {'an integer' if kind is int else 'a number'}, not {text!r}") from None
 
 
 def _option(environment: Environment, name: str) -> Any:
@@ -298,8 +319,16 @@ class DirectLineUser(User):
     # Configuration -----------------------------------------------------
 
     def _setting(self, name: str, option: str | None = None) -> Any:
+        """The option when given, else this process's environment variable for it, else the attribute.
+
+        A distributed run sends the master's options to every worker, over
+        the worker's own: an option the master was not given arrives as
+        None, and the worker's variable (DIRECTLINE_SECRET...) is read again.
+        An empty value counts as not given.
+        """
         value = _option(self.environment, option) if option else None
-        # An option left empty (DIRECTLINE_SECRET= in the environment) is not given.
+        if (value is None or value == "") and option:
+            value = _from_environment(option)
         return getattr(self, name) if value is None or value == "" else value
 
     def _setting_int(self, name: str) -> int:
