@@ -12,6 +12,7 @@ names the wheel.
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import shutil
@@ -341,3 +342,37 @@ def test_without_swift_installing_the_sdist_fails_and_names_the_wheel(sdist, tmp
     assert result.returncode != 0, output
     assert "no `swift` was found" in output, output
     assert "manylinux_2_36_x86_64.whl" in output and "make wheel" in output, output
+
+
+def test_the_wheel_declares_the_locust_extra(unpacked):
+    (metadata,) = unpacked.glob("directline-*.dist-info/METADATA")
+    lines = metadata.read_text().splitlines()
+    assert "Provides-Extra: locust" in lines
+    assert any(line.startswith("Requires-Dist: locust") and 'extra == "locust"' in line for line in lines), lines
+
+
+def test_the_wheel_installs_with_its_locust_extra_and_runs_the_example_locustfile(wheel, emulator, tmp_path):
+    # `pip install 'WHEEL[locust]'` with no index: Locust comes from this
+    # machine's site-packages, which the venv sees (scripts/common.sh
+    # installed it); the package and its library only from the wheel.
+    pytest.importorskip("locust")
+    folder = tmp_path / "venv"
+    venv.create(folder, with_pip=True, system_site_packages=True)
+    python = folder / "bin" / "python"
+    result = run([str(python), "-m", "pip", "install", "-q", "--no-index", f"{wheel}[locust]"],
+                 cwd=wheel.parent, env=clean_env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    workdir = tmp_path / "empty"
+    workdir.mkdir()
+    locustfile = workdir / "locustfile.py"
+    shutil.copy(ROOT / "examples" / "locust" / "locustfile.py", locustfile)
+    result = run([str(python), "-c", "import directline, sys; print(directline.__file__)"], cwd=workdir,
+                 env=clean_env())
+    assert str(folder) in result.stdout, result.stdout + result.stderr
+    result = run([str(python), "-m", "locust", "-f", str(locustfile), "--host", emulator.url, "--headless",
+                  "--users", "3", "--spawn-rate", "3", "--run-time", "4s", "--csv", "report",
+                  "--loglevel", "WARNING"], cwd=workdir, env=clean_env(DIRECTLINE_SECRET=SECRET), timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    with open(workdir / "report_stats.csv", newline="") as stats:
+        counts = {row["Name"]: int(row["Request Count"]) for row in csv.DictReader(stats)}
+    assert counts["start conversation"] == 3 and counts["reply"] >= 3, counts

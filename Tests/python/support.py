@@ -80,6 +80,10 @@ class Emulator:
         """Every non-control request received since the last reset."""
         return self._control("GET", "requests")["requests"]
 
+    def conversations(self) -> list[dict]:
+        """GET /_emulator/conversations: every conversation's summary, in creation order."""
+        return self._control("GET", "conversations")["conversations"]
+
     def conversation(self, conversation_id: str) -> dict:
         return self._control("GET", "conversations/" + conversation_id)
 

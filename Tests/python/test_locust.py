@@ -290,3 +290,50 @@ def test_expect_and_upload(emulator: Any, tmp_path: Path) -> None:
                       "echoed": "echo: second", "missing": "nothing expected within 0.3 s"}
     assert run.count("upload") == 1 and run.count("second echo") == 1 and run.count("reply") == 1
     assert run.count("send") == 1 and "expect" not in run.stats
+
+
+@pytest.mark.slow
+def test_distributed_headless_run_of_the_example_50_users_on_two_workers(emulator: Any, tmp_path: Path) -> None:
+    # A bot that answers 200 ms after a send that is answered at once, with
+    # typing first: the example's users report send, reply and first typing.
+    emulator.configure(replyDelaySeconds=0.2, typingBeforeReply=True)
+    port = free_port()
+    prefix = tmp_path / "report"
+    env = python_env(DIRECTLINE_SECRET=SECRET)
+    common = [sys.executable, "-m", "locust", "-f", str(EXAMPLE), "--loglevel", "WARNING"]
+    master = subprocess.Popen(
+        [*common, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+         "--expect-workers", "2", "--expect-workers-max-wait", "60", "--headless", "--users", "50",
+         "--spawn-rate", "25", "--run-time", "20s", "--host", emulator.url, "--csv", str(prefix)],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    workers = [subprocess.Popen([*common, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
+                                env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(2)]
+    try:
+        output, _ = master.communicate(timeout=150)
+        worker_outputs = [worker.communicate(timeout=60)[0] for worker in workers]
+    finally:
+        for process in (master, *workers):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    run = Run(subprocess.CompletedProcess(master.args, master.returncode, output, ""), prefix, tmp_path / "none")
+    assert master.returncode == 0, run.describe() + "\n".join(worker_outputs)
+    assert all(worker.returncode == 0 for worker in workers), worker_outputs
+    for name in ("start conversation", "listen", "send", "reply", "first typing"):
+        assert run.count(name) > 0 and run.failed(name) == 0, (name, run.describe())
+    assert run.count("start conversation") == 50
+    assert run.failures == []
+    # The bot's 200 ms is in every reply; the typing comes before it.
+    assert float(run.stats["reply"]["Min Response Time"]) >= 200
+    assert float(run.stats["first typing"]["Median Response Time"]) < float(run.stats["reply"]["Median Response Time"])
+
+    # The emulator saw every user's conversation: 50, each with one user of
+    # its own, each ended when its user stopped.
+    conversations = emulator.conversations()
+    assert len(conversations) == 50
+    users = [conversation["users"] for conversation in conversations]
+    assert all(len(owners) == 1 and owners[0].startswith("dl_locust-") for owners in users), users
+    assert len({owners[0] for owners in users}) == 50
+    assert all(conversation["ended"] for conversation in conversations)
+    assert all(conversation["protocol"] == "3.0" for conversation in conversations)
