@@ -315,6 +315,7 @@ class DirectLineUser(User):
         self._listen_error: DirectLineError | None = None
         self._arrived = gevent.event.Event()
         self._pump: Any = None
+        self._resolved: dict[str, Any] | None = None
 
     # Configuration -----------------------------------------------------
 
@@ -338,6 +339,12 @@ class DirectLineUser(User):
         return value
 
     def _settings(self) -> dict[str, Any]:
+        """The options in effect, read once per user (at its start: a worker has its options by then)."""
+        if self._resolved is None:
+            self._resolved = self._read_settings()
+        return self._resolved
+
+    def _read_settings(self) -> dict[str, Any]:
         return {
             "protocol": self._setting("protocol", "directline_protocol"),
             "mode": self._setting("mode", "directline_mode"),
