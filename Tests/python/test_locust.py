@@ -9,6 +9,7 @@ standard library for gevent.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import socket
 import subprocess
@@ -23,7 +24,9 @@ from support import REPO_ROOT, SECRET, python_env
 
 EXAMPLE = REPO_ROOT / "examples" / "locust" / "locustfile.py"
 
-pytest.importorskip("locust", reason="scripts/common.sh installs locust; directline[locust] needs it")
+# Looked up, never imported here: importing Locust patches this process for gevent.
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("locust") is None,
+                                reason="scripts/common.sh installs locust; directline[locust] needs it")
 
 
 class Run:
@@ -337,3 +340,14 @@ def test_distributed_headless_run_of_the_example_50_users_on_two_workers(emulato
     assert len({owners[0] for owners in users}) == 50
     assert all(conversation["ended"] for conversation in conversations)
     assert all(conversation["protocol"] == "3.0" for conversation in conversations)
+
+
+def test_collecting_these_tests_leaves_the_test_process_unpatched() -> None:
+    # Importing Locust monkey-patches threading and sockets for gevent: in
+    # pytest's own process that would turn every other test's threads into
+    # greenlets (a blocked C call then stalls them all).
+    probe = ("import sys, pytest; pytest.main(['-q', '--co', '-p', 'no:cacheprovider', sys.argv[1]]); "
+             "print('patched' if 'gevent' in sys.modules or 'locust' in sys.modules else 'clean')")
+    result = subprocess.run([sys.executable, "-c", probe, __file__], cwd=Path(__file__).parent,
+                            capture_output=True, text=True, timeout=120, env=python_env())
+    assert result.stdout.strip().splitlines()[-1] == "clean", result.stdout + result.stderr
