@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,9 @@ def test_say_reports_start_listen_send_reply_typing_and_end(emulator: Any, tmp_p
 
             @task
             def chat(self):
+                # The library is online once the upgrade is answered; the
+                # emulator's stream takes live typing a moment later.
+                gevent.sleep(0.3)
                 reply = self.say("hello")
                 record(user=self.user_id, text=reply["text"], replyTo=reply.get("replyToId"))
 
@@ -351,3 +355,193 @@ def test_collecting_these_tests_leaves_the_test_process_unpatched() -> None:
     result = subprocess.run([sys.executable, "-c", probe, __file__], cwd=Path(__file__).parent,
                             capture_output=True, text=True, timeout=120, env=python_env())
     assert result.stdout.strip().splitlines()[-1] == "clean", result.stdout + result.stderr
+
+
+def test_a_report_that_yields_does_not_make_reply_sleep_through_its_reply(emulator: Any, tmp_path: Path) -> None:
+    # A request listener that waits (as one shipping metrics over a socket
+    # does) lets the receiving greenlet bring the reply while reply() is
+    # still reporting the typing; the reply must not be slept through.
+    emulator.configure(replyDelaySeconds=0.2)
+    scenario = locustfile(tmp_path, """\
+        from locust import events
+
+        def slow_listener(name, **_):
+            if name == "first typing":
+                gevent.sleep(0.5)
+
+        events.request.add_listener(slow_listener)
+
+        class Chat(DirectLineUser):
+            wait_time = constant(60)
+            reply_timeout = 3
+
+            @task
+            def chat(self):
+                started = time.perf_counter()
+                text = self.say("hello")["text"]
+                record(text=text, seconds=time.perf_counter() - started)
+        """)
+    run = run_locust(tmp_path, scenario, emulator.url, "-u", "1", "-r", "1", "--run-time", "6s")
+    assert run.result.returncode == 0, run.describe()
+    [result] = run.results
+    assert result["text"] == "echo: hello"
+    assert result["seconds"] < 2.5, result  # not the 3 s timeout
+
+
+def test_a_reply_that_does_not_come_is_a_reply_failure_and_the_user_goes_on(emulator: Any, tmp_path: Path) -> None:
+    emulator.configure(replyDelaySeconds=2)
+    scenario = locustfile(tmp_path, """\
+        class Chat(DirectLineUser):
+            wait_time = constant(0.1)
+            reply_timeout = 0.5
+
+            @task
+            def chat(self):
+                record(attempt=True)
+                self.say("hello")
+                record(unreachable=True)
+        """)
+    run = run_locust(tmp_path, scenario, emulator.url, "-u", "1", "-r", "1", "--run-time", "3s")
+    assert run.result.returncode == 1, run.describe()
+    assert run.failed("reply") >= 2 and run.count("reply") == run.failed("reply"), run.describe()
+    assert all(failure["Error"] == "no reply within 0.5 s" for failure in run.failures if failure["Name"] == "reply")
+    assert run.failed("send") == 0
+    assert {"unreachable": True} not in run.results and len(run.results) >= 2  # each task abandoned, the next run
+    assert "Traceback" not in run.output
+
+
+def test_after_the_bot_ends_the_conversation_expect_still_reads_it_and_the_next_say_starts_anew(
+        emulator: Any, tmp_path: Path) -> None:
+    scenario = locustfile(tmp_path, """\
+        class Chat(DirectLineUser):
+            wait_time = constant(60)
+
+            @task
+            def chat(self):
+                first = self.conversation.id
+                ended = self.say("end")           # the emulator's bot ends the conversation
+                try:
+                    self.expect(lambda activity: False, timeout=5, name="nothing")
+                except DirectLineFailure as failure:
+                    quick = str(failure)
+                again = self.say("hello")
+                record(ended=ended["type"], quick=quick, again=again["text"],
+                       new=self.conversation.id != first)
+        """)
+    run = run_locust(tmp_path, scenario, emulator.url, "-u", "1", "-r", "1", "--run-time", "4s")
+    [result] = run.results
+    assert result == {"ended": "endOfConversation", "quick": "the conversation ended before anything expected came",
+                      "again": "echo: hello", "new": True}, run.describe()
+    assert run.count("start conversation") == 2
+    assert float(run.stats["nothing"]["Max Response Time"]) < 2000  # not the 5 s timeout
+
+
+def test_a_listener_that_cannot_start_makes_the_next_call_start_afresh(emulator: Any, tmp_path: Path) -> None:
+    # 1.1 has no stream: every listen fails, and each say starts again
+    # rather than sending into a conversation nothing reads.
+    scenario = locustfile(tmp_path, """\
+        class Chat(DirectLineUser):
+            wait_time = constant(0.2)
+            protocol = "1.1"
+            mode = "websocket"
+
+            @task
+            def chat(self):
+                self.say("hello")
+        """)
+    run = run_locust(tmp_path, scenario, emulator.url, "-u", "1", "-r", "1", "--run-time", "2s")
+    assert run.result.returncode == 1, run.describe()
+    assert run.failed("listen") >= 2 and run.count("listen") == run.failed("listen")
+    assert run.count("start conversation") == run.count("listen")
+    assert run.count("send") == 0 and run.count("reply") == 0
+    assert all(failure["Error"].startswith("DL_ERR_UNSUPPORTED: ") for failure in run.failures), run.failures
+
+
+def test_an_upload_sent_again_after_a_429_is_the_same_activity(emulator: Any, tmp_path: Path) -> None:
+    emulator.fault(method="POST", path="/upload$", count=1, action="status", status=429, retryAfter="0")
+    scenario = locustfile(tmp_path, """\
+        class Chat(DirectLineUser):
+            wait_time = constant(60)
+
+            @task
+            def chat(self):
+                sent = self.upload([{"data": b"abc", "filename": "a.txt"}], activity={"text": "file"})
+                record(id=sent.client_activity_id, text=self.reply(sent)["text"])
+        """)
+    run = run_locust(tmp_path, scenario, emulator.url, "-u", "1", "-r", "1", "--run-time", "3s")
+    assert (run.count("upload"), run.failed("upload")) == (2, 1), run.describe()
+    [result] = run.results
+    assert result["text"].startswith("received 1 attachment(s): a.txt")
+    uploads = [request for request in emulator.requests() if request["path"].endswith("/upload")]
+    marks = [request["body"].count(result["id"]) for request in uploads]
+    assert len(uploads) == 2 and all(marks), marks
+
+
+def test_a_stopping_user_waits_end_timeout_for_its_end_at_most(emulator: Any, tmp_path: Path) -> None:
+    # Once the user has spoken, every activity POST hangs: the ends at stop
+    # get no answer. Locust runs on_stop to its end whatever --stop-timeout
+    # says, so the end's own bound is all that keeps the run's end near.
+    scenario = locustfile(tmp_path, """\
+        import urllib.request
+
+        class Chat(DirectLineUser):
+            wait_time = constant(60)
+            end_timeout = 1
+
+            @task
+            def chat(self):
+                self.say("hello")
+                rule = json.dumps({"method": "POST", "path": "/activities$", "count": -1, "action": "hang"})
+                request = urllib.request.Request(self.host + "/_emulator/faults", data=rule.encode(),
+                                                 headers={"Content-Type": "application/json"})
+                urllib.request.urlopen(request).read()
+                record(hung=True)
+        """)
+    started = time.monotonic()
+    run = run_locust(tmp_path, scenario, emulator.url, "-u", "2", "-r", "2", "--run-time", "3s",
+                     "--stop-timeout", "1", DIRECTLINE_THREADS="1")
+    elapsed = time.monotonic() - started
+    assert len(run.results) == 2, run.describe()
+    assert "no answer within end_timeout (1 s)" in run.output, run.describe()
+    # With the library's 30 s request timeout, two ends on one thread took
+    # over a minute; bounded, both are abandoned within a second each.
+    assert elapsed < 25, elapsed
+
+
+def test_a_user_stopped_while_starting_still_ends_and_frees_its_conversation(emulator: Any, tmp_path: Path) -> None:
+    emulator.fault(method="POST", path="/conversations$", count=-1, action="delay", seconds=2)
+    scenario = locustfile(tmp_path, """\
+        class Chat(DirectLineUser):
+            wait_time = constant(60)
+
+            @task
+            def chat(self):
+                self.say("hello")
+        """)
+    run_locust(tmp_path, scenario, emulator.url, "-u", "2", "-r", "2", "--run-time", "1s")
+    conversations = emulator.conversations()
+    assert len(conversations) == 2
+    assert all(conversation["ended"] for conversation in conversations), conversations
+
+
+def test_a_bad_thread_count_is_a_clear_failure_not_a_traceback(emulator: Any, tmp_path: Path) -> None:
+    scenario = locustfile(tmp_path, """\
+        class Chat(DirectLineUser):
+            wait_time = constant(0.5)
+            threads = 0
+
+            @task
+            def chat(self):
+                self.say("hello")
+        """)
+    run = run_locust(tmp_path, scenario, emulator.url, "-u", "1", "-r", "1", "--run-time", "2s")
+    assert run.result.returncode == 1, run.describe()
+    assert run.failed("start conversation") >= 2 and run.count("send") == 0
+    assert all(failure["Error"].startswith("configuration: threads must be an integer of at least 1, not 0")
+               for failure in run.failures), run.failures
+    assert "Traceback" not in run.output
+    # Given on the command line, Locust's own parser refuses it before any user runs.
+    refused = subprocess.run([sys.executable, "-m", "locust", "-f", str(scenario), "--headless",
+                              "--directline-threads", "many"], env=python_env(), cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "--directline-threads" in refused.stderr, refused.stderr

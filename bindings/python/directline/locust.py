@@ -34,7 +34,8 @@ What is reported (request type ``directline``):
 - ``end conversation``: the endOfConversation a stopping 3.0 user sends.
 
 A failure is a Locust failure named after the library's status (such as
-``DL_ERR_THROTTLED (HTTP 429): ...``), and the task is abandoned: the
+``DL_ERR_THROTTLED: the service is throttling requests ... (HTTP 429
+Throttled)``), and the task is abandoned: the
 helper raises ``DirectLineFailure``, a ``RescheduleTask`` that Locust takes
 as "go on with the next task". A 429 is reported every time it happens, and
 the helper then waits the ``Retry-After`` the service asked for and sends
@@ -242,6 +243,9 @@ def _outcome(function: Callable[..., Any], arguments: tuple[Any, ...]) -> tuple[
         return False, error
 
 
+_CONFIGURATION_HINT = (" (the endpoint is --host; a credential is --directline-secret or DIRECTLINE_SECRET, "
+                       "--directline-token-endpoint, or a token)")
+
 # Clients shared by the users of one process, by their configuration.
 _clients: dict[tuple[Any, ...], Client] = {}
 
@@ -296,8 +300,10 @@ class DirectLineUser(User):
     """Seconds ``on_start`` waits for the listener to be online before it reports a failure."""
     throttle_retries: ClassVar[int] = 5
     """How many times one send is sent again after a 429 (each 429 is reported)."""
-    inbox_size: ClassVar[int] = 1000
-    """Received activities kept for ``expect`` at most; the oldest are dropped."""
+    end_timeout: ClassVar[float] = 5.0
+    """Seconds a stopping user waits for its endOfConversation's answer (never sent again)."""
+    inbox_size: ClassVar[int] = 100
+    """Received activities kept unread for ``reply`` and ``expect`` at most; the oldest are dropped."""
     user_id_prefix: ClassVar[str] = "dl_locust"
     """The service wants user ids that start with ``dl_`` in a start (3.0)."""
     client_options: ClassVar[Mapping[str, Any]] = {}
@@ -313,8 +319,16 @@ class DirectLineUser(User):
         self._received = 0
         self._state = "closed"
         self._listen_error: DirectLineError | None = None
+        # Set, and _news counted up, whenever the receiving greenlet brings
+        # something; a waiter notes _news before it looks, so that nothing
+        # brought while it looked (a report may yield) is slept through.
         self._arrived = gevent.event.Event()
+        self._news = 0
+        self._broken = False
         self._pump: Any = None
+        # The start on the pool while it runs: a user killed meanwhile still
+        # ends and frees what it returns.
+        self._starting: Any = None
         self._resolved: dict[str, Any] | None = None
 
     # Configuration -----------------------------------------------------
@@ -341,15 +355,25 @@ class DirectLineUser(User):
     def _settings(self) -> dict[str, Any]:
         """The options in effect, read once per user (at its start: a worker has its options by then)."""
         if self._resolved is None:
-            self._resolved = self._read_settings()
+            try:
+                self._resolved = self._read_settings()
+            except (ValueError, TypeError) as error:
+                # Nothing can start: reported there, as a start would be.
+                raise self._fail(START, time.perf_counter(), f"configuration: {error}") from error
         return self._resolved
 
     def _read_settings(self) -> dict[str, Any]:
+        threads = self._setting("threads", "directline_threads")
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be an integer of at least 1, not {threads!r}")
+        reply_timeout = self._setting("reply_timeout", "directline_reply_timeout")
+        if isinstance(reply_timeout, bool) or not isinstance(reply_timeout, (int, float)) or not reply_timeout > 0:
+            raise ValueError(f"reply_timeout must be a number of seconds above 0, not {reply_timeout!r}")
         return {
             "protocol": self._setting("protocol", "directline_protocol"),
             "mode": self._setting("mode", "directline_mode"),
-            "threads": self._setting("threads", "directline_threads"),
-            "reply_timeout": float(self._setting("reply_timeout", "directline_reply_timeout")),
+            "threads": threads,
+            "reply_timeout": float(reply_timeout),
         }
 
     def _client(self) -> Client:
@@ -399,24 +423,32 @@ class DirectLineUser(User):
         self._report(name, started, exception=failure)
         return failure
 
-    def _blocking(self, function: Callable[..., _T], *arguments: Any) -> _T:
-        """Runs a call that may wait on the network on the pool, so the hub goes on meanwhile."""
+    def _blocking(self, function: Callable[..., _T], *arguments: Any, track: bool = False) -> _T:
+        """Runs a call that may wait on the network on the pool, so the hub goes on meanwhile.
+
+        With ``track``, the pending call is kept in ``_starting`` until it
+        returns, for ``_close`` to collect if this greenlet is killed first.
+        """
         pool = _thread_pool(int(self._settings()["threads"]))
-        outcome: tuple[bool, Any] = pool.apply(_outcome, (function, arguments))
+        pending = pool.spawn(_outcome, function, arguments)
+        if track:
+            self._starting = pending
+        outcome: tuple[bool, Any] = pending.get()
+        if track:
+            self._starting = None
         succeeded, value = outcome
         if not succeeded:
             raise value
         result: _T = value
         return result
 
-    def _call(self, name: str, function: Callable[[], dict[str, Any]], *,
-              started: float | None = None) -> tuple[dict[str, Any], float]:
-        """One reported call, waiting out and reporting each 429; (its result, when it started)."""
-        first = time.perf_counter() if started is None else started
+    def _call(self, name: str, function: Callable[[], _T], *, track: bool = False) -> tuple[_T, float]:
+        """One reported call, waiting out and reporting each 429; (its result, when its first attempt started)."""
+        first = time.perf_counter()
         for attempt in itertools.count():
             began = time.perf_counter()
             try:
-                result = self._blocking(function)
+                result = self._blocking(function, track=track)
             except ThrottledError as error:
                 failure = self._fail(name, began, failure_text(error), error)
                 if attempt >= self._setting_int("throttle_retries"):
@@ -444,33 +476,41 @@ class DirectLineUser(User):
             pass
 
     def on_stop(self) -> None:
-        """Ends the conversation (3.0, reported as ``end conversation``) and frees it."""
+        """Ends the conversation (3.0, reported as ``end conversation``) and frees it.
+
+        The end is sent once and waited for ``end_timeout`` seconds at most
+        (Locust runs ``on_stop`` to its end before ``--stop-timeout``
+        applies); the conversation is freed either way.
+        """
         self._close(end=True)
 
     def _open(self) -> Conversation:
         settings = self._settings()
-        user_id = self.user_id if settings["protocol"] == "3.0" else None
         started = time.perf_counter()
         try:
             # A bad configuration (no credential, a bad endpoint) fails here.
             client = self._client()
-            conversation = self._blocking(client.start_conversation, user_id)
-        except DirectLineError as error:
-            raise self._fail(START, started, failure_text(error), error) from error
-        self._report(START, started)
+        except (ValueError, TypeError) as error:
+            text = failure_text(error) if isinstance(error, DirectLineError) else f"configuration: {error}"
+            raise self._fail(START, started, text + _CONFIGURATION_HINT) from error
+        user_id = self.user_id if settings["protocol"] == "3.0" else None
+        conversation, _ = self._call(START, lambda: client.start_conversation(user_id), track=True)
         self.conversation = conversation
         self._inbox.clear()
         self._listen_error = None
+        self._broken = False
         self._state = "connecting"
         started = time.perf_counter()
         try:
             self._blocking(conversation.listen, settings["mode"], self.poll_interval)
         except DirectLineError as error:
+            self._broken = True  # the next helper call starts afresh
             raise self._fail(LISTEN, started, failure_text(error), error) from error
         self._pump = gevent.spawn(self._receive, conversation)
         deadline = started + self.listen_timeout
         while self._state in ("connecting", "reconnecting") and self._listen_error is None:
-            if not self._wait_for_news(deadline):
+            if not self._wait_for_news(deadline, self._news):
+                self._broken = True
                 raise self._fail(LISTEN, started, f"not online within {self.listen_timeout:g} s "
                                  f"(state {self._state})")
         if self._listen_error is not None:
@@ -483,27 +523,51 @@ class DirectLineUser(User):
         pump, self._pump = self._pump, None
         if pump is not None:
             pump.kill(block=True)
+        if conversation is None and self._starting is not None:
+            # Killed while starting: what the start returns is still ours.
+            pending, self._starting = self._starting, None
+            try:
+                succeeded, value = pending.get(timeout=self.end_timeout)
+            except gevent.Timeout:
+                succeeded, value = False, None  # still starting: the binding frees it when dropped
+            conversation = value if succeeded and isinstance(value, Conversation) else None
         if conversation is None:
             return
         try:
             if end and self._settings()["protocol"] == "3.0" and self._state not in ("ended", "failed"):
-                try:
-                    self._call(END, lambda: conversation.end(self.user_id))
-                except DirectLineFailure:
-                    pass
+                self._end(conversation)
         finally:
             self._state = "closed"
-            self._blocking(conversation.close)
+            # Neither waits on the network: a call still in flight on a pool
+            # thread (an end that timed out) keeps the handle until it returns.
+            conversation.close()
             if self._own_client is not None:
                 own, self._own_client = self._own_client, None
-                self._blocking(own.close)
+                own.close()
+
+    def _end(self, conversation: Conversation) -> None:
+        """Sends endOfConversation once, waiting ``end_timeout`` seconds at most; reported as ``end conversation``."""
+        started = time.perf_counter()
+        try:
+            with gevent.Timeout(self.end_timeout):
+                self._blocking(conversation.end, self.user_id)
+        except gevent.Timeout:
+            self._report(END, started, exception=DirectLineFailure(
+                f"no answer within end_timeout ({self.end_timeout:g} s); the conversation was freed"))
+        except DirectLineError as error:
+            self._report(END, started, exception=DirectLineFailure(failure_text(error), error))
+        else:
+            self._report(END, started)
 
     def _conversation(self) -> Conversation:
         """The conversation to use: a new one when there is none, or it ended or failed."""
-        if self.conversation is not None and self._state not in ("ended", "failed") and self._listen_error is None:
+        if self.conversation is not None and not self._finished():
             return self.conversation
         self._close(end=False)
         return self._open()
+
+    def _finished(self) -> bool:
+        return self._broken or self._state in ("ended", "failed") or self._listen_error is not None
 
     # Receiving ---------------------------------------------------------
 
@@ -517,6 +581,7 @@ class DirectLineUser(User):
             except DirectLineError as error:
                 self._listen_error = error
                 self._state = "failed"
+                self._news += 1
                 self._arrived.set()
                 return
             now = time.perf_counter()
@@ -524,15 +589,24 @@ class DirectLineUser(User):
                 self._inbox.append((self._received, now, activity))
                 self._received += 1
             self._state = result["state"]
+            self._news += 1
             self._arrived.set()
 
-    def _wait_for_news(self, deadline: float) -> bool:
-        """Waits until the receiving greenlet brings something, or the deadline; False at the deadline."""
-        remaining = deadline - time.perf_counter()
-        if remaining <= 0:
-            return False
-        self._arrived.clear()
-        return bool(self._arrived.wait(remaining))
+    def _wait_for_news(self, deadline: float, seen: int) -> bool:
+        """Waits until the receiving greenlet has brought something since ``_news`` was ``seen``.
+
+        False at the deadline. ``seen`` is read before the caller looked at
+        the inbox: what arrived while it looked counts as news at once.
+        """
+        while self._news == seen:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return False
+            self._arrived.clear()
+            if self._news != seen:
+                break
+            self._arrived.wait(remaining)
+        return True
 
     def _from_bot(self, activity: Mapping[str, Any]) -> bool:
         sender = activity.get("from")
@@ -540,6 +614,17 @@ class DirectLineUser(User):
         return sender_id != self.user_id
 
     # Helpers for tasks -------------------------------------------------
+
+    def _with_client_activity_id(self, activity: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+        """A copy of a 3.0 activity from this user with a ``channelData.clientActivityID`` (1.1: as given)."""
+        outgoing = dict(activity)
+        if self._settings()["protocol"] != "3.0":
+            return outgoing, None
+        outgoing.setdefault("from", {"id": self.user_id})
+        channel_data = dict(outgoing.get("channelData") or {})
+        client_activity_id: str = channel_data.setdefault("clientActivityID", uuid.uuid4().hex)
+        outgoing["channelData"] = channel_data
+        return outgoing, client_activity_id
 
     def send(self, activity: Mapping[str, Any]) -> Sent:
         """Sends an activity (3.0) or message (1.1); reported as ``send``.
@@ -555,15 +640,8 @@ class DirectLineUser(User):
             DirectLineFailure: the send failed (reported).
         """
         conversation = self._conversation()
-        protocol = self._settings()["protocol"]
-        outgoing = dict(activity)
-        client_activity_id = None
-        if protocol == "3.0":
-            outgoing.setdefault("from", {"id": self.user_id})
-            channel_data = dict(outgoing.get("channelData") or {})
-            client_activity_id = channel_data.setdefault("clientActivityID", uuid.uuid4().hex)
-            outgoing["channelData"] = channel_data
-        else:
+        outgoing, client_activity_id = self._with_client_activity_id(activity)
+        if self._settings()["protocol"] != "3.0":
             outgoing.setdefault("from", self.user_id)
         received_before = self._received
         result, started = self._call(SEND, lambda: conversation.send_activity(outgoing))
@@ -573,7 +651,9 @@ class DirectLineUser(User):
         """Sends a text message, then waits for the bot's reply (``send``, ``reply``, ``first typing``).
 
         Returns:
-            the bot's first activity in answer that is not typing.
+            the bot's first activity in answer that is not typing: usually a
+            message, but whatever the bot sent first (an endOfConversation
+            has no text).
 
         Raises:
             DirectLineFailure: the send failed, or no reply came within
@@ -589,25 +669,31 @@ class DirectLineUser(User):
 
         ``files`` as ``Conversation.upload`` takes them: paths, or dicts with
         ``path`` or ``data`` and optionally ``content_type`` and ``filename``.
+        An activity gets a ``channelData.clientActivityID`` (3.0) as in
+        ``send``, so that an upload repeated after a 429 is the same one.
         Pass the result to ``reply`` to wait for the bot's answer.
 
         Raises:
             DirectLineFailure: the upload failed (reported).
         """
         conversation = self._conversation()
+        outgoing, client_activity_id = (None, None) if activity is None else self._with_client_activity_id(activity)
         received_before = self._received
-        result, started = self._call(UPLOAD, lambda: conversation.upload(self.user_id, files, activity=activity))
-        return Sent(result.get("id"), result.get("clientActivityID"), started, received_before, result)
+        result, started = self._call(UPLOAD, lambda: conversation.upload(self.user_id, files, activity=outgoing))
+        return Sent(result.get("id"), client_activity_id or result.get("clientActivityID"), started,
+                    received_before, result)
 
     def reply(self, sent: Sent, timeout: float | None = None) -> dict[str, Any]:
         """Waits for the bot's first activity in answer to ``sent`` that is not typing.
 
         In answer: received after the send started, from someone other than
-        this user, and either replying to the sent activity (``replyToId``)
-        or replying to nothing named. Reports ``reply``, and ``first typing``
-        when a typing activity in answer came first, both timed from the
-        start of the send; the activities looked at are taken out of the
-        inbox ``expect`` reads.
+        this user, and replying to the sent activity (``replyToId``) or to
+        nothing named. On 1.1, whose messages name nothing, and with bots
+        that set no ``replyToId``, that is the bot's first message after the
+        send: a late answer to an earlier send that timed out is taken for
+        this one's. Reports ``reply``, and ``first typing`` when a typing
+        activity in answer came first, both timed from the start of the
+        send; what it matched is taken out of the inbox ``expect`` reads.
 
         Raises:
             DirectLineFailure: nothing within ``timeout`` (default
@@ -618,26 +704,36 @@ class DirectLineUser(User):
         deadline = sent.started + wait
         typing_reported = False
         while True:
-            for entry in list(self._inbox):
-                sequence, arrived, activity = entry
+            seen = self._news
+            typing: list[tuple[int, float, dict[str, Any]]] = []
+            answer = None
+            for entry in self._inbox:
+                sequence, _, activity = entry
                 if sequence < sent.received_before or not self._from_bot(activity):
                     continue
                 reply_to = activity.get("replyToId")
                 if sent.id is not None and reply_to is not None and reply_to != sent.id:
                     continue
-                self._inbox.remove(entry)
                 if activity.get("type") == "typing":
-                    if not typing_reported:
-                        self._report(TYPING, sent.started, ended=arrived)
-                        typing_reported = True
+                    typing.append(entry)
                     continue
-                self._report(REPLY, sent.started, ended=arrived, length=len(str(activity.get("text") or "")))
-                return activity
+                answer = entry
+                break
+            for entry in typing:
+                self._inbox.remove(entry)
+            if answer is not None:
+                self._inbox.remove(answer)
+            if typing and not typing_reported:
+                typing_reported = True
+                self._report(TYPING, sent.started, ended=typing[0][1])
+            if answer is not None:
+                self._report(REPLY, sent.started, ended=answer[1], length=len(str(answer[2].get("text") or "")))
+                return answer[2]
             if self._listen_error is not None:
                 raise self._fail(REPLY, sent.started, failure_text(self._listen_error), self._listen_error)
             if self._state == "ended":
                 raise self._fail(REPLY, sent.started, "the conversation ended before the reply")
-            if not self._wait_for_news(deadline):
+            if not self._wait_for_news(deadline, seen):
                 raise self._fail(REPLY, sent.started, f"no reply within {wait:g} s")
 
     def expect(self, predicate: Callable[[dict[str, Any]], bool], timeout: float | None = None,
@@ -645,31 +741,38 @@ class DirectLineUser(User):
         """Waits for the first received activity that ``predicate`` accepts, and takes it out of the inbox.
 
         Looks at what was received and not yet taken (by ``reply`` or an
-        earlier ``expect``), oldest first, then at what arrives. Reported
-        under ``name`` (None: not reported), timed from this call.
+        earlier ``expect``; the newest ``inbox_size`` at most), oldest
+        first, then at what arrives. It never starts a conversation anew:
+        what the current one received stays readable after it ended.
+        Reported under ``name`` (None: not reported), timed from this call.
 
         Raises:
             DirectLineFailure: nothing matched within ``timeout`` (default
-                ``reply_timeout``) seconds, or the conversation failed.
+                ``reply_timeout``) seconds, or the conversation ended or
+                failed first.
         """
-        self._conversation()
+        if self.conversation is None:
+            self._conversation()
         wait = self._settings()["reply_timeout"] if timeout is None else float(timeout)
         started = time.perf_counter()
         deadline = started + wait
         while True:
-            for entry in list(self._inbox):
-                if predicate(entry[2]):
-                    self._inbox.remove(entry)
-                    if name is not None:
-                        self._report(name, started, ended=max(started, entry[1]))
-                    return entry[2]
+            seen = self._news
+            # A copy: the predicate is the caller's code, and may yield to the receiving greenlet.
+            found = next((entry for entry in list(self._inbox) if predicate(entry[2])), None)
+            if found is not None:
+                self._inbox.remove(found)
+                if name is not None:
+                    self._report(name, started, ended=max(started, found[1]))
+                return found[2]
             if self._listen_error is not None:
                 failure = DirectLineFailure(failure_text(self._listen_error), self._listen_error)
-                if name is not None:
-                    self._report(name, started, exception=failure)
-                raise failure
-            if not self._wait_for_news(deadline):
+            elif self._state == "ended":
+                failure = DirectLineFailure("the conversation ended before anything expected came")
+            elif not self._wait_for_news(deadline, seen):
                 failure = DirectLineFailure(f"nothing expected within {wait:g} s")
-                if name is not None:
-                    self._report(name, started, exception=failure)
-                raise failure
+            else:
+                continue
+            if name is not None:
+                self._report(name, started, exception=failure)
+            raise failure
