@@ -14,16 +14,4 @@
 set -euo pipefail
 source "$(dirname "$0")/../scripts/common.sh"
 
-build=1
-arguments=()
-for argument in "$@"; do
-    case "$argument" in
-        --no-build) build=0 ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-        *) arguments+=("$argument") ;;
-    esac
-done
-
-ensure_dependencies
-[ "$build" -eq 0 ] || build_library
-exec python3 "$ROOT/bench/listen.py" "${arguments[@]}"
+run_python_benchmark "$0" listen.py "$@"

@@ -200,3 +200,23 @@ start_emulator() {
         *) echo "the emulator did not start:" >&2; cat "$EMULATOR_LOG" >&2; return 1 ;;
     esac
 }
+
+# The Python benchmarks' wrappers (bench/listen.sh, bench/locust.sh):
+# `run_python_benchmark "$0" SCRIPT "$@"` takes --no-build (use the library
+# already built) and -h/--help (the wrapper's header, lines 2 to 14), installs
+# what is missing, builds, then runs bench/SCRIPT with the other arguments.
+run_python_benchmark() {
+    local wrapper="$1" script="$2" build=1 argument
+    local arguments=()
+    shift 2
+    for argument in "$@"; do
+        case "$argument" in
+            --no-build) build=0 ;;
+            -h|--help) sed -n '2,14p' "$wrapper"; exit 0 ;;
+            *) arguments+=("$argument") ;;
+        esac
+    done
+    ensure_dependencies
+    [ "$build" -eq 0 ] || build_library
+    exec python3 "$ROOT/bench/$script" "${arguments[@]}"
+}

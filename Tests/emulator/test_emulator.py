@@ -151,13 +151,6 @@ def multipart(parts: list[tuple[list[tuple[str, str]], bytes]], boundary: str,
 
 # -- fixtures --------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def handle():
-    running = start_in_thread()
-    yield running
-    running.stop()
-
-
 @pytest.fixture
 def client(handle) -> Client:
     api = Client(handle)

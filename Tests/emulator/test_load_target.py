@@ -33,20 +33,6 @@ from emulator.server import start_in_thread  # noqa: E402
 SLACK = 2.0  # seconds a reply may come late on a busy machine
 
 
-@pytest.fixture(scope="module")
-def handle():
-    running = start_in_thread()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def api(handle) -> Api:
-    made = Api(handle)
-    made.control("POST", "reset")
-    return made
-
-
 def stamp(activity: dict) -> datetime:
     return datetime.strptime(activity["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ")
 

@@ -100,20 +100,6 @@ class Api:
         return json.loads(data)
 
 
-@pytest.fixture(scope="module")
-def handle():
-    running = start_in_thread()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def api(handle) -> Api:
-    made = Api(handle)
-    made.control("POST", "reset")
-    return made
-
-
 def open_stream(url: str, **options) -> ClientConnection:
     options.setdefault("open_timeout", 5)
     options.setdefault("close_timeout", 2)

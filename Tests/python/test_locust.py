@@ -68,6 +68,18 @@ def locustfile(tmp_path: Path, body: str) -> Path:
     return path
 
 
+def chat_scenario(tmp_path: Path, task: str, *attributes: str, prelude: str = "") -> Path:
+    """A locustfile whose one user class, Chat, runs `task` (the body of its one task method).
+
+    `attributes` are the class's lines (default `wait_time = constant(60)`:
+    the task runs once); `prelude` goes before the class."""
+    lines = attributes or ("wait_time = constant(60)",)
+    body = (textwrap.dedent(prelude) + "\nclass Chat(DirectLineUser):\n"
+            + "".join(f"    {line}\n" for line in lines)
+            + "\n    @task\n    def chat(self):\n" + textwrap.indent(textwrap.dedent(task), "        "))
+    return locustfile(tmp_path, body)
+
+
 def run_locust(tmp_path: Path, file: Path, url: str, *arguments: str, timeout: float = 120,
                **environment: str) -> Run:
     prefix = tmp_path / "report"
@@ -159,13 +171,8 @@ def test_a_send_that_waits_does_not_stall_the_other_greenlets(emulator: Any, tmp
 
 def test_every_429_is_reported_and_its_retry_after_waited(emulator: Any, tmp_path: Path) -> None:
     emulator.fault(method="POST", path="/activities$", count=1, action="status", status=429, retryAfter="1")
-    scenario = locustfile(tmp_path, """\
-        class Chat(DirectLineUser):
-            wait_time = constant(60)
-
-            @task
-            def chat(self):
-                record(text=self.say("hello")["text"])
+    scenario = chat_scenario(tmp_path, """\
+        record(text=self.say("hello")["text"])
         """)
     run = run_locust(tmp_path, scenario, emulator.url, "-u", "1", "-r", "1", "--run-time", "5s")
     assert run.result.returncode == 1, run.describe()  # Locust's exit status when anything failed
@@ -187,18 +194,12 @@ def test_every_429_is_reported_and_its_retry_after_waited(emulator: Any, tmp_pat
 
 def test_a_throttled_send_gives_up_after_throttle_retries(emulator: Any, tmp_path: Path) -> None:
     emulator.fault(method="POST", path="/activities$", count=3, action="status", status=429, retryAfter="0")
-    scenario = locustfile(tmp_path, """\
-        class Chat(DirectLineUser):
-            wait_time = constant(60)
-            throttle_retries = 2
-
-            @task
-            def chat(self):
-                try:
-                    self.say("hello")
-                except DirectLineFailure as failure:
-                    record(error=failure.error.name, message=str(failure))
-        """)
+    scenario = chat_scenario(tmp_path, """\
+        try:
+            self.say("hello")
+        except DirectLineFailure as failure:
+            record(error=failure.error.name, message=str(failure))
+        """, 'wait_time = constant(60)', 'throttle_retries = 2')
     run = run_locust(tmp_path, scenario, emulator.url, "-u", "1", "-r", "1", "--run-time", "3s")
     assert (run.count("send"), run.failed("send")) == (3, 3), run.describe()
     assert run.results[0]["error"] == "DL_ERR_THROTTLED"
@@ -206,37 +207,26 @@ def test_a_throttled_send_gives_up_after_throttle_retries(emulator: Any, tmp_pat
 
 
 def test_protocol_1_1_polls_and_reports_replies_without_typing(emulator: Any, tmp_path: Path) -> None:
-    scenario = locustfile(tmp_path, """\
-        class Chat(DirectLineUser):
-            wait_time = constant(60)
-            poll_interval = 0.1
-
-            @task
-            def chat(self):
-                reply = self.say("hello")
-                record(reply=reply, mode=self.conversation.info()["conversationId"] and "ok")
-        """)
+    scenario = chat_scenario(tmp_path, """\
+        reply = self.say("hello")
+        record(reply=reply, protocol=self.conversation.info()["protocol"])
+        """, 'wait_time = constant(60)', 'poll_interval = 0.1')
     run = run_locust(tmp_path, scenario, emulator.url, "-u", "2", "-r", "2", "--run-time", "3s",
                      "--directline-protocol", "1.1")
     assert run.result.returncode == 0, run.describe()
     assert run.count("reply") == 2 and run.count("start conversation") == 2
     assert "first typing" not in run.stats  # typing comes only over the 3.0 stream
-    assert all(entry["reply"]["text"] == "echo: hello" for entry in run.results)
+    assert all(entry["reply"]["text"] == "echo: hello" and entry["protocol"] == "1.1" for entry in run.results)
+    assert len(run.results) == 2
     assert not [request for request in emulator.requests() if "/v3/" in request["path"]]
     assert any(request["path"].endswith("/messages") and request["method"] == "GET"
                for request in emulator.requests())
 
 
 def test_polling_on_3_0_when_asked(emulator: Any, tmp_path: Path) -> None:
-    scenario = locustfile(tmp_path, """\
-        class Chat(DirectLineUser):
-            wait_time = constant(60)
-            poll_interval = 0.1
-
-            @task
-            def chat(self):
-                record(text=self.say("hello")["text"])
-        """)
+    scenario = chat_scenario(tmp_path, """\
+        record(text=self.say("hello")["text"])
+        """, 'wait_time = constant(60)', 'poll_interval = 0.1')
     run = run_locust(tmp_path, scenario, emulator.url, "-u", "1", "-r", "1", "--run-time", "3s",
                      DIRECTLINE_MODE="polling")
     assert run.result.returncode == 0, run.describe()
@@ -248,15 +238,9 @@ def test_polling_on_3_0_when_asked(emulator: Any, tmp_path: Path) -> None:
 
 def test_a_refused_secret_is_a_failure_named_by_its_status_and_options_beat_attributes(
         emulator: Any, tmp_path: Path) -> None:
-    scenario = locustfile(tmp_path, """\
-        class Chat(DirectLineUser):
-            wait_time = constant(60)
-            secret = "not-the-secret"
-
-            @task
-            def chat(self):
-                record(text=self.say("hello")["text"])
-        """)
+    scenario = chat_scenario(tmp_path, """\
+        record(text=self.say("hello")["text"])
+        """, 'wait_time = constant(60)', 'secret = "not-the-secret"')
     refused = run_locust(tmp_path, scenario, emulator.url, "-u", "1", "-r", "1", "--run-time", "3s",
                          DIRECTLINE_SECRET="")
     assert refused.result.returncode == 1, refused.describe()
@@ -273,22 +257,17 @@ def test_a_refused_secret_is_a_failure_named_by_its_status_and_options_beat_attr
 
 
 def test_expect_and_upload(emulator: Any, tmp_path: Path) -> None:
-    scenario = locustfile(tmp_path, """\
-        class Chat(DirectLineUser):
-            wait_time = constant(60)
-
-            @task
-            def chat(self):
-                sent = self.upload([{"data": b"12345", "filename": "a.txt", "content_type": "text/plain"}],
-                                   activity={"text": "my file"})
-                reply = self.reply(sent)
-                self.send({"type": "message", "text": "second"})
-                echoed = self.expect(lambda activity: activity.get("text") == "echo: second", name="second echo")
-                try:
-                    self.expect(lambda activity: False, timeout=0.3, name=None)
-                except DirectLineFailure as failure:
-                    missing = str(failure)
-                record(reply=reply["text"], echoed=echoed["text"], missing=missing)
+    scenario = chat_scenario(tmp_path, """\
+        sent = self.upload([{"data": b"12345", "filename": "a.txt", "content_type": "text/plain"}],
+                           activity={"text": "my file"})
+        reply = self.reply(sent)
+        self.send({"type": "message", "text": "second"})
+        echoed = self.expect(lambda activity: activity.get("text") == "echo: second", name="second echo")
+        try:
+            self.expect(lambda activity: False, timeout=0.3, name=None)
+        except DirectLineFailure as failure:
+            missing = str(failure)
+        record(reply=reply["text"], echoed=echoed["text"], missing=missing)
         """)
     run = run_locust(tmp_path, scenario, emulator.url, "-u", "1", "-r", "1", "--run-time", "4s")
     assert run.result.returncode == 0, run.describe()
@@ -362,7 +341,11 @@ def test_a_report_that_yields_does_not_make_reply_sleep_through_its_reply(emulat
     # does) lets the receiving greenlet bring the reply while reply() is
     # still reporting the typing; the reply must not be slept through.
     emulator.configure(replyDelaySeconds=0.2)
-    scenario = locustfile(tmp_path, """\
+    scenario = chat_scenario(tmp_path, """\
+        started = time.perf_counter()
+        text = self.say("hello")["text"]
+        record(text=text, seconds=time.perf_counter() - started)
+        """, 'wait_time = constant(60)', 'reply_timeout = 3', prelude="""\
         from locust import events
 
         def slow_listener(name, **_):
@@ -370,16 +353,6 @@ def test_a_report_that_yields_does_not_make_reply_sleep_through_its_reply(emulat
                 gevent.sleep(0.5)
 
         events.request.add_listener(slow_listener)
-
-        class Chat(DirectLineUser):
-            wait_time = constant(60)
-            reply_timeout = 3
-
-            @task
-            def chat(self):
-                started = time.perf_counter()
-                text = self.say("hello")["text"]
-                record(text=text, seconds=time.perf_counter() - started)
         """)
     run = run_locust(tmp_path, scenario, emulator.url, "-u", "1", "-r", "1", "--run-time", "6s")
     assert run.result.returncode == 0, run.describe()
@@ -390,17 +363,11 @@ def test_a_report_that_yields_does_not_make_reply_sleep_through_its_reply(emulat
 
 def test_a_reply_that_does_not_come_is_a_reply_failure_and_the_user_goes_on(emulator: Any, tmp_path: Path) -> None:
     emulator.configure(replyDelaySeconds=2)
-    scenario = locustfile(tmp_path, """\
-        class Chat(DirectLineUser):
-            wait_time = constant(0.1)
-            reply_timeout = 0.5
-
-            @task
-            def chat(self):
-                record(attempt=True)
-                self.say("hello")
-                record(unreachable=True)
-        """)
+    scenario = chat_scenario(tmp_path, """\
+        record(attempt=True)
+        self.say("hello")
+        record(unreachable=True)
+        """, 'wait_time = constant(0.1)', 'reply_timeout = 0.5')
     run = run_locust(tmp_path, scenario, emulator.url, "-u", "1", "-r", "1", "--run-time", "3s")
     assert run.result.returncode == 1, run.describe()
     assert run.failed("reply") >= 2 and run.count("reply") == run.failed("reply"), run.describe()
@@ -412,21 +379,16 @@ def test_a_reply_that_does_not_come_is_a_reply_failure_and_the_user_goes_on(emul
 
 def test_after_the_bot_ends_the_conversation_expect_still_reads_it_and_the_next_say_starts_anew(
         emulator: Any, tmp_path: Path) -> None:
-    scenario = locustfile(tmp_path, """\
-        class Chat(DirectLineUser):
-            wait_time = constant(60)
-
-            @task
-            def chat(self):
-                first = self.conversation.id
-                ended = self.say("end")           # the emulator's bot ends the conversation
-                try:
-                    self.expect(lambda activity: False, timeout=5, name="nothing")
-                except DirectLineFailure as failure:
-                    quick = str(failure)
-                again = self.say("hello")
-                record(ended=ended["type"], quick=quick, again=again["text"],
-                       new=self.conversation.id != first)
+    scenario = chat_scenario(tmp_path, """\
+        first = self.conversation.id
+        ended = self.say("end")           # the emulator's bot ends the conversation
+        try:
+            self.expect(lambda activity: False, timeout=5, name="nothing")
+        except DirectLineFailure as failure:
+            quick = str(failure)
+        again = self.say("hello")
+        record(ended=ended["type"], quick=quick, again=again["text"],
+               new=self.conversation.id != first)
         """)
     run = run_locust(tmp_path, scenario, emulator.url, "-u", "1", "-r", "1", "--run-time", "4s")
     [result] = run.results
@@ -439,16 +401,9 @@ def test_after_the_bot_ends_the_conversation_expect_still_reads_it_and_the_next_
 def test_a_listener_that_cannot_start_makes_the_next_call_start_afresh(emulator: Any, tmp_path: Path) -> None:
     # 1.1 has no stream: every listen fails, and each say starts again
     # rather than sending into a conversation nothing reads.
-    scenario = locustfile(tmp_path, """\
-        class Chat(DirectLineUser):
-            wait_time = constant(0.2)
-            protocol = "1.1"
-            mode = "websocket"
-
-            @task
-            def chat(self):
-                self.say("hello")
-        """)
+    scenario = chat_scenario(tmp_path, """\
+        self.say("hello")
+        """, 'wait_time = constant(0.2)', 'protocol = "1.1"', 'mode = "websocket"')
     run = run_locust(tmp_path, scenario, emulator.url, "-u", "1", "-r", "1", "--run-time", "2s")
     assert run.result.returncode == 1, run.describe()
     assert run.failed("listen") >= 2 and run.count("listen") == run.failed("listen")
@@ -459,14 +414,9 @@ def test_a_listener_that_cannot_start_makes_the_next_call_start_afresh(emulator:
 
 def test_an_upload_sent_again_after_a_429_is_the_same_activity(emulator: Any, tmp_path: Path) -> None:
     emulator.fault(method="POST", path="/upload$", count=1, action="status", status=429, retryAfter="0")
-    scenario = locustfile(tmp_path, """\
-        class Chat(DirectLineUser):
-            wait_time = constant(60)
-
-            @task
-            def chat(self):
-                sent = self.upload([{"data": b"abc", "filename": "a.txt"}], activity={"text": "file"})
-                record(id=sent.client_activity_id, text=self.reply(sent)["text"])
+    scenario = chat_scenario(tmp_path, """\
+        sent = self.upload([{"data": b"abc", "filename": "a.txt"}], activity={"text": "file"})
+        record(id=sent.client_activity_id, text=self.reply(sent)["text"])
         """)
     run = run_locust(tmp_path, scenario, emulator.url, "-u", "1", "-r", "1", "--run-time", "3s")
     assert (run.count("upload"), run.failed("upload")) == (2, 1), run.describe()
@@ -481,21 +431,15 @@ def test_a_stopping_user_waits_end_timeout_for_its_end_at_most(emulator: Any, tm
     # Once the user has spoken, every activity POST hangs: the ends at stop
     # get no answer. Locust runs on_stop to its end whatever --stop-timeout
     # says, so the end's own bound is all that keeps the run's end near.
-    scenario = locustfile(tmp_path, """\
+    scenario = chat_scenario(tmp_path, """\
+        self.say("hello")
+        rule = json.dumps({"method": "POST", "path": "/activities$", "count": -1, "action": "hang"})
+        request = urllib.request.Request(self.host + "/_emulator/faults", data=rule.encode(),
+                                         headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(request).read()
+        record(hung=True)
+        """, 'wait_time = constant(60)', 'end_timeout = 1', prelude="""\
         import urllib.request
-
-        class Chat(DirectLineUser):
-            wait_time = constant(60)
-            end_timeout = 1
-
-            @task
-            def chat(self):
-                self.say("hello")
-                rule = json.dumps({"method": "POST", "path": "/activities$", "count": -1, "action": "hang"})
-                request = urllib.request.Request(self.host + "/_emulator/faults", data=rule.encode(),
-                                                 headers={"Content-Type": "application/json"})
-                urllib.request.urlopen(request).read()
-                record(hung=True)
         """)
     started = time.monotonic()
     run = run_locust(tmp_path, scenario, emulator.url, "-u", "2", "-r", "2", "--run-time", "3s",
@@ -510,13 +454,8 @@ def test_a_stopping_user_waits_end_timeout_for_its_end_at_most(emulator: Any, tm
 
 def test_a_user_stopped_while_starting_still_ends_and_frees_its_conversation(emulator: Any, tmp_path: Path) -> None:
     emulator.fault(method="POST", path="/conversations$", count=-1, action="delay", seconds=2)
-    scenario = locustfile(tmp_path, """\
-        class Chat(DirectLineUser):
-            wait_time = constant(60)
-
-            @task
-            def chat(self):
-                self.say("hello")
+    scenario = chat_scenario(tmp_path, """\
+        self.say("hello")
         """)
     run_locust(tmp_path, scenario, emulator.url, "-u", "2", "-r", "2", "--run-time", "1s")
     conversations = emulator.conversations()
@@ -525,15 +464,9 @@ def test_a_user_stopped_while_starting_still_ends_and_frees_its_conversation(emu
 
 
 def test_a_bad_thread_count_is_a_clear_failure_not_a_traceback(emulator: Any, tmp_path: Path) -> None:
-    scenario = locustfile(tmp_path, """\
-        class Chat(DirectLineUser):
-            wait_time = constant(0.5)
-            threads = 0
-
-            @task
-            def chat(self):
-                self.say("hello")
-        """)
+    scenario = chat_scenario(tmp_path, """\
+        self.say("hello")
+        """, 'wait_time = constant(0.5)', 'threads = 0')
     run = run_locust(tmp_path, scenario, emulator.url, "-u", "1", "-r", "1", "--run-time", "2s")
     assert run.result.returncode == 1, run.describe()
     assert run.failed("start conversation") >= 2 and run.count("send") == 0
