@@ -108,6 +108,9 @@ class _Stream:
     received: int = 0
     silent: bool = False
     last_sent: float = 0.0
+    # Open when the emulator was reset: its end is not listed, as nothing
+    # from before a reset is.
+    reset_away: bool = False
 
     def as_json(self) -> dict:
         return {"connection": self.connection_id, "conversationId": self.conversation.id,
@@ -280,6 +283,7 @@ class StreamServer:
             self._closed.clear()
             for streams in self._streams.values():
                 for stream in streams:
+                    stream.reset_away = True
                     stream.queue.put_nowait(("command", "close", 1001, "emulator reset", 0.0))
             return
         for stream in self._streams.get(conversation_id, ()):
@@ -467,10 +471,11 @@ class StreamServer:
         streams = self._streams.get(stream.conversation.id, [])
         if stream in streams:
             streams.remove(stream)
-            close = stream.connection.protocol.close_rcvd
-            self._closed.append({**stream.as_json(), "state": "closed",
-                                 "clientCloseCode": None if close is None else close.code,
-                                 "clientCloseReason": None if close is None else close.reason})
+            if not stream.reset_away:
+                close = stream.connection.protocol.close_rcvd
+                self._closed.append({**stream.as_json(), "state": "closed",
+                                     "clientCloseCode": None if close is None else close.code,
+                                     "clientCloseReason": None if close is None else close.reason})
         if not streams:
             self._streams.pop(stream.conversation.id, None)
 

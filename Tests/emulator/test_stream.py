@@ -703,6 +703,20 @@ def test_control_api_silences_an_open_stream(api):
                 ws.recv(timeout=0.4)
 
 
+def test_a_stream_open_at_a_reset_is_not_listed_when_it_ends_after_it(api):
+    # The reset closes it (1001), but the server forgets the connection a
+    # moment after the reset emptied the list: it must not come back in it
+    # (the next test's listing found the last test's stream there).
+    conversation = api.start()
+    with open_stream(conversation["streamUrl"]) as ws:
+        wait_until(lambda: len(api.streams()) == 1)
+        api.control("POST", "reset")
+        assert closed_with(ws).rcvd.code == 1001
+    wait_until(lambda: api.streams() == [])
+    time.sleep(0.3)
+    assert api.control("GET", "streams")["closed"] == []
+
+
 def test_streams_listing_and_settings(api):
     listing = api.control("GET", "streams")
     assert listing == {"port": api.stream_port, "secure": False, "streams": [], "closed": []}
