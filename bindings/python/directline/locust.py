@@ -168,20 +168,19 @@ def failure_text(error: DirectLineError) -> str:
 def _add_options(parser: Any) -> None:
     # On the parser itself: Locust's own add_argument takes is_secret and
     # include_in_web_ui, an argument group's does not. --host is the endpoint.
-    group = parser
-    group.add_argument("--directline-secret", env_var="DIRECTLINE_SECRET", default=None, is_secret=True,
-                       help="the bot's Direct Line secret (better in DIRECTLINE_SECRET than on the command line)")
-    group.add_argument("--directline-token-endpoint", env_var="DIRECTLINE_TOKEN_ENDPOINT", default=None,
-                       help="a token service (Copilot Studio's token URL) each user gets its token from")
-    group.add_argument("--directline-protocol", env_var="DIRECTLINE_PROTOCOL", default=None,
-                       choices=["3.0", "1.1"], help="Direct Line version (default 3.0)")
-    group.add_argument("--directline-mode", env_var="DIRECTLINE_MODE", default=None,
-                       choices=["auto", "websocket", "polling"],
-                       help="how users receive: auto (the stream on 3.0 when libcurl can), websocket, polling")
-    group.add_argument("--directline-threads", env_var="DIRECTLINE_THREADS", type=int, default=None,
-                       help=f"native threads per worker for sends, uploads and starts (default {DEFAULT_THREADS})")
-    group.add_argument("--directline-reply-timeout", env_var="DIRECTLINE_REPLY_TIMEOUT", type=float, default=None,
-                       help="seconds to wait for a reply before it counts as a failure (default 30)")
+    parser.add_argument("--directline-secret", env_var="DIRECTLINE_SECRET", default=None, is_secret=True,
+                        help="the bot's Direct Line secret (better in DIRECTLINE_SECRET than on the command line)")
+    parser.add_argument("--directline-token-endpoint", env_var="DIRECTLINE_TOKEN_ENDPOINT", default=None,
+                        help="a token service (Copilot Studio's token URL) each user gets its token from")
+    parser.add_argument("--directline-protocol", env_var="DIRECTLINE_PROTOCOL", default=None,
+                        choices=["3.0", "1.1"], help="Direct Line version (default 3.0)")
+    parser.add_argument("--directline-mode", env_var="DIRECTLINE_MODE", default=None,
+                        choices=["auto", "websocket", "polling"],
+                        help="how users receive: auto (the stream on 3.0 when libcurl can), websocket, polling")
+    parser.add_argument("--directline-threads", env_var="DIRECTLINE_THREADS", type=int, default=None,
+                        help=f"native threads per worker for sends, uploads and starts (default {DEFAULT_THREADS})")
+    parser.add_argument("--directline-reply-timeout", env_var="DIRECTLINE_REPLY_TIMEOUT", type=float, default=None,
+                        help="seconds to wait for a reply before it counts as a failure (default 30)")
 
 
 events.init_command_line_parser.add_listener(_add_options)  # type: ignore[no-untyped-call]
@@ -220,10 +219,8 @@ _pool: Any = None
 
 
 def _thread_pool(size: int) -> Any:
-    """The process's pool, grown to ``size`` threads when it has fewer."""
+    """The process's pool, grown to ``size`` threads (checked by the settings) when it has fewer."""
     global _pool
-    if size < 1:
-        raise ValueError(f"threads must be at least 1, not {size}")
     if _pool is None:
         _pool = gevent.threadpool.ThreadPool(size)
     elif _pool.maxsize < size:
@@ -377,7 +374,7 @@ class DirectLineUser(User):
         }
 
     def _client(self) -> Client:
-        """The process's client for this configuration (a user's own with a token callable)."""
+        """The process's client for this configuration (the user's own when ``user_token()`` gives a token)."""
         protocol = self._settings()["protocol"]
         secret = self._setting("secret", "directline_secret") or None
         token_endpoint = self._setting("token_endpoint", "directline_token_endpoint") or None
@@ -429,7 +426,7 @@ class DirectLineUser(User):
         With ``track``, the pending call is kept in ``_starting`` until it
         returns, for ``_close`` to collect if this greenlet is killed first.
         """
-        pool = _thread_pool(int(self._settings()["threads"]))
+        pool = _thread_pool(self._settings()["threads"])
         pending = pool.spawn(_outcome, function, arguments)
         if track:
             self._starting = pending
@@ -552,10 +549,10 @@ class DirectLineUser(User):
             with gevent.Timeout(self.end_timeout):
                 self._blocking(conversation.end, self.user_id)
         except gevent.Timeout:
-            self._report(END, started, exception=DirectLineFailure(
-                f"no answer within end_timeout ({self.end_timeout:g} s); the conversation was freed"))
+            self._fail(END, started,
+                       f"no answer within end_timeout ({self.end_timeout:g} s); the conversation was freed")
         except DirectLineError as error:
-            self._report(END, started, exception=DirectLineFailure(failure_text(error), error))
+            self._fail(END, started, failure_text(error), error)
         else:
             self._report(END, started)
 
