@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hmac
 import threading
+from typing import Callable
 
 from .errors import ApiError, bad_argument, missing_property, not_found
 from .faults import FaultBook
 from .messages import Request, parse_media_type
 from .requestlog import RequestLog
 from .scheduler import ReplyScheduler
-from .state import Conversation, ReplyDelay, Store, Token
+from .state import Conversation, ReplyDelay, Settings, Store, Token
 from .uploads import Upload, parse_upload
 
 
@@ -33,6 +34,19 @@ class Emulator:
     def pause(self, seconds: float) -> bool:
         """Sleep, but wake at shutdown; True when the full time passed."""
         return not self.stopping.wait(seconds)
+
+    def answer(self, settings: Settings, conversation: Conversation, stamp: Callable[[dict, str, str], dict],
+               reply: dict, ends: bool = False) -> None:
+        """Store the bot's `reply` now, or, with a reply delay in `settings` (read
+        when the send came), that long from now unless the conversation has
+        ended or was reset away by then. `ends`: the reply ends the conversation."""
+        if settings.replies_later():
+            self.replies.schedule(settings.draw_reply_delay(),
+                                  lambda: self.store.append_reply(conversation, stamp, reply, ends))
+            return
+        if ends:
+            self.store.mark_ended(conversation)
+        self.store.append(conversation, stamp, reply)
 
     def reset(self) -> None:
         # Pending replies go first; one scheduled meanwhile for a conversation

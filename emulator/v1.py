@@ -74,11 +74,7 @@ def _deliver(emulator: Emulator, conversation: Conversation, message: dict,
         return
     reply = {"from": bot.BOT_ID,
              "text": bot.upload_text(files, text) if files is not None else bot.echo_text(text)}
-    if settings.replies_later():
-        emulator.replies.schedule(settings.draw_reply_delay(),
-                                  lambda: store.append_reply(conversation, stamp, reply))
-        return
-    store.append(conversation, stamp, reply)
+    emulator.answer(settings, conversation, stamp, reply)
 
 
 def post_message(emulator: Emulator, request: Request, conversation_id: str) -> Response:

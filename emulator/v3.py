@@ -168,13 +168,7 @@ def _deliver(emulator: Emulator, conversation: Conversation, activity: dict,
         reply = {"type": "message", "from": bot.bot_account(),
                  "text": bot.upload_text(files, text) if files is not None else bot.echo_text(text),
                  "replyToId": stored["id"]}
-    if settings.replies_later():
-        emulator.replies.schedule(settings.draw_reply_delay(),
-                                  lambda: store.append_reply(conversation, stamp, reply, ends))
-        return stored
-    if ends:
-        store.mark_ended(conversation)
-    store.append(conversation, stamp, reply)
+    emulator.answer(settings, conversation, stamp, reply, ends)
     return stored
 
 
